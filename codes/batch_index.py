@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from codes.batches import Batch
 
@@ -19,6 +19,9 @@ class BatchIndex:
 
     def __len__(self) -> int:
         return len(self._batches)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self._batches)
 
     def find(self, serial: int) -> Batch | None:
         position = bisect.bisect_right(self._starts, serial) - 1

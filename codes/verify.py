@@ -14,8 +14,16 @@ _MAX_CACHED_SIGNERS = 100_000
 
 
 class VerifiedCode(NamedTuple):
-    serial: int
+    value: int
     batch: Batch
+
+    @property
+    def serial(self) -> int:
+        return (self.value >> signing.TAG_BITS) & signing.MAX_SERIAL
+
+    @property
+    def canonical(self) -> str:
+        return crockford.encode(self.value)
 
 
 class Verifier:
@@ -59,4 +67,4 @@ class Verifier:
             raise CodeError("bad_signature", "the code's signature does not match")
         if gtin is not None and gtin != batch.gtin:
             raise CodeError("gtin_mismatch", "the URL's GTIN is not the GTIN of the code's batch")
-        return VerifiedCode(serial, batch)
+        return VerifiedCode(value, batch)

@@ -1,0 +1,68 @@
+"""The aiohttp application: routes, error mapping and the resources it opens and closes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ingest.api import batches, codes, health, tokens
+from ingest.auth import Handler
+from ingest.batch_store import BatchStore
+from ingest.config import Settings
+from ingest.errors import ApiError, Unavailable
+from ingest.keyring_source import KeyringSource
+from ingest.responses import json_response
+from ingest.state import BATCHES, KEYRING, REDIS, SETTINGS, TOKENS, VERIFIERS
+from ingest.tokens import TokenStore
+from ingest.verifier_source import VerifierSource
+
+log = logging.getLogger(__name__)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as JSON ``{"error": {"code", "message"}}``."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return json_response(error.body(), status=error.status)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = error.reason.lower().replace(" ", "_")
+        return json_response({"error": {"code": code, "message": error.reason}}, error.status)
+    except (RedisConnectionError, RedisTimeoutError):
+        log.exception("Redis is unreachable")
+        unavailable = Unavailable("the scan state store is unreachable; retry shortly")
+        return json_response(unavailable.body(), status=unavailable.status)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_response(ApiError("internal error").body(), status=500)
+
+
+async def redis_and_stores(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.redis_url is None or settings.keyring_secret is None:
+        raise RuntimeError("the app needs SCANWARD_REDIS_URL and SCANWARD_KEYRING_SECRET")
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    app[REDIS] = redis
+    app[KEYRING] = KeyringSource(settings.keyring_file, settings.keyring_secret)
+    app[BATCHES] = BatchStore(redis)
+    app[TOKENS] = TokenStore(redis, settings.admin_token)
+    app[VERIFIERS] = VerifierSource(app[KEYRING], app[BATCHES])
+    yield
+    await redis.aclose()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(redis_and_stores)
+    for module in (batches, codes, health, tokens):
+        app.add_routes(module.routes)
+    return app

@@ -1,0 +1,123 @@
+"""Settings: one frozen dataclass, read once from ``SCANWARD_*`` variables and a TOML file.
+
+Environment variables win over the file (``SCANWARD_CONFIG``), whose keys are the field names.
+Every value is checked at start-up; an error names the variable to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "SCANWARD_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError("must be between 1 and 65535")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        parts = urlsplit(text)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"must be a {' or '.join(schemes)} URL with a host")
+        return text.rstrip("/")
+
+    return parse
+
+
+def _token(text: str) -> str:
+    if len(text) < 16:
+        raise ValueError("must be at least 16 characters")
+    return text
+
+
+def _text(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    redis_url: str | None = None
+    clickhouse_url: str | None = None
+    admin_token: str | None = None
+    keyring_secret: str | None = None
+    keyring_path: Path | None = None
+    resolver_url: str = "https://id.scanward.example"
+    max_batch_quantity: int = 10_000_000
+    max_body_bytes: int = 65_536
+
+    @property
+    def keyring_file(self) -> Path:
+        return self.keyring_path or self.data_dir / "keyring.bin"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment, over the TOML file ``SCANWARD_CONFIG`` names, if any."""
+        env = os.environ if environ is None else environ
+        raw: dict[str, tuple[str, str]] = {}  # field -> (where it came from, text)
+        config_file = env.get(ENV_PREFIX + "CONFIG")
+        if config_file:
+            raw.update(_read_toml(Path(config_file)))
+        for field in fields(cls):
+            name = ENV_PREFIX + field.name.upper()
+            if env.get(name):
+                raw[field.name] = (name, env[name])
+        values: dict[str, Any] = {}
+        for field_name, (source, text) in raw.items():
+            try:
+                values[field_name] = _PARSERS[field_name](text)
+            except ValueError as error:
+                raise ConfigError(f"{source}={text!r}: {error}") from None
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "data_dir": Path,
+    "host": _text,
+    "port": _port,
+    "redis_url": _url("redis", "rediss"),
+    "clickhouse_url": _url("clickhouse", "clickhouses"),
+    "admin_token": _token,
+    "keyring_secret": _text,
+    "keyring_path": Path,
+    "resolver_url": _url("https", "http"),
+    "max_batch_quantity": _positive,
+    "max_body_bytes": _positive,
+}
+
+
+def _read_toml(path: Path) -> dict[str, tuple[str, str]]:
+    try:
+        document = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG={str(path)!r}: {error}") from None
+    unknown = set(document) - set(_PARSERS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
+    return {key: (f"{key} in {path}", str(value)) for key, value in document.items()}

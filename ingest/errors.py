@@ -1,0 +1,71 @@
+"""The HTTP error tree: each exception knows its status and machine-readable code.
+
+Handlers raise these; ``error_middleware`` in ``ingest.app`` turns them into
+``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ApiError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_code = code or self.code
+
+    def body(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.error_code, "message": self.message}}
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ValidationFailed(ApiError):
+    """The body parsed but a field is missing, of the wrong type or out of range."""
+
+    status = 422
+    code = "validation_failed"
+
+
+class Unavailable(ApiError):
+    """A backing service is down: the client may retry later."""
+
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,64 @@
+"""Reading JSON request bodies into typed values, with 4xx errors that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ingest.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+
+async def json_object(request: web.Request, max_bytes: int) -> JsonFields:
+    if request.content_type not in ("application/json", "application/octet-stream", ""):
+        raise UnsupportedMediaType("send the body as application/json")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}", "invalid_json") from None
+    if not isinstance(document, dict):
+        raise BadRequest("the body must be a JSON object", "invalid_json")
+    return JsonFields(document)
+
+
+class JsonFields:
+    """Typed access to the fields of one JSON object; unknown fields are an error."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self._document = document
+        self._read: set[str] = set()
+
+    def text(self, name: str, *, default: str | None = None, max_length: int = 256) -> str:
+        value = self._get(name, default)
+        if not isinstance(value, str):
+            raise ValidationFailed(f"{name} must be a string")
+        if len(value) > max_length:
+            raise ValidationFailed(f"{name} must be at most {max_length} characters")
+        return value
+
+    def integer(self, name: str, *, default: int | None = None) -> int:
+        value = self._get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValidationFailed(f"{name} must be an integer")
+        return value
+
+    def done(self) -> None:
+        """Reject fields the endpoint does not know: a typo should not pass silently."""
+        unknown = sorted(set(self._document) - self._read)
+        if unknown:
+            raise ValidationFailed(f"unknown field(s): {', '.join(unknown)}")
+
+    def _get(self, name: str, default: object) -> object:
+        self._read.add(name)
+        value = self._document.get(name)
+        if value is None:
+            if default is None:
+                raise ValidationFailed(f"{name} is required")
+            return default
+        return value

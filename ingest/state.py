@@ -1,0 +1,19 @@
+"""Typed application state shared by the handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from ingest.batch_store import BatchStore
+from ingest.config import Settings
+from ingest.keyring_source import KeyringSource
+from ingest.tokens import TokenStore
+from ingest.verifier_source import VerifierSource
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis)
+KEYRING = web.AppKey("keyring", KeyringSource)
+BATCHES = web.AppKey("batches", BatchStore)
+TOKENS = web.AppKey("tokens", TokenStore)
+VERIFIERS = web.AppKey("verifiers", VerifierSource)
