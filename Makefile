@@ -1,0 +1,45 @@
+# Two entry points, each doing its own set-up on a fresh Debian/Ubuntu machine:
+#   make run   - the whole stack on 127.0.0.1:8080 with a demo batch
+#   make test  - lint, type check and the test suite against real Redis and ClickHouse
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+SERVER_BINARIES := redis-server clickhouse-server
+
+# Demo values for `make run` only; set real ones in the environment for anything else.
+export SCANWARD_KEYRING_SECRET ?= demo-keyring-secret-change-me
+export SCANWARD_ADMIN_TOKEN ?= demo-admin-token-change-me
+
+.PHONY: run test lint system-packages clean
+
+run: $(BIN)/.installed system-packages
+	$(BIN)/scanward up --demo --port 8080
+
+test: $(BIN)/.installed system-packages lint
+	$(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+system-packages:
+	@missing=""; for b in $(SERVER_BINARIES); do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from the system's packages"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "scanward needs Python 3.11 or newer"; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

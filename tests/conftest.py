@@ -1,0 +1,74 @@
+"""Real Redis and ClickHouse servers for the session, started by the same harness as `scanward up`.
+
+A test that talks to a server must say so with ``@pytest.mark.redis`` or
+``@pytest.mark.clickhouse``; asking for a server fixture without the marker fails the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from codes.keyring import Keyring
+from ingest import local_services
+from ingest.config import Settings
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+KEYRING_SECRET = "test keyring secret"
+
+
+def _require_marker(request: pytest.FixtureRequest, marker: str) -> None:
+    if request.node.get_closest_marker(marker) is None:
+        pytest.fail(f"{request.node.nodeid} uses {marker} without @pytest.mark.{marker}")
+
+
+@pytest.fixture(scope="session")
+def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = local_services.start_redis(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = local_services.start_clickhouse(tmp_path_factory.mktemp("clickhouse"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, _redis_server: str) -> str:
+    """The session's Redis, emptied before the test."""
+    _require_marker(request, "redis")
+    with redis.Redis.from_url(_redis_server) as client:
+        client.flushall()
+    return _redis_server
+
+
+@pytest.fixture
+def clickhouse_url(request: pytest.FixtureRequest, _clickhouse_server: str) -> str:
+    _require_marker(request, "clickhouse")
+    return _clickhouse_server
+
+
+@pytest.fixture
+def keyring_path(tmp_path: Path) -> Path:
+    path = tmp_path / "keyring.bin"
+    Keyring.new().save(path, KEYRING_SECRET)
+    return path
+
+
+@pytest.fixture
+def settings(redis_url: str, keyring_path: Path, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        redis_url=redis_url,
+        admin_token=ADMIN_TOKEN,
+        keyring_secret=KEYRING_SECRET,
+        keyring_path=keyring_path,
+        resolver_url="https://id.example.com",
+        max_batch_quantity=2_000_000,
+    )
