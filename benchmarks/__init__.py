@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print JSON figures, each with a ceiling measured in the same run."""

@@ -1,0 +1,1 @@
+"""Signed product codes: format, keyring, batches, verification and export. No network I/O."""

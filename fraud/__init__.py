@@ -1,0 +1,1 @@
+"""Fraud rules: geo maths, territories, counterfeit, clone and diversion verdicts (sans-I/O)."""

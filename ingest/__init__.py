@@ -1,0 +1,1 @@
+"""The service: HTTP API, Redis stores, configuration, local services and the CLI."""
