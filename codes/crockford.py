@@ -37,10 +37,8 @@ def decode(text: str) -> int | None:
 
     Case, the look-alikes I, L (one) and O (zero), hyphens and spaces are tolerated.
     """
-    try:
-        digits = text.encode("ascii").translate(_DECODE, _IGNORED)
-    except UnicodeEncodeError:
-        return None
+    # Bytes of non-ASCII characters translate to the reject mark like any other stranger.
+    digits = text.encode("utf-8", "replace").translate(_DECODE, _IGNORED)
     if len(digits) != CODE_LENGTH:
         return None
     try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from codes import crockford, digital_link, signing
 from codes.batch_index import BatchIndex
 from codes.batches import Batch
@@ -13,9 +11,19 @@ from codes.keyring import Keyring
 _MAX_CACHED_SIGNERS = 100_000
 
 
-class VerifiedCode(NamedTuple):
-    value: int
-    batch: Batch
+class VerifiedCode(tuple[int, Batch]):
+    """``(value, batch)``; a plain tuple subclass because it is built once per scan and
+    ``tuple.__new__`` costs a third of a NamedTuple's generated constructor."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> int:
+        return self[0]
+
+    @property
+    def batch(self) -> Batch:
+        return self[1]
 
     @property
     def serial(self) -> int:
@@ -67,4 +75,4 @@ class Verifier:
             raise CodeError("bad_signature", "the code's signature does not match")
         if gtin is not None and gtin != batch.gtin:
             raise CodeError("gtin_mismatch", "the URL's GTIN is not the GTIN of the code's batch")
-        return VerifiedCode(value, batch)
+        return VerifiedCode((value, batch))
