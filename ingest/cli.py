@@ -185,7 +185,12 @@ def up_command(args: argparse.Namespace) -> None:
                 await _announce_demo(settings, api_url)
             print("serving; Ctrl-C stops everything", flush=True)
 
-        uvloop.run(serve(settings, announce))
+        try:
+            uvloop.run(serve(settings, announce))
+        except OSError as error:
+            raise CommandError(
+                f"cannot serve on {settings.host}:{settings.port}: {error}"
+            ) from None
 
 
 @contextlib.contextmanager

@@ -260,3 +260,10 @@ async def test_line_tokens_cannot_issue_tokens(client: TestClient[Any, Any]) -> 
     assert reply.status == 403
     bad_role = await client.post("/v1/tokens", json={"role": "root", "name": "x"}, headers=ADMIN)
     assert bad_role.status == 422
+
+
+@pytest.mark.parametrize("text", ["x", "0" * 20, "Z" * 300, "%F0%9F%8D%BA" * 5, "a-b c"])
+async def test_code_lookup_of_garbage_is_an_answer(client: TestClient[Any, Any], text: str) -> None:
+    reply = await client.get(f"/v1/codes/{text}")
+    assert reply.status == 200
+    assert (await reply.json())["valid"] is False

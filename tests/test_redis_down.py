@@ -1,0 +1,34 @@
+"""With Redis unreachable the API answers 503 in JSON: the client may retry; nothing is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ingest.app import create_app
+from ingest.config import Settings
+from ingest.local_services import free_port
+from tests.conftest import ADMIN_TOKEN, KEYRING_SECRET
+
+AiohttpClient = Any
+
+
+async def test_unreachable_redis_is_a_json_503(
+    aiohttp_client: AiohttpClient, keyring_path: Path, tmp_path: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        admin_token=ADMIN_TOKEN,
+        keyring_secret=KEYRING_SECRET,
+        keyring_path=keyring_path,
+    )
+    client = await aiohttp_client(create_app(settings))
+    health = await client.get("/healthz")
+    assert health.status == 503
+    order = {"sku": "S", "gtin": "4006381333931", "quantity": 5}
+    reply = await client.post(
+        "/v1/batches", json=order, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert reply.status == 503
+    assert (await reply.json())["error"]["code"] == "unavailable"
