@@ -114,7 +114,7 @@ def _wait_until(ready: Callable[[], bool], server: ServerProcess) -> None:
 
 def start_redis(data_dir: Path) -> ServerProcess:
     binary = find_binary("redis-server", "redis-server")
-    folder = data_dir / "redis"
+    folder = (data_dir / "redis").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     process, log = _spawn(
