@@ -14,10 +14,10 @@ export SCANWARD_ADMIN_TOKEN ?= demo-admin-token-change-me
 
 .PHONY: run test lint system-packages clean
 
-run: $(BIN)/.installed system-packages
+run: $(BIN)/.installed
 	$(BIN)/scanward up --demo --port 8080
 
-test: $(BIN)/.installed system-packages lint
+test: $(BIN)/.installed lint
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed
@@ -25,19 +25,21 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# redis-server and clickhouse-server, plus python3 and its venv module on minimal images.
 system-packages:
 	@missing=""; for b in $(SERVER_BINARIES); do \
 	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3 python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from the system's packages"; \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	fi
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml | system-packages
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-	  { echo "scanward needs Python 3.11 or newer"; exit 1; }
-	$(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
+	  { echo "scanward needs Python 3.11 or newer (set PYTHON=python3.11 or later)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 

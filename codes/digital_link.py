@@ -49,7 +49,10 @@ def parse(url: str) -> DigitalLink:
     """Read the GTIN and serial of a Digital Link URI; any resolver host and path prefix."""
     if len(url) > _MAX_URL_LENGTH:
         raise CodeError("malformed", "the URL is too long")
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # for example an unclosed IPv6 bracket in the host
+        raise CodeError("malformed", "the URL cannot be parsed") from None
     segments = [unquote(s) for s in parts.path.split("/") if s]
     for i in range(len(segments) - 3):
         if segments[i] == "01" and segments[i + 2] == "21":

@@ -35,7 +35,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if error.status < 400:
             raise
         code = error.reason.lower().replace(" ", "_")
-        return json_response({"error": {"code": code, "message": error.reason}}, error.status)
+        response = json_response({"error": {"code": code, "message": error.reason}}, error.status)
+        if "Allow" in error.headers:
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
     except (RedisConnectionError, RedisTimeoutError):
         log.exception("Redis is unreachable")
         unavailable = Unavailable("the scan state store is unreachable; retry shortly")

@@ -14,9 +14,10 @@ from typing import BinaryIO
 import orjson
 import uvloop
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from codes.batches import BatchOrder, BatchStatus
-from codes.errors import BatchError, CodesError
+from codes.errors import CodesError
 from codes.export import CodeExport, ExportFormat
 from codes.keyring import Keyring
 from codes.signing import Signer
@@ -165,6 +166,7 @@ def up_command(args: argparse.Namespace) -> None:
         Keyring.new().save(settings.keyring_file, secret)
         print(f"created a keyring with one master key at {settings.keyring_file}")
     with contextlib.ExitStack() as stack:
+        stack.enter_context(local_services.data_folder_lock(settings.data_dir))
         redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
         if redis_url is None:
             redis_url = stack.enter_context(
@@ -275,8 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.run(args)
-    except (CommandError, ConfigError, ServiceError, CodesError, BatchError) as error:
+    except (CommandError, ConfigError, ServiceError, CodesError) as error:
         print(f"scanward: {error}", file=sys.stderr)
+        return 1
+    except RedisConnectionError as error:
+        print(f"scanward: cannot reach Redis ({error}); is 'scanward up' running?", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -7,6 +7,7 @@ by its PID.  Nothing here needs root once the server packages are installed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import shutil
 import signal
 import socket
@@ -41,11 +42,25 @@ class ServiceAddresses:
 
     @classmethod
     def load(cls, data_dir: Path) -> ServiceAddresses | None:
+        path = data_dir / SERVICES_FILE
         try:
-            recorded = orjson.loads((data_dir / SERVICES_FILE).read_bytes())
+            recorded = orjson.loads(path.read_bytes())
+            return cls(recorded["redis_url"], recorded["clickhouse_url"], recorded.get("api_url"))
         except FileNotFoundError:
             return None
-        return cls(recorded["redis_url"], recorded["clickhouse_url"], recorded.get("api_url"))
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise ServiceError(f"{path} is damaged: delete it and run 'scanward up'") from None
+
+
+@contextlib.contextmanager
+def data_folder_lock(data_dir: Path) -> Iterator[None]:
+    """Held by `scanward up`: two stacks must not share one Redis folder and services file."""
+    with (data_dir / "up.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ServiceError(f"another 'scanward up' is using {data_dir}") from None
+        yield
 
 
 def find_binary(name: str, package: str) -> str:

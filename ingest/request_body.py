@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from ingest.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
@@ -15,9 +16,7 @@ async def json_object(request: web.Request, max_bytes: int) -> JsonFields:
         raise UnsupportedMediaType("send the body as application/json")
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+    raw = await _read_body(request, max_bytes)
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
@@ -25,6 +24,20 @@ async def json_object(request: web.Request, max_bytes: int) -> JsonFields:
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object", "invalid_json")
     return JsonFields(document)
+
+
+async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body however it arrives (several TCP segments, chunked), up to ``max_bytes``."""
+    chunks, size = [], 0
+    try:
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+            chunks.append(chunk)
+    except RequestPayloadError as error:
+        raise BadRequest(f"the body could not be read: {error}", "unreadable_body") from None
+    return b"".join(chunks)
 
 
 class JsonFields:
@@ -40,6 +53,8 @@ class JsonFields:
             raise ValidationFailed(f"{name} must be a string")
         if len(value) > max_length:
             raise ValidationFailed(f"{name} must be at most {max_length} characters")
+        if not value.isprintable():
+            raise ValidationFailed(f"{name} must contain printable characters only")
         return value
 
     def integer(self, name: str, *, default: int | None = None) -> int:

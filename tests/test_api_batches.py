@@ -3,9 +3,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import resource
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -267,3 +269,47 @@ async def test_code_lookup_of_garbage_is_an_answer(client: TestClient[Any, Any],
     reply = await client.get(f"/v1/codes/{text}")
     assert reply.status == 200
     assert (await reply.json())["valid"] is False
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole(client: TestClient[Any, Any]) -> None:
+    body = orjson.dumps(ORDER)
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield body[:10]
+        await asyncio.sleep(0.05)
+        yield body[10:]
+
+    headers = {**ADMIN, "Content-Type": "application/json"}
+    reply = await client.post("/v1/batches", data=slowly(), headers=headers)
+    assert reply.status == 201, await reply.text()
+
+
+async def test_an_undecodable_body_is_a_400(client: TestClient[Any, Any]) -> None:
+    headers = {**ADMIN, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    reply = await client.post("/v1/batches", data=b"not gzip at all", headers=headers)
+    assert reply.status == 400
+    assert (await reply.json())["error"]["code"] == "unreadable_body"
+
+
+async def test_head_of_a_download_sends_headers_only(client: TestClient[Any, Any]) -> None:
+    batch = await _create(client)
+    head = await client.head(batch["codes_url"], headers=ADMIN)
+    assert head.status == 200
+    assert head.headers["Content-Length"] == "21000"
+    assert await head.read() == b""
+    after = await client.get(batch["codes_url"], headers=ADMIN)  # the connection is still sane
+    assert len(await after.read()) == 21_000
+
+
+async def test_wrong_method_keeps_allow(client: TestClient[Any, Any]) -> None:
+    reply = await client.delete("/v1/batches", headers=ADMIN)
+    assert reply.status == 405
+    assert "POST" in reply.headers["Allow"]
+    assert (await reply.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_text_fields_must_be_printable(client: TestClient[Any, Any]) -> None:
+    reply = await client.post(
+        "/v1/tokens", json={"role": "line", "name": "a\u0000b"}, headers=ADMIN
+    )
+    assert reply.status == 422

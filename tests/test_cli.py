@@ -10,7 +10,7 @@ from codes.batches import Batch
 from codes.keyring import Keyring
 from codes.verify import Verifier
 from ingest.cli import main
-from ingest.local_services import ServiceAddresses
+from ingest.local_services import ServiceAddresses, ServiceError, data_folder_lock, free_port
 
 SECRET = "cli secret"
 
@@ -83,3 +83,23 @@ def test_batch_commands_use_the_recorded_services(
     assert _json(capsys)["status"] == "revoked"  # type: ignore[index]
     assert main(["batch", "create", "--sku", "S", "--gtin", "123", "--quantity", "5"]) == 1
     assert "gtin" in capsys.readouterr().err
+
+
+def test_stale_or_damaged_services_file_is_one_clear_line(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["keys", "init"])
+    ServiceAddresses(f"redis://127.0.0.1:{free_port()}/0", "clickhouse://127.0.0.1:1/d").save(
+        data_dir
+    )
+    assert main(["batch", "show", "B1"]) == 1
+    assert "is 'scanward up' running?" in capsys.readouterr().err
+    (data_dir / "services.json").write_text("{")
+    assert main(["batch", "show", "B1"]) == 1
+    assert "is damaged" in capsys.readouterr().err
+
+
+def test_one_stack_per_data_folder(data_dir: Path) -> None:
+    with data_folder_lock(data_dir), pytest.raises(ServiceError, match="another 'scanward up'"):  # noqa: SIM117
+        with data_folder_lock(data_dir):
+            pass

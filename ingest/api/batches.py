@@ -106,6 +106,8 @@ async def download_codes(request: web.Request) -> web.StreamResponse:
     )
     response.content_length = export.content_length()
     await response.prepare(request)
+    if request.method == "HEAD":  # aiohttp routes HEAD here too: headers only, nothing generated
+        return response
     for chunk in export.chunks():
         await response.write(chunk)
     await response.write_eof()
