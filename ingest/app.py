@@ -52,9 +52,9 @@ async def redis_and_stores(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if settings.redis_url is None or settings.keyring_secret is None:
         raise RuntimeError("the app needs SCANWARD_REDIS_URL and SCANWARD_KEYRING_SECRET")
+    app[KEYRING] = KeyringSource(settings.keyring_file, settings.keyring_secret)
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     app[REDIS] = redis
-    app[KEYRING] = KeyringSource(settings.keyring_file, settings.keyring_secret)
     app[BATCHES] = BatchStore(redis)
     app[TOKENS] = TokenStore(redis, settings.admin_token)
     app[VERIFIERS] = VerifierSource(app[KEYRING], app[BATCHES])

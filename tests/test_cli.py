@@ -100,6 +100,6 @@ def test_stale_or_damaged_services_file_is_one_clear_line(
 
 
 def test_one_stack_per_data_folder(data_dir: Path) -> None:
-    with data_folder_lock(data_dir), pytest.raises(ServiceError, match="another 'scanward up'"):  # noqa: SIM117
-        with data_folder_lock(data_dir):
-            pass
+    expected = pytest.raises(ServiceError, match="another 'scanward up'")
+    with data_folder_lock(data_dir), expected, data_folder_lock(data_dir):
+        pass
