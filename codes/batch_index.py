@@ -17,9 +17,6 @@ class BatchIndex:
         self._ends = [b.last_serial for b in self._batches]
         self.version = version
 
-    def __len__(self) -> int:
-        return len(self._batches)
-
     def __iter__(self) -> Iterator[Batch]:
         return iter(self._batches)
 

@@ -140,9 +140,6 @@ class Batch:
     def last_serial(self) -> int:
         return self.first_serial + self.quantity - 1
 
-    def contains(self, serial: int) -> bool:
-        return self.first_serial <= serial <= self.last_serial
-
     @classmethod
     def from_redis(cls, fields: Mapping[str, str]) -> Batch:
         return cls(

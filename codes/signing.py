@@ -57,7 +57,7 @@ class Signer:
     OpenSSL on every call (measured 1.3 µs against 3.2 µs per code here).
     """
 
-    __slots__ = ("_inner", "_key_prefix", "_outer", "key_id")
+    __slots__ = ("_inner", "_outer", "key_id")
 
     def __init__(self, batch_key: bytes, key_id: int) -> None:
         if len(batch_key) > _SHA256_BLOCK:
@@ -66,23 +66,16 @@ class Signer:
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
         self.key_id = key_id
-        self._key_prefix = bytes((key_id,))
-
-    def _tag_bytes(self, message: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()[:_TAG_BYTES]
-
-    def _message(self, serial: int) -> bytes:
-        return self._key_prefix + serial.to_bytes(_SERIAL_BYTES, "big")
 
     def sign(self, serial: int) -> Code:
-        return Code(self.key_id, serial, int.from_bytes(self._tag_bytes(self._message(serial))))
+        return parse(self.sign_range(serial, 1).decode())
 
     def matches(self, value: int) -> bool:
-        """Whether the 100-bit code ``value`` carries this batch's tag (its key id included)."""
+        """Whether the 100-bit code ``value`` carries this batch's tag (its key id included).
+
+        The HMAC steps are written out here and in ``sign_range``: this runs once per scan,
+        where a helper call would cost a tenth of the whole verification.
+        """
         signed = value >> TAG_BITS  # key id and serial: the signed message as a 44-bit number
         if signed >> SERIAL_BITS != self.key_id:
             return False
@@ -90,7 +83,9 @@ class Signer:
         inner.update(signed.to_bytes(_MESSAGE_BYTES))
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return hmac.compare_digest(outer.digest()[:_TAG_BYTES], (value & _TAG_MASK).to_bytes(7))
+        return hmac.compare_digest(
+            outer.digest()[:_TAG_BYTES], (value & _TAG_MASK).to_bytes(_TAG_BYTES)
+        )
 
     def sign_range(self, first_serial: int, count: int) -> bytes:
         """The canonical text of ``count`` consecutive codes, 20 ASCII bytes each, back to back.
@@ -100,7 +95,9 @@ class Signer:
         serials = np.arange(first_serial, first_serial + count, dtype=np.uint64)
         messages = np.empty((count, _MESSAGE_BYTES), dtype=np.uint8)
         messages[:, 0] = self.key_id
-        messages[:, 1:] = serials.astype(">u8").view(np.uint8).reshape(count, 8)[:, 3:]
+        messages[:, 1:] = (
+            serials.astype(">u8").view(np.uint8).reshape(count, 8)[:, 8 - _SERIAL_BYTES :]
+        )
         blob = messages.tobytes()
         inner_copy, outer_copy = self._inner.copy, self._outer.copy
         digests = []

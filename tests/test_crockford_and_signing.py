@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 
 import pytest
 from hypothesis import given
@@ -131,3 +132,10 @@ def test_codes_of_a_retired_key_are_rejected() -> None:
         after.verify(old_code)
     assert caught.value.reason == "unknown_key"
     assert after.verify(new_code).batch == new_batch
+
+
+@given(st.binary(min_size=1, max_size=64), st.integers(0, 15), st.integers(0, 2**40 - 1))
+def test_tags_are_the_standard_hmac_sha256(key: bytes, key_id: int, serial: int) -> None:
+    message = bytes((key_id,)) + serial.to_bytes(5, "big")
+    expected = int.from_bytes(hmac.digest(key, message, "sha256")[:7], "big")
+    assert signing.Signer(key, key_id).sign(serial).tag == expected
