@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from codes.errors import CodeError, KeyringError
-from codes.signing import MAX_KEY_ID
+from codes.signing import MAX_KEY_ID, Signer
 
 _MAGIC = b"SWKR1"
 _SALT_BYTES = 16
@@ -86,6 +86,9 @@ class Keyring:
 
     def batch_key(self, key_id: int, batch_id: str) -> bytes:
         return derive_batch_key(self.key(key_id).secret, batch_id)
+
+    def signer(self, key_id: int, batch_id: str) -> Signer:
+        return Signer(self.batch_key(key_id, batch_id), key_id)
 
     def rotate(self) -> Keyring:
         next_id = max(k.key_id for k in self.keys) + 1

@@ -51,8 +51,9 @@ class Verifier:
         if signer is None:
             if len(self._signers) >= _MAX_CACHED_SIGNERS:
                 self._signers.clear()
-            key = self.keyring.batch_key(batch.key_id, batch.batch_id)
-            signer = self._signers[batch.batch_id] = signing.Signer(key, batch.key_id)
+            signer = self._signers[batch.batch_id] = self.keyring.signer(
+                batch.key_id, batch.batch_id
+            )
         return signer
 
     def verify(self, scanned: str) -> VerifiedCode:

@@ -20,7 +20,6 @@ from codes.batches import BatchOrder, BatchStatus
 from codes.errors import CodesError
 from codes.export import CodeExport, ExportFormat
 from codes.keyring import Keyring
-from codes.signing import Signer
 from ingest import local_services
 from ingest.batch_store import BatchStore
 from ingest.config import ConfigError, Settings
@@ -124,9 +123,10 @@ async def _batch_command(args: argparse.Namespace) -> None:
         if batch.status is BatchStatus.REVOKED:
             raise CommandError(f"batch {batch.batch_id} is revoked")
         keyring = Keyring.load(settings.keyring_file, _secret(settings))
-        signer = Signer(keyring.batch_key(batch.key_id, batch.batch_id), batch.key_id)
+        signer = keyring.signer(batch.key_id, batch.batch_id)
         offset = min(args.offset, batch.quantity)
-        count = min(args.limit or batch.quantity, batch.quantity - offset)
+        limit = batch.quantity if args.limit is None else args.limit
+        count = min(limit, batch.quantity - offset)
         export = CodeExport(
             batch, signer, ExportFormat(args.format), settings.resolver_url, offset, count
         )
@@ -229,6 +229,13 @@ demo batch {demo.batch_id}: {demo.quantity} codes of {demo.sku}
 # --- argument parsing -------------------------------------------------------------------------
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, help="data folder (SCANWARD_DATA_DIR, ./var)")
@@ -259,8 +266,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("batch_id")
         if action == "codes":
             sub.add_argument("--format", default="txt", choices=[f.value for f in ExportFormat])
-            sub.add_argument("--offset", type=int, default=0)
-            sub.add_argument("--limit", type=int)
+            sub.add_argument("--offset", type=_count, default=0)
+            sub.add_argument("--limit", type=_count)
             sub.add_argument("--output", type=Path, help="file to write (default: stdout)")
     batch.set_defaults(run=lambda a: asyncio.run(_batch_command(a)))
 

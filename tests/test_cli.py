@@ -103,3 +103,8 @@ def test_one_stack_per_data_folder(data_dir: Path) -> None:
     expected = pytest.raises(ServiceError, match="another 'scanward up'")
     with data_folder_lock(data_dir), expected, data_folder_lock(data_dir):
         pass
+
+
+def test_negative_offsets_are_refused(data_dir: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["batch", "codes", "B1", "--offset", "-5"])

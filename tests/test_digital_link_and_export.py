@@ -7,7 +7,6 @@ from codes.batches import BatchOrder
 from codes.errors import CodeError
 from codes.export import CodeExport, ExportFormat, _total_digits
 from codes.keyring import Keyring
-from codes.signing import Signer
 
 
 @pytest.mark.parametrize(
@@ -60,7 +59,7 @@ def test_content_length_is_exact(fmt: ExportFormat, offset: int, count: int) -> 
     batch = BatchOrder.create("S", "4006381333931", 1000, max_quantity=1000).reserved(
         "BX", 0, 0, 95
     )
-    signer = Signer(Keyring.new().batch_key(0, "BX"), 0)
+    signer = Keyring.new().signer(0, "BX")
     export = CodeExport(batch, signer, fmt, "https://id.example.com", offset, count)
     body = b"".join(export.chunks(chunk_codes=64))
     assert len(body) == export.content_length()

@@ -7,7 +7,6 @@ from aiohttp import web
 from codes.batches import Batch, BatchOrder, BatchStatus
 from codes.errors import BatchError, CodeError
 from codes.export import CodeExport, ExportFormat
-from codes.signing import Signer
 from ingest.auth import requires
 from ingest.errors import Conflict, NotFound, ValidationFailed
 from ingest.request_body import json_object
@@ -93,10 +92,9 @@ async def download_codes(request: web.Request) -> web.StreamResponse:
     if batch.status is BatchStatus.REVOKED:
         raise Conflict("the batch is revoked; its codes are not printed", "batch_revoked")
     try:
-        batch_key = request.app[KEYRING].current().batch_key(batch.key_id, batch.batch_id)
+        signer = request.app[KEYRING].current().signer(batch.key_id, batch.batch_id)
     except CodeError:
         raise Conflict("the batch's signing key is retired", "key_retired") from None
-    signer = Signer(batch_key, batch.key_id)
     export = CodeExport(batch, signer, fmt, request.app[SETTINGS].resolver_url, offset, count)
     response = web.StreamResponse(
         headers={
