@@ -15,6 +15,7 @@ import numpy as np
 from codes import digital_link
 from codes.batches import Batch
 from codes.crockford import CODE_LENGTH
+from codes.errors import BatchError
 from codes.signing import Signer
 
 CHUNK_CODES = 4096
@@ -50,6 +51,23 @@ class CodeExport:
     resolver: str
     offset: int
     count: int
+
+    @classmethod
+    def slice(
+        cls,
+        batch: Batch,
+        signer: Signer,
+        fmt: ExportFormat,
+        resolver: str,
+        offset: int,
+        limit: int | None,
+    ) -> CodeExport:
+        """The codes from ``offset`` on, at most ``limit`` of them (all the rest when None)."""
+        if not 0 <= offset <= batch.quantity:
+            raise BatchError(f"offset must be between 0 and the batch quantity {batch.quantity}")
+        remaining = batch.quantity - offset
+        count = remaining if limit is None else min(limit, remaining)
+        return cls(batch, signer, fmt, resolver, offset, count)
 
     @property
     def _url_prefix(self) -> bytes:

@@ -31,6 +31,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as error:
         return json_response(error.body(), status=error.status)
+    except (RedisConnectionError, RedisTimeoutError):
+        log.exception("Redis is unreachable")
+        unavailable = Unavailable("the scan state store is unreachable; retry shortly")
+        return json_response(unavailable.body(), status=unavailable.status)
     except web.HTTPException as error:
         if error.status < 400:
             raise
@@ -39,10 +43,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in error.headers:
             response.headers["Allow"] = error.headers["Allow"]
         return response
-    except (RedisConnectionError, RedisTimeoutError):
-        log.exception("Redis is unreachable")
-        unavailable = Unavailable("the scan state store is unreachable; retry shortly")
-        return json_response(unavailable.body(), status=unavailable.status)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_response(ApiError("internal error").body(), status=500)

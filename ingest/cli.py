@@ -124,11 +124,8 @@ async def _batch_command(args: argparse.Namespace) -> None:
             raise CommandError(f"batch {batch.batch_id} is revoked")
         keyring = Keyring.load(settings.keyring_file, _secret(settings))
         signer = keyring.signer(batch.key_id, batch.batch_id)
-        offset = min(args.offset, batch.quantity)
-        limit = batch.quantity if args.limit is None else args.limit
-        count = min(limit, batch.quantity - offset)
-        export = CodeExport(
-            batch, signer, ExportFormat(args.format), settings.resolver_url, offset, count
+        export = CodeExport.slice(
+            batch, signer, ExportFormat(args.format), settings.resolver_url, args.offset, args.limit
         )
         with _output(args.output) as out:
             for chunk in export.chunks():

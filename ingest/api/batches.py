@@ -67,10 +67,10 @@ async def revoke_batch(request: web.Request) -> web.StreamResponse:
     return json_response(_describe(batch))
 
 
-def _query_int(request: web.Request, name: str, default: int) -> int:
+def _query_int(request: web.Request, name: str) -> int | None:
     text = request.query.get(name)
     if text is None:
-        return default
+        return None
     if not (text.isascii() and text.isdigit() and len(text) <= 12):
         raise ValidationFailed(f"{name} must be a non-negative integer")
     return int(text)
@@ -85,17 +85,20 @@ async def download_codes(request: web.Request) -> web.StreamResponse:
         fmt = ExportFormat(request.query.get("format", "txt"))
     except ValueError:
         raise ValidationFailed("format must be one of: txt, csv, url") from None
-    offset = _query_int(request, "offset", 0)
-    if offset > batch.quantity:
-        raise ValidationFailed(f"offset must be at most the batch quantity {batch.quantity}")
-    count = min(_query_int(request, "limit", batch.quantity), batch.quantity - offset)
     if batch.status is BatchStatus.REVOKED:
         raise Conflict("the batch is revoked; its codes are not printed", "batch_revoked")
     try:
         signer = request.app[KEYRING].current().signer(batch.key_id, batch.batch_id)
     except CodeError:
         raise Conflict("the batch's signing key is retired", "key_retired") from None
-    export = CodeExport(batch, signer, fmt, request.app[SETTINGS].resolver_url, offset, count)
+    offset = _query_int(request, "offset") or 0
+    resolver = request.app[SETTINGS].resolver_url
+    try:
+        export = CodeExport.slice(
+            batch, signer, fmt, resolver, offset, _query_int(request, "limit")
+        )
+    except BatchError as error:
+        raise ValidationFailed(str(error)) from None
     response = web.StreamResponse(
         headers={
             "Content-Type": f"{fmt.media_type}; charset=us-ascii",
