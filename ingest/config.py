@@ -6,6 +6,7 @@ Every value is checked at start-up; an error names the variable to fix.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -55,6 +56,21 @@ def _text(text: str) -> str:
     return text
 
 
+def _networks(text: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks, checked here so a typo fails at start-up."""
+    networks = tuple(part.strip() for part in text.split(",") if part.strip())
+    for network in networks:
+        ipaddress.ip_network(network, strict=False)
+    return networks
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise ValueError("must be true or false")
+    return lowered in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path("var")
@@ -68,6 +84,14 @@ class Settings:
     resolver_url: str = "https://id.scanward.example"
     max_batch_quantity: int = 10_000_000
     max_body_bytes: int = 65_536
+    max_bulk_bytes: int = 8 * 1024 * 1024
+    trusted_proxies: tuple[str, ...] = ()
+    max_unsunk_events: int = 2_000_000
+    scan_id_ttl_s: int = 86_400
+    workers: int = 1
+    sink_batch_rows: int = 100_000
+    sink_flush_ms: int = 1_000
+    access_log: bool = False
 
     @property
     def keyring_file(self) -> Path:
@@ -109,6 +133,14 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "resolver_url": _url("https", "http"),
     "max_batch_quantity": _positive,
     "max_body_bytes": _positive,
+    "max_bulk_bytes": _positive,
+    "trusted_proxies": _networks,
+    "max_unsunk_events": _positive,
+    "scan_id_ttl_s": _positive,
+    "workers": _positive,
+    "sink_batch_rows": _positive,
+    "sink_flush_ms": _positive,
+    "access_log": _flag,
 }
 
 
@@ -120,4 +152,11 @@ def _read_toml(path: Path) -> dict[str, tuple[str, str]]:
     unknown = set(document) - set(_PARSERS)
     if unknown:
         raise ConfigError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
-    return {key: (f"{key} in {path}", str(value)) for key, value in document.items()}
+    return {key: (f"{key} in {path}", _toml_text(value)) for key, value in document.items()}
+
+
+def _toml_text(value: object) -> str:
+    """TOML values as the text an environment variable would carry (lists comma-separated)."""
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)

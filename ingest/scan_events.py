@@ -1,0 +1,192 @@
+"""Scan events: what each answered scan appends to a Redis stream, and its decoding into columns.
+
+The stream is the write-ahead log between the scan path and ClickHouse. It is split into
+``PARTITIONS`` streams, one per hash tag ``{scans:N}``; the scan-state keys of a serial share the
+tag of its partition, so one script per partition decides scans and appends their events
+atomically, on one Redis or on Redis Cluster.
+
+An entry has two fields:
+
+- ``e``: the event as the server built it: ``FIXED`` (packed little-endian numbers) followed by
+  the ``STRING_FIELDS`` in UTF-8 joined by ``SEPARATOR`` (request text fields are printable, so
+  they never contain it);
+- ``s``: ``STATE`` as the scan-state script wrote it (first scan? scan count, distinct devices).
+
+The entry id (``<ms>-<seq>``) with the partition identifies an event exactly once; the sink
+stores it with the row.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+PARTITIONS = 16
+CONSUMER_GROUP = "sink"
+EVENT_FIELD, STATE_FIELD = b"e", b"s"
+SEPARATOR = b"\x1f"
+
+FIXED = np.dtype(
+    [
+        ("time_ms", "<u8"),
+        ("serial", "<u8"),
+        ("client_time_ms", "<i8"),
+        ("lat", "<f8"),
+        ("lon", "<f8"),
+        ("accuracy_m", "<f4"),
+        ("latency_us", "<u4"),
+        ("key_id", "u1"),
+        ("verdict", "u1"),
+    ]
+)
+_FIXED_STRUCT = struct.Struct("<QQqddfIBB")
+assert _FIXED_STRUCT.size == FIXED.itemsize
+
+STATE = np.dtype([("first_scan", "u1"), ("scan_count", "<u4"), ("distinct_devices", "<u2")])
+
+STRING_FIELDS = (
+    "scan_id",
+    "code",
+    "batch_id",
+    "sku",
+    "gtin",
+    "member_id",
+    "device_id",
+    "ip",
+    "flags",
+    "flag_details",
+)
+
+
+class Verdict(IntEnum):
+    GENUINE = 1
+    COUNTERFEIT = 2
+    REVOKED = 3
+    SUSPICIOUS = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+def partition_tag(partition: int) -> str:
+    return f"{{scans:{partition}}}"
+
+
+def stream_key(partition: int) -> str:
+    return partition_tag(partition) + ":events"
+
+
+STREAM_KEYS = tuple(stream_key(p) for p in range(PARTITIONS))
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEvent:
+    """One answered scan as the server knows it before the scan state is updated.
+
+    ``serial`` is 0 and the batch fields are empty for codes that failed verification; ``lat`` and
+    ``lon`` are NaN without a location, ``accuracy_m`` NaN when not reported and
+    ``client_time_ms`` 0 when the client sent no time. ``flags`` are flag names; ``flag_details``
+    is a JSON array with the numbers behind them (``"[]"`` when there are none).
+    """
+
+    time_ms: int
+    serial: int
+    key_id: int
+    verdict: Verdict
+    lat: float
+    lon: float
+    accuracy_m: float
+    client_time_ms: int
+    latency_us: int
+    scan_id: str
+    code: str
+    batch_id: str
+    sku: str
+    gtin: str
+    member_id: str
+    device_id: str
+    ip: str
+    flags: tuple[str, ...]
+    flag_details: str = "[]"
+
+    def encode(self) -> bytes:
+        fixed = _FIXED_STRUCT.pack(
+            self.time_ms,
+            self.serial,
+            self.client_time_ms,
+            self.lat,
+            self.lon,
+            self.accuracy_m,
+            min(self.latency_us, 0xFFFFFFFF),
+            self.key_id,
+            self.verdict,
+        )
+        strings = (
+            self.scan_id,
+            self.code,
+            self.batch_id,
+            self.sku,
+            self.gtin,
+            self.member_id,
+            self.device_id,
+            self.ip,
+            ",".join(self.flags),
+            self.flag_details,
+        )
+        return fixed + SEPARATOR.join(s.encode() for s in strings)
+
+
+Columns = dict[str, npt.NDArray[np.generic]]
+
+
+def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> Columns:
+    """Columns of the ``scans`` table for stream entries ``(id, fields)`` of one partition."""
+    count = len(entries)
+    fixed_size = FIXED.itemsize
+    fixed_parts, state_parts, string_rows = [], [], []
+    stream_ms = np.empty(count, dtype=np.uint64)
+    stream_seq = np.empty(count, dtype=np.uint64)
+    for row, (entry_id, fields) in enumerate(entries):
+        ms, _, seq = entry_id.partition(b"-")
+        stream_ms[row], stream_seq[row] = int(ms), int(seq)
+        event = fields[EVENT_FIELD]
+        fixed_parts.append(event[:fixed_size])
+        string_rows.append(event[fixed_size:].decode().split("\x1f"))
+        state_parts.append(fields[STATE_FIELD])
+    fixed = np.frombuffer(b"".join(fixed_parts), dtype=FIXED, count=count)
+    state = np.frombuffer(b"".join(state_parts), dtype=STATE, count=count)
+    time_ms = fixed["time_ms"]
+    columns: Columns = {
+        "date": (time_ms // 86_400_000).astype("datetime64[D]"),
+        "time": (time_ms // 1000).astype("datetime64[s]"),
+        "time_ms": time_ms,
+        "client_time_ms": fixed["client_time_ms"],
+        "serial": fixed["serial"],
+        "key_id": fixed["key_id"],
+        "verdict": _VERDICT_LABELS[fixed["verdict"]],
+        "genuine": (fixed["verdict"] == Verdict.GENUINE).astype(np.uint8),
+        "lat": fixed["lat"],
+        "lon": fixed["lon"],
+        "accuracy_m": fixed["accuracy_m"],
+        "has_location": (~np.isnan(fixed["lat"])).astype(np.uint8),
+        "latency_us": fixed["latency_us"],
+        "first_scan": state["first_scan"],
+        "scan_count": state["scan_count"],
+        "distinct_devices": state["distinct_devices"],
+        "stream_partition": np.full(count, partition, dtype=np.uint8),
+        "stream_ms": stream_ms,
+        "stream_seq": stream_seq,
+    }
+    by_field = list(zip(*string_rows, strict=True)) if count else [()] * len(STRING_FIELDS)
+    for name, values in zip(STRING_FIELDS, by_field, strict=True):
+        columns["flag_list" if name == "flags" else name] = np.array(values, dtype=object)
+    return columns
+
+
+_VERDICT_LABELS = np.array([""] + [v.label for v in Verdict], dtype=object)
