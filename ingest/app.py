@@ -10,18 +10,31 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ingest.api import batches, codes, health, tokens
+from ingest.api import batches, codes, health, scans, tokens
 from ingest.auth import Handler
 from ingest.batch_store import BatchStore
+from ingest.client_address import ClientAddress
 from ingest.config import Settings
 from ingest.errors import ApiError, Unavailable
 from ingest.keyring_source import KeyringSource
-from ingest.responses import json_response
-from ingest.state import BATCHES, KEYRING, REDIS, SETTINGS, TOKENS, VERIFIERS
+from ingest.responses import error_response, json_response
+from ingest.scan_pipeline import ScanPipeline
+from ingest.state import (
+    BATCHES,
+    CLIENT_ADDRESS,
+    KEYRING,
+    REDIS,
+    SCANS,
+    SETTINGS,
+    TOKENS,
+    VERIFIERS,
+)
 from ingest.tokens import TokenStore
 from ingest.verifier_source import VerifierSource
 
 log = logging.getLogger(__name__)
+
+_REDIS_TIMEOUT_S = 5.0
 
 
 @web.middleware
@@ -30,11 +43,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as error:
-        return json_response(error.body(), status=error.status)
+        return error_response(error)
     except (RedisConnectionError, RedisTimeoutError):
         log.exception("Redis is unreachable")
-        unavailable = Unavailable("the scan state store is unreachable; retry shortly")
-        return json_response(unavailable.body(), status=unavailable.status)
+        return error_response(Unavailable("the scan state store is unreachable; retry shortly"))
     except web.HTTPException as error:
         if error.status < 400:
             raise
@@ -62,10 +74,25 @@ async def redis_and_stores(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
+async def scan_pipeline(app: web.Application) -> AsyncIterator[None]:
+    """The scan path has its own binary-safe connection; on shutdown queued scans finish first."""
+    settings = app[SETTINGS]
+    assert settings.redis_url is not None
+    redis = Redis.from_url(settings.redis_url, socket_timeout=_REDIS_TIMEOUT_S)
+    app[CLIENT_ADDRESS] = ClientAddress(settings.trusted_proxies)
+    app[SCANS] = ScanPipeline(
+        redis, app[VERIFIERS], settings.max_unsunk_events, settings.scan_id_ttl_s
+    )
+    yield
+    await app[SCANS].close()
+    await redis.aclose()
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[SETTINGS] = settings
     app.cleanup_ctx.append(redis_and_stores)
-    for module in (batches, codes, health, tokens):
+    app.cleanup_ctx.append(scan_pipeline)
+    for module in (batches, codes, health, scans, tokens):
         app.add_routes(module.routes)
     return app

@@ -21,6 +21,9 @@ class ApiError(Exception):
     def body(self) -> dict[str, dict[str, str]]:
         return {"error": {"code": self.error_code, "message": self.message}}
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class BadRequest(ApiError):
     status = 400
@@ -65,7 +68,14 @@ class ValidationFailed(ApiError):
 
 
 class Unavailable(ApiError):
-    """A backing service is down: the client may retry later."""
+    """A backing service is down or the server is saturated: the client may retry later."""
 
     status = 503
     code = "unavailable"
+
+    def __init__(self, message: str, code: str | None = None, retry_after_s: int = 1) -> None:
+        super().__init__(message, code)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}

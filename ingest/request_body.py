@@ -14,9 +14,7 @@ from ingest.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, Val
 async def json_object(request: web.Request, max_bytes: int) -> JsonFields:
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise UnsupportedMediaType("send the body as application/json")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
-    raw = await _read_body(request, max_bytes)
+    raw = await read_body(request, max_bytes)
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
@@ -26,8 +24,10 @@ async def json_object(request: web.Request, max_bytes: int) -> JsonFields:
     return JsonFields(document)
 
 
-async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The whole body however it arrives (several TCP segments, chunked), up to ``max_bytes``."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
     chunks, size = [], 0
     try:
         async for chunk in request.content.iter_any():
@@ -57,6 +57,19 @@ class JsonFields:
             raise ValidationFailed(f"{name} must contain printable characters only")
         return value
 
+    def optional_text(self, name: str, *, max_length: int = 256) -> str | None:
+        return None if self._absent(name) else self.text(name, max_length=max_length)
+
+    def optional_number(self, name: str, minimum: float, maximum: float) -> float | None:
+        if self._absent(name):
+            return None
+        value = self._document[name]
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValidationFailed(f"{name} must be a number")
+        if not minimum <= value <= maximum:
+            raise ValidationFailed(f"{name} must be between {minimum:g} and {maximum:g}")
+        return float(value)
+
     def integer(self, name: str, *, default: int | None = None) -> int:
         value = self._get(name, default)
         if not isinstance(value, int) or isinstance(value, bool):
@@ -68,6 +81,10 @@ class JsonFields:
         unknown = sorted(set(self._document) - self._read)
         if unknown:
             raise ValidationFailed(f"unknown field(s): {', '.join(unknown)}")
+
+    def _absent(self, name: str) -> bool:
+        self._read.add(name)
+        return self._document.get(name) is None
 
     def _get(self, name: str, default: object) -> object:
         self._read.add(name)

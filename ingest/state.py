@@ -6,8 +6,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from ingest.batch_store import BatchStore
+from ingest.client_address import ClientAddress
 from ingest.config import Settings
 from ingest.keyring_source import KeyringSource
+from ingest.scan_pipeline import ScanPipeline
 from ingest.tokens import TokenStore
 from ingest.verifier_source import VerifierSource
 
@@ -17,3 +19,5 @@ KEYRING = web.AppKey("keyring", KeyringSource)
 BATCHES = web.AppKey("batches", BatchStore)
 TOKENS = web.AppKey("tokens", TokenStore)
 VERIFIERS = web.AppKey("verifiers", VerifierSource)
+SCANS = web.AppKey("scans", ScanPipeline)
+CLIENT_ADDRESS = web.AppKey("client_address", ClientAddress)

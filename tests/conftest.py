@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from aiohttp.test_utils import TestClient
 
 from codes.keyring import Keyring
 from ingest import local_services
+from ingest.app import create_app
 from ingest.config import Settings
+from tests.helpers import ADMIN_TOKEN, AiohttpClient
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
 KEYRING_SECRET = "test keyring secret"
 
 
@@ -72,3 +75,10 @@ def settings(redis_url: str, keyring_path: Path, tmp_path: Path) -> Settings:
         resolver_url="https://id.example.com",
         max_batch_quantity=2_000_000,
     )
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient[Any, Any]:
+    """The app on a real loopback server, with the session's Redis."""
+    result: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+    return result

@@ -15,35 +15,18 @@ from codes.batch_index import BatchIndex
 from codes.batches import Batch
 from codes.keyring import Keyring
 from codes.verify import Verifier
-from ingest.app import create_app
 from ingest.config import Settings
 from ingest.state import REDIS
-from tests.conftest import ADMIN_TOKEN, KEYRING_SECRET
+from tests.conftest import KEYRING_SECRET
+from tests.helpers import ADMIN, ORDER, order_batch
 
 pytestmark = pytest.mark.redis
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-ORDER = {"sku": "BEER-500", "gtin": "4006381333931", "quantity": 1000, "line_id": "L1"}
-AiohttpClient = Any  # the pytest-aiohttp fixture
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient[Any, Any]:
-    result: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
-    return result
 
 
 async def _line_token(client: TestClient[Any, Any]) -> dict[str, str]:
     reply = await client.post("/v1/tokens", json={"role": "line", "name": "line 1"}, headers=ADMIN)
     assert reply.status == 201
     return {"Authorization": f"Bearer {(await reply.json())['token']}"}
-
-
-async def _create(client: TestClient[Any, Any], **changes: object) -> dict[str, Any]:
-    reply = await client.post("/v1/batches", json={**ORDER, **changes}, headers=ADMIN)
-    assert reply.status == 201, await reply.text()
-    body: dict[str, Any] = await reply.json()
-    return body
 
 
 def _verifier(settings: Settings, *batches: dict[str, Any]) -> Verifier:
@@ -77,7 +60,7 @@ async def test_order_show_and_revoke_a_batch(client: TestClient[Any, Any]) -> No
 
 
 async def test_concurrent_orders_never_overlap(client: TestClient[Any, Any]) -> None:
-    batches = await asyncio.gather(*(_create(client, quantity=100 + i) for i in range(20)))
+    batches = await asyncio.gather(*(order_batch(client, quantity=100 + i) for i in range(20)))
     ranges = sorted((b["first_serial"], b["last_serial"]) for b in batches)
     for (_, last), (first, _) in itertools.pairwise(ranges):
         assert first == last + 1
@@ -86,7 +69,7 @@ async def test_concurrent_orders_never_overlap(client: TestClient[Any, Any]) -> 
 async def test_download_formats_and_slices(
     client: TestClient[Any, Any], settings: Settings
 ) -> None:
-    batch = await _create(client)
+    batch = await order_batch(client)
     url = f"/v1/batches/{batch['batch_id']}/codes"
     txt = await client.get(url, headers=ADMIN)
     assert txt.content_length == 21_000
@@ -112,7 +95,7 @@ async def test_download_formats_and_slices(
 
 
 async def test_code_lookup_changes_nothing(client: TestClient[Any, Any]) -> None:
-    batch = await _create(client)
+    batch = await order_batch(client)
     first = (await (await client.get(batch["codes_url"], headers=ADMIN)).text()).split()[0]
     reply = await client.get(f"/v1/codes/{first.lower()}")
     info = await reply.json()
@@ -140,8 +123,8 @@ def _serials_of(text_lines: bytes, verifier: Verifier) -> list[int]:
 async def test_million_code_download_is_distinct_valid_and_flat_in_memory(
     client: TestClient[Any, Any], settings: Settings
 ) -> None:
-    small = await _create(client, quantity=10_000)
-    big = await _create(client, quantity=1_000_000)
+    small = await order_batch(client, quantity=10_000)
+    big = await order_batch(client, quantity=1_000_000)
     verifier = _verifier(settings, small, big)
 
     async def download(batch: dict[str, Any], fmt: str) -> tuple[int, int]:
@@ -241,7 +224,7 @@ async def test_bad_tokens_are_refused(
 async def test_bad_download_queries(
     client: TestClient[Any, Any], query: dict[str, str], code: str
 ) -> None:
-    batch = await _create(client)
+    batch = await order_batch(client)
     reply = await client.get(batch["codes_url"], params=query, headers=ADMIN)
     assert reply.status == 422
     assert (await reply.json())["error"]["code"] == code
@@ -292,7 +275,7 @@ async def test_an_undecodable_body_is_a_400(client: TestClient[Any, Any]) -> Non
 
 
 async def test_head_of_a_download_sends_headers_only(client: TestClient[Any, Any]) -> None:
-    batch = await _create(client)
+    batch = await order_batch(client)
     head = await client.head(batch["codes_url"], headers=ADMIN)
     assert head.status == 200
     assert head.headers["Content-Length"] == "21000"

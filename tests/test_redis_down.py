@@ -8,7 +8,8 @@ from typing import Any
 from ingest.app import create_app
 from ingest.config import Settings
 from ingest.local_services import free_port
-from tests.conftest import ADMIN_TOKEN, KEYRING_SECRET
+from tests.conftest import KEYRING_SECRET
+from tests.helpers import ADMIN_TOKEN
 
 AiohttpClient = Any
 

@@ -1,0 +1,79 @@
+"""Consumer scans: one at a time as JSON, or many at once as NDJSON."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+from aiohttp import web
+
+from ingest.errors import ApiError, BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ingest.request_body import JsonFields, json_object, read_body
+from ingest.responses import json_response
+from ingest.scan_pipeline import ScanResult
+from ingest.scan_request import ScanRequest
+from ingest.state import CLIENT_ADDRESS, SCANS, SETTINGS
+
+routes = web.RouteTableDef()
+
+MAX_BULK_LINES = 20_000
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-seq", "")
+
+
+@routes.post("/v1/scans")
+async def scan(request: web.Request) -> web.StreamResponse:
+    received_ns = time.monotonic_ns()
+    fields = await json_object(request, request.app[SETTINGS].max_body_bytes)
+    parsed = ScanRequest.parse(fields, request.app[CLIENT_ADDRESS].of(request), received_ns)
+    [answer] = request.app[SCANS].submit([parsed])
+    return json_response((await answer).to_json())
+
+
+@routes.post("/v1/scans/bulk")
+async def bulk_scans(request: web.Request) -> web.StreamResponse:
+    """One output line per non-empty input line, in order; a bad line gets an error object."""
+    received_ns = time.monotonic_ns()
+    if request.content_type not in NDJSON_TYPES:
+        raise UnsupportedMediaType("send one JSON object per line as application/x-ndjson")
+    body = await read_body(request, request.app[SETTINGS].max_bulk_bytes)
+    lines = [(number, line) for number, line in enumerate(body.split(b"\n"), 1) if line.strip()]
+    if len(lines) > MAX_BULK_LINES:
+        raise PayloadTooLarge(f"send at most {MAX_BULK_LINES} scans per request")
+    ip = request.app[CLIENT_ADDRESS].of(request)
+    outputs: list[bytes | None] = []
+    accepted: list[ScanRequest] = []
+    for number, line in lines:
+        try:
+            accepted.append(ScanRequest.parse(_line_fields(line), ip, received_ns))
+        except ApiError as error:
+            outputs.append(orjson.dumps({"line": number, **error.body()}))
+        else:
+            outputs.append(None)
+    answers = iter(request.app[SCANS].submit(accepted))
+    pending = [(index, next(answers)) for index, out in enumerate(outputs) if out is None]
+    if pending:
+        await asyncio.wait([answer for _, answer in pending])
+    for index, answer in pending:
+        outputs[index] = _line_answer(lines[index][0], answer)
+    body_out = b"".join(out + b"\n" for out in outputs if out is not None)
+    return web.Response(body=body_out, content_type="application/x-ndjson")
+
+
+def _line_fields(line: bytes) -> JsonFields:
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"the line is not valid JSON: {error}", "invalid_json") from None
+    if not isinstance(document, dict):
+        raise BadRequest("each line must be a JSON object", "invalid_json")
+    return JsonFields(document)
+
+
+def _line_answer(number: int, answer: asyncio.Future[ScanResult]) -> bytes:
+    error = answer.exception()
+    if error is None:
+        return orjson.dumps(answer.result().to_json())
+    if not isinstance(error, ApiError):
+        error = ApiError("internal error")
+    return orjson.dumps({"line": number, **error.body()})

@@ -1,0 +1,60 @@
+"""Prometheus metrics of the scan path (``GET /metrics``).
+
+With several workers (``scanward serve --workers N``) every process writes its samples under
+``PROMETHEUS_MULTIPROC_DIR`` and a scrape of any worker aggregates all of them, which is
+prometheus-client's multiprocess mode; the supervisor sets the variable before workers start.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY
+
+SCANS = Counter("scanward_scans", "Answered scans (retries not counted again)", ["verdict"])
+SCANS_REFUSED = Counter(
+    "scanward_scans_refused", "Scans answered 503 because the unsunk event backlog was full"
+)
+BATCH_SIZE = Histogram(
+    "scanward_scan_batch_size",
+    "Scans decided per Redis round trip",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+)
+REDIS_ROUND_TRIP = Histogram(
+    "scanward_redis_round_trip_seconds",
+    "Time of one micro-batch's Redis round trip",
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+)
+
+
+def exposition(live: dict[str, tuple[str, float]]) -> bytes:
+    """The process (or all workers') metrics plus gauges read at scrape time, ``name: (help,
+    value)``."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        text = generate_latest(registry)
+    else:
+        text = generate_latest(REGISTRY)
+    gauges = CollectorRegistry()
+    gauges.register(_Gauges(live))
+    return text + generate_latest(gauges)
+
+
+class _Gauges:
+    def __init__(self, values: dict[str, tuple[str, float]]) -> None:
+        self._values = values
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(name, help_text, value=value)
+            for name, (help_text, value) in self._values.items()
+        ]

@@ -1,0 +1,274 @@
+"""The scan path: micro-batches of scans, verified in-process and decided in one Redis round trip.
+
+Handlers ``submit`` parsed scans and await their futures. The first submission of a loop tick
+starts a drain task; by the time it runs, every request parsed in that tick is queued, and while
+a batch waits on Redis the next one gathers. A batch costs one pipelined round trip: one
+``scan_state.lua`` call per partition, each of which updates the scan state and appends the
+events in one atomic step. An answer is given only after Redis has acknowledged its event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from codes.batches import BatchStatus
+from codes.errors import CodeError
+from codes.verify import VerifiedCode, Verifier
+from ingest import metrics
+from ingest.errors import ApiError, Unavailable
+from ingest.redis_scripts import ScriptRunner
+from ingest.scan_events import PARTITIONS, ScanEvent, Verdict
+from ingest.scan_request import ScanRequest
+from ingest.scan_state import (
+    STREAM_FULL,
+    ScanState,
+    decide_scans,
+    pack_scan,
+    partition_of_serial,
+    partition_of_text,
+)
+from ingest.verifier_source import VerifierSource
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 4096
+VERIFIER_MAX_AGE_S = 0.1
+_RETRY_AFTER_S = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    scan_id: str
+    verdict: Verdict
+    flags: tuple[dict[str, object], ...]
+    product: dict[str, object] | None
+    state: ScanState
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "scan_id": self.scan_id,
+            "verdict": self.verdict.label,
+            "genuine": self.verdict is Verdict.GENUINE,
+            "first_scan": self.state.first_scan,
+            "scan_count": self.state.scan_count,
+            "distinct_devices": self.state.distinct_devices,
+            "flags": list(self.flags),
+            "product": self.product,
+        }
+
+
+_Queued = tuple[ScanRequest, "asyncio.Future[ScanResult]"]
+
+
+@dataclass(slots=True)
+class _Decision:
+    """What the server decided about one scan before Redis has been asked."""
+
+    request: ScanRequest
+    future: asyncio.Future[ScanResult]
+    scan_id: str = ""
+    verdict: Verdict = Verdict.GENUINE
+    flags: tuple[dict[str, object], ...] = ()
+    product: dict[str, object] | None = None
+    partition: int = 0
+    arguments: tuple[bytes, str, bytes] = (b"", "", b"")
+    verified: VerifiedCode | None = None
+
+
+class ScanPipeline:
+    def __init__(
+        self,
+        redis: Redis,
+        verifiers: VerifierSource,
+        max_unsunk_events: int,
+        scan_id_ttl_s: int,
+    ) -> None:
+        self._scripts = ScriptRunner(redis)
+        self._verifiers = verifiers
+        self._max_stream_length = max(1, max_unsunk_events // PARTITIONS)
+        self._scan_id_ttl_s = scan_id_ttl_s
+        self._queue: list[_Queued] = []
+        self._drain: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def submit(self, requests: Sequence[ScanRequest]) -> list[asyncio.Future[ScanResult]]:
+        if self._closing:
+            raise Unavailable("the server is shutting down; retry shortly")
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in requests]
+        self._queue.extend(zip(requests, futures, strict=True))
+        if self._drain is None:
+            self._drain = loop.create_task(self._drain_queue())
+        return futures
+
+    async def close(self) -> None:
+        """Refuse new scans and finish the queued ones."""
+        self._closing = True
+        if self._drain is not None:
+            await self._drain
+
+    async def _drain_queue(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    await self._decide(batch)
+                except (RedisConnectionError, RedisTimeoutError) as error:
+                    log.error("scan batch failed: Redis is unreachable: %s", error)
+                    _fail(batch, Unavailable("the scan state store is unreachable; retry shortly"))
+                except Exception:
+                    log.exception("scan batch of %d failed", len(batch))
+                    _fail(batch, ApiError("internal error"))
+        finally:
+            self._drain = None
+
+    async def _decide(self, batch: list[_Queued]) -> None:
+        verifier = await self._verifiers.current(VERIFIER_MAX_AGE_S)
+        now_ms = time.time_ns() // 1_000_000
+        decisions = [_Decision(request, future) for request, future in batch]
+        stale = False
+        for decision in decisions:
+            stale |= not _verify(decision, verifier)
+        if stale:  # a batch or key newer than our copy: look again before calling it a fake
+            fresh = await self._verifiers.current()
+            if fresh is not verifier:
+                for decision in decisions:
+                    _verify(decision, fresh)
+        by_partition: dict[int, list[_Decision]] = defaultdict(list)
+        for decision in decisions:
+            _prepare(decision, now_ms)
+            by_partition[decision.partition].append(decision)
+        partitions = list(by_partition)
+        calls = [
+            decide_scans(
+                p,
+                [d.arguments for d in by_partition[p]],
+                self._max_stream_length,
+                self._scan_id_ttl_s,
+            )
+            for p in partitions
+        ]
+        started = time.perf_counter()
+        replies = await self._scripts.run_many(calls)
+        metrics.REDIS_ROUND_TRIP.observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.observe(len(decisions))
+        for partition, reply in zip(partitions, replies, strict=True):
+            _answer(by_partition[partition], reply)
+
+
+def _verify(decision: _Decision, verifier: Verifier) -> bool:
+    """Fills verdict, flags and product; False when the answer may be due to a stale index."""
+    try:
+        verified = verifier.verify(decision.request.code)
+    except CodeError as error:
+        decision.verdict = Verdict.COUNTERFEIT
+        decision.flags = ({"flag": error.reason, "message": str(error)},)
+        decision.product, decision.verified = None, None
+        return error.reason not in ("unknown_serial", "unknown_key")
+    batch = verified.batch
+    decision.verdict, decision.flags = Verdict.GENUINE, ()
+    if batch.status is BatchStatus.REVOKED:
+        decision.verdict = Verdict.REVOKED
+        decision.flags = ({"flag": "revoked", "message": "the code's batch was revoked"},)
+    decision.verified = verified
+    decision.product = {
+        "code": verified.canonical,
+        "sku": batch.sku,
+        "gtin": batch.gtin,
+        "batch_id": batch.batch_id,
+        "kind": batch.kind.value,
+    }
+    return True
+
+
+def _prepare(decision: _Decision, now_ms: int) -> None:
+    request = decision.request
+    verified = decision.verified
+    decision.scan_id = request.scan_id or secrets.token_hex(10)
+    latency_us = (time.monotonic_ns() - request.received_ns) // 1000
+    if verified is not None:
+        batch = verified.batch
+        serial: int | None = verified.serial
+        decision.partition = partition_of_serial(verified.serial)
+        code, batch_id, sku, gtin, key_id = (
+            verified.canonical,
+            batch.batch_id,
+            batch.sku,
+            batch.gtin,
+            batch.key_id,
+        )
+    else:
+        serial = None
+        decision.partition = partition_of_text(request.code)
+        code, batch_id, sku, gtin, key_id = request.code, "", "", "", 0
+    event = ScanEvent(
+        time_ms=now_ms,
+        serial=serial or 0,
+        key_id=key_id,
+        verdict=decision.verdict,
+        lat=math.nan if request.lat is None else request.lat,
+        lon=math.nan if request.lon is None else request.lon,
+        accuracy_m=math.nan if request.accuracy_m is None else request.accuracy_m,
+        client_time_ms=request.client_time_ms,
+        latency_us=latency_us,
+        scan_id=decision.scan_id,
+        code=code,
+        batch_id=batch_id,
+        sku=sku,
+        gtin=gtin,
+        member_id=request.member_id,
+        device_id=request.device_id,
+        ip=request.ip,
+        flags=tuple(str(f["flag"]) for f in decision.flags),
+    )
+    packed = pack_scan(
+        serial, now_ms, request.lat, request.lon, request.device_id, request.member_id
+    )
+    decision.arguments = (packed, request.scan_id or "", event.encode())
+
+
+def _answer(decisions: list[_Decision], reply: object) -> None:
+    if isinstance(reply, ResponseError) and str(reply).startswith(STREAM_FULL):
+        metrics.SCANS_REFUSED.inc(len(decisions))
+        _fail(
+            [(d.request, d.future) for d in decisions],
+            Unavailable(
+                "scans are arriving faster than they can be stored; retry shortly",
+                "backlog_full",
+                _RETRY_AFTER_S,
+            ),
+        )
+        return
+    if isinstance(reply, Exception):
+        log.error("scan state script failed: %s", reply)
+        _fail([(d.request, d.future) for d in decisions], ApiError("internal error"))
+        return
+    assert isinstance(reply, list)
+    for decision, state_reply in zip(decisions, reply, strict=True):
+        state = ScanState.from_reply(state_reply)
+        if not state.retried:
+            metrics.SCANS.labels(decision.verdict.label).inc()
+        if not decision.future.done():
+            decision.future.set_result(
+                ScanResult(
+                    decision.scan_id, decision.verdict, decision.flags, decision.product, state
+                )
+            )
+
+
+def _fail(batch: Sequence[_Queued], error: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)

@@ -1,0 +1,72 @@
+"""A consumer scan as the client sent it, validated: the same rules for one scan and for each
+line of a bulk upload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ingest.errors import ValidationFailed
+from ingest.request_body import JsonFields
+
+MAX_CODE_LENGTH = 512  # a Digital Link URL with a long resolver host
+MAX_ID_LENGTH = 64
+MAX_ACCURACY_M = 100_000.0
+_EARLIEST_CLIENT_TIME_MS = 946_684_800_000  # 2000-01-01
+_LATEST_CLIENT_TIME_MS = 4_102_444_800_000  # 2100-01-01
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRequest:
+    code: str
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    member_id: str
+    device_id: str
+    scan_id: str | None
+    client_time_ms: int
+    ip: str
+    received_ns: int
+
+    @classmethod
+    def parse(cls, fields: JsonFields, ip: str, received_ns: int) -> ScanRequest:
+        code = fields.text("code", max_length=MAX_CODE_LENGTH)
+        if not code.strip():
+            raise ValidationFailed("code must not be empty")
+        lat = fields.optional_number("lat", -90.0, 90.0)
+        lon = fields.optional_number("lon", -180.0, 180.0)
+        if (lat is None) != (lon is None):
+            raise ValidationFailed("lat and lon go together: send both or neither")
+        scan = cls(
+            code=code,
+            lat=lat,
+            lon=lon,
+            accuracy_m=fields.optional_number("accuracy_m", 0.0, MAX_ACCURACY_M),
+            member_id=fields.optional_text("member_id", max_length=MAX_ID_LENGTH) or "",
+            device_id=fields.optional_text("device_id", max_length=MAX_ID_LENGTH) or "",
+            scan_id=fields.optional_text("scan_id", max_length=MAX_ID_LENGTH) or None,
+            client_time_ms=_client_time_ms(fields.optional_text("client_ts", max_length=40)),
+            ip=ip,
+            received_ns=received_ns,
+        )
+        fields.done()
+        return scan
+
+
+def _client_time_ms(text: str | None) -> int:
+    """Milliseconds since the epoch of an ISO-8601 time with a zone; 0 when none was sent."""
+    if text is None:
+        return 0
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed(
+            "client_ts must be an ISO-8601 time, e.g. 2027-06-01T12:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValidationFailed("client_ts must include a time zone (Z or +08:00)")
+    millis = int(moment.timestamp() * 1000)
+    if not _EARLIEST_CLIENT_TIME_MS <= millis < _LATEST_CLIENT_TIME_MS:
+        raise ValidationFailed("client_ts must be between the years 2000 and 2100")
+    return millis

@@ -1,0 +1,75 @@
+-- Decides a micro-batch of scans of one partition and appends their events, atomically.
+--
+-- KEYS[1]  the partition's event stream, "{scans:N}:events"; every other key shares its hash tag
+-- ARGV[1]  the most events the stream may hold (unsunk backlog); past it nothing is changed
+-- ARGV[2]  seconds a client scan_id is remembered for retries
+-- then three arguments per scan: the packed scan (SCAN), the client scan_id or "", the event
+--
+-- Reply: one string per scan, "N" (new) or "R" (a retry, nothing changed) followed by STATE.
+local SCAN = '<BI8I8i4i4c4c8'            -- has_code, serial, now_ms, lat, lon, device, member
+local RECORD = '<I6I6i4i4i4i4I4I2c8'     -- first/last ms, first/last lat+lon, count,
+                                         -- distinct devices, first member; then device hashes
+local STATE = '<BI4I2'                   -- first scan?, scan count, distinct devices
+local NO_DEVICE = string.rep('\0', 4)
+local MAX_DEVICES = 4
+local SEEN_RANGE, RECORD_BUCKET = 65536, 128
+
+local stream = KEYS[1]
+local tag = string.sub(stream, 1, string.find(stream, '}', 1, true))
+
+local function known_device(devices, device)
+    for at = 1, #devices, 4 do
+        if string.sub(devices, at, at + 3) == device then return true end
+    end
+    return false
+end
+
+local function record_scan(serial, now, lat, lon, device, member)
+    local seen_key = tag .. ':seen:' .. math.floor(serial / SEEN_RANGE)
+    local was_seen = redis.call('SETBIT', seen_key, serial % SEEN_RANGE, 1)
+    local record_key = tag .. ':rec:' .. math.floor(serial / RECORD_BUCKET)
+    local field = tostring(serial % RECORD_BUCKET)
+    local record = redis.call('HGET', record_key, field)
+    local first_ms, first_lat, first_lon, count, distinct, first_member, devices, _
+    if record then
+        local at
+        first_ms, _, first_lat, first_lon, _, _, count, distinct, first_member, at =
+            struct.unpack(RECORD, record)
+        devices = string.sub(record, at)
+        count = count + 1
+        if device ~= NO_DEVICE and not known_device(devices, device) then
+            distinct = math.min(distinct + 1, 65535)
+            -- past MAX_DEVICES the newest replaces the last slot: repeats by it are not recounted
+            if #devices >= 4 * MAX_DEVICES then devices = string.sub(devices, 1, -5) end
+            devices = devices .. device
+        end
+    else
+        first_ms, first_lat, first_lon, count, first_member = now, lat, lon, 1, member
+        if device == NO_DEVICE then distinct, devices = 0, '' else distinct, devices = 1, device end
+    end
+    redis.call('HSET', record_key, field, struct.pack(RECORD, first_ms, now, first_lat, first_lon,
+        lat, lon, count, distinct, first_member) .. devices)
+    return struct.pack(STATE, was_seen == 0 and 1 or 0, count, distinct)
+end
+
+if redis.call('XLEN', stream) >= tonumber(ARGV[1]) then
+    return redis.error_reply('STREAM_FULL the unsunk event backlog is at its bound')
+end
+local ttl = tonumber(ARGV[2])
+local replies = {}
+for i = 3, #ARGV, 3 do
+    local scan, scan_id, event = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local id_key = scan_id ~= '' and (tag .. ':sid:' .. scan_id) or nil
+    local stored = id_key and redis.call('GET', id_key)
+    if stored then
+        replies[#replies + 1] = 'R' .. stored
+    else
+        local has_code, serial, now, lat, lon, device, member = struct.unpack(SCAN, scan)
+        local state = struct.pack(STATE, 0, 0, 0)
+        if has_code == 1 then state = record_scan(serial, now, lat, lon, device, member) end
+        if id_key then redis.call('SET', id_key, state, 'EX', ttl) end
+        redis.call('XADD', stream, '*', 'e', event, 's', state)
+        replies[#replies + 1] = 'N' .. state
+    end
+end
+return replies

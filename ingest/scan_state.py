@@ -1,0 +1,100 @@
+"""Scan state in Redis, described as data: which partition a scan belongs to, the packed
+arguments of ``scan_state.lua`` and the meaning of its replies. No I/O here.
+
+Per partition tag ``{scans:N}`` (see ``scan_events``):
+
+- ``:seen:<serial // 65536>``: a bitmap, one bit per issued serial of a range that has been
+  scanned at least once; it decides "first scan" and costs 8 KiB per scanned range;
+- ``:rec:<serial // 128>``: a hash of packed records, field ``serial % 128``, 42 bytes plus 4 per
+  distinct device (up to 4): first and last scan time and place, first member, scan count,
+  distinct devices. Buckets of 128 keep each hash a listpack (Redis' compact encoding);
+- ``:sid:<scan_id>``: the state a client scan_id was answered with, for retries, with a TTL;
+- ``:events``: the event stream.
+
+A serial's partition comes from its 65,536-serial range, so a large batch spreads over all
+partitions (and cluster nodes) while each script touches one slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from codes.commands import LuaScript, ScriptCall
+from ingest.scan_events import PARTITIONS, stream_key
+
+SCAN_STATE = LuaScript.load(__package__ or "ingest", "scan_state.lua")
+SEEN_RANGE_BITS = 16
+NO_LOCATION_E7 = -(2**31)
+
+_SCAN = struct.Struct("<BQQii4s8s")
+_STATE = struct.Struct("<BIH")
+
+
+def partition_of_serial(serial: int) -> int:
+    return (serial >> SEEN_RANGE_BITS) % PARTITIONS
+
+
+def partition_of_text(text: str) -> int:
+    """For scans without a valid serial: the same text always lands in the same partition."""
+    return zlib.crc32(text.encode()) % PARTITIONS
+
+
+def _digest(text: str, size: int) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=size).digest() if text else bytes(size)
+
+
+def pack_scan(
+    serial: int | None,
+    now_ms: int,
+    lat: float | None,
+    lon: float | None,
+    device_id: str,
+    member_id: str,
+) -> bytes:
+    """What the script needs to update a code's record; ``serial`` None leaves state alone."""
+    if lat is None or lon is None:
+        lat_e7 = lon_e7 = NO_LOCATION_E7
+    else:
+        lat_e7, lon_e7 = round(lat * 1e7), round(lon * 1e7)
+    return _SCAN.pack(
+        serial is not None,
+        serial or 0,
+        now_ms,
+        lat_e7,
+        lon_e7,
+        _digest(device_id, 4),
+        _digest(member_id, 8),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScanState:
+    first_scan: bool
+    scan_count: int
+    distinct_devices: int
+    retried: bool
+
+    @classmethod
+    def from_reply(cls, reply: bytes) -> ScanState:
+        first, count, devices = _STATE.unpack_from(reply, 1)
+        return cls(bool(first), count, devices, reply[:1] == b"R")
+
+
+def decide_scans(
+    partition: int,
+    scans: Sequence[tuple[bytes, str, bytes]],
+    max_stream_length: int,
+    scan_id_ttl_s: int,
+) -> ScriptCall:
+    """One script call for the ``(packed scan, client scan_id or "", event)`` of a partition."""
+    args: list[str | int | bytes] = [max_stream_length, scan_id_ttl_s]
+    for scan in scans:
+        args.extend(scan)
+    return ScriptCall(SCAN_STATE, (stream_key(partition),), tuple(args))
+
+
+STREAM_FULL = "STREAM_FULL"

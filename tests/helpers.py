@@ -1,0 +1,25 @@
+"""Small helpers shared by the API tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+ORDER = {"sku": "BEER-500", "gtin": "4006381333931", "quantity": 1000, "line_id": "L1"}
+AiohttpClient = Any  # the pytest-aiohttp fixture
+
+
+async def order_batch(client: TestClient[Any, Any], **changes: object) -> dict[str, Any]:
+    reply = await client.post("/v1/batches", json={**ORDER, **changes}, headers=ADMIN)
+    assert reply.status == 201, await reply.text()
+    body: dict[str, Any] = await reply.json()
+    return body
+
+
+async def batch_codes(client: TestClient[Any, Any], batch_id: str, limit: int = 10) -> list[str]:
+    reply = await client.get(f"/v1/batches/{batch_id}/codes?limit={limit}", headers=ADMIN)
+    assert reply.status == 200
+    return (await reply.text()).split()
