@@ -48,12 +48,13 @@ def decode(text: str) -> int | None:
 
 
 def encode(value: int) -> str:
-    """The canonical 20-character form of one 100-bit value."""
-    chars = []
-    for _ in range(CODE_LENGTH):
-        chars.append(ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """The canonical 20-character form of one 100-bit value, two characters per lookup."""
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
+
+
+_PAIRS = tuple(first + second for first in ALPHABET for second in ALPHABET)
+_PAIR_SHIFTS = tuple(range(5 * CODE_LENGTH - 10, -1, -10))
 
 
 def encode_many(high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64], low_bits: int) -> bytes:

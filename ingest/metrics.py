@@ -19,6 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 SCANS = Counter("scanward_scans", "Answered scans (retries not counted again)", ["verdict"])
 SCANS_REFUSED = Counter(
     "scanward_scans_refused", "Scans answered 503 because the unsunk event backlog was full"
@@ -38,7 +40,7 @@ REDIS_ROUND_TRIP = Histogram(
 def exposition(live: dict[str, tuple[str, float]]) -> bytes:
     """The process (or all workers') metrics plus gauges read at scrape time, ``name: (help,
     value)``."""
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    if MULTIPROC_ENV in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         text = generate_latest(registry)

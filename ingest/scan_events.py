@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -85,8 +85,7 @@ def stream_key(partition: int) -> str:
 STREAM_KEYS = tuple(stream_key(p) for p in range(PARTITIONS))
 
 
-@dataclass(frozen=True, slots=True)
-class ScanEvent:
+class ScanEvent(NamedTuple):
     """One answered scan as the server knows it before the scan state is updated.
 
     ``serial`` is 0 and the batch fields are empty for codes that failed verification; ``lat`` and

@@ -10,13 +10,15 @@ events in one atomic step. An answer is given only after Redis has acknowledged 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import secrets
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -44,12 +46,15 @@ from ingest.verifier_source import VerifierSource
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 4096
+# server-made scan ids: a random per-process prefix and a counter (os.urandom per scan costs a
+# system call; these need to be unique, not secret)
+_SCAN_ID_PREFIX = secrets.token_hex(6)
+_SCAN_IDS = (f"{_SCAN_ID_PREFIX}{n:x}" for n in itertools.count())
 VERIFIER_MAX_AGE_S = 0.1
 _RETRY_AFTER_S = 2
 
 
-@dataclass(frozen=True, slots=True)
-class ScanResult:
+class ScanResult(NamedTuple):
     scan_id: str
     verdict: Verdict
     flags: tuple[dict[str, object], ...]
@@ -85,6 +90,7 @@ class _Decision:
     partition: int = 0
     arguments: tuple[bytes, str, bytes] = (b"", "", b"")
     verified: VerifiedCode | None = None
+    canonical: str = ""
 
 
 class ScanPipeline:
@@ -182,9 +188,9 @@ def _verify(decision: _Decision, verifier: Verifier) -> bool:
     if batch.status is BatchStatus.REVOKED:
         decision.verdict = Verdict.REVOKED
         decision.flags = ({"flag": "revoked", "message": "the code's batch was revoked"},)
-    decision.verified = verified
+    decision.verified, decision.canonical = verified, verified.canonical
     decision.product = {
-        "code": verified.canonical,
+        "code": decision.canonical,
         "sku": batch.sku,
         "gtin": batch.gtin,
         "batch_id": batch.batch_id,
@@ -196,14 +202,14 @@ def _verify(decision: _Decision, verifier: Verifier) -> bool:
 def _prepare(decision: _Decision, now_ms: int) -> None:
     request = decision.request
     verified = decision.verified
-    decision.scan_id = request.scan_id or secrets.token_hex(10)
+    decision.scan_id = request.scan_id or next(_SCAN_IDS)
     latency_us = (time.monotonic_ns() - request.received_ns) // 1000
     if verified is not None:
         batch = verified.batch
         serial: int | None = verified.serial
         decision.partition = partition_of_serial(verified.serial)
         code, batch_id, sku, gtin, key_id = (
-            verified.canonical,
+            decision.canonical,
             batch.batch_id,
             batch.sku,
             batch.gtin,
@@ -256,10 +262,11 @@ def _answer(decisions: list[_Decision], reply: object) -> None:
         _fail([(d.request, d.future) for d in decisions], ApiError("internal error"))
         return
     assert isinstance(reply, list)
+    counts: Counter[Verdict] = Counter()
     for decision, state_reply in zip(decisions, reply, strict=True):
         state = ScanState.from_reply(state_reply)
         if not state.retried:
-            metrics.SCANS.labels(decision.verdict.label).inc()
+            counts[decision.verdict] += 1
         if not decision.future.done():
             decision.future.set_result(
                 ScanResult(

@@ -12,7 +12,9 @@ local RECORD = '<I6I6i4i4i4i4I4I2c8'     -- first/last ms, first/last lat+lon, c
 local STATE = '<BI4I2'                   -- first scan?, scan count, distinct devices
 local NO_DEVICE = string.rep('\0', 4)
 local MAX_DEVICES = 4
-local SEEN_RANGE, RECORD_BUCKET = 65536, 128
+-- 65,472 bits make an 8,184-byte bitmap: with its header it fills exactly one 8 KiB allocation
+local SEEN_RANGE, RECORD_BUCKET = 65472, 128
+local EMPTY_BITMAP = string.rep('\0', SEEN_RANGE / 8)
 
 local stream = KEYS[1]
 local tag = string.sub(stream, 1, string.find(stream, '}', 1, true))
@@ -26,6 +28,8 @@ end
 
 local function record_scan(serial, now, lat, lon, device, member)
     local seen_key = tag .. ':seen:' .. math.floor(serial / SEEN_RANGE)
+    -- created at full size: growing by SETBIT would over-allocate up to twice the length
+    redis.call('SET', seen_key, EMPTY_BITMAP, 'NX')
     local was_seen = redis.call('SETBIT', seen_key, serial % SEEN_RANGE, 1)
     local record_key = tag .. ':rec:' .. math.floor(serial / RECORD_BUCKET)
     local field = tostring(serial % RECORD_BUCKET)

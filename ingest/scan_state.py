@@ -3,15 +3,16 @@ arguments of ``scan_state.lua`` and the meaning of its replies. No I/O here.
 
 Per partition tag ``{scans:N}`` (see ``scan_events``):
 
-- ``:seen:<serial // 65536>``: a bitmap, one bit per issued serial of a range that has been
-  scanned at least once; it decides "first scan" and costs 8 KiB per scanned range;
+- ``:seen:<serial // 65472>``: a bitmap, one bit per issued serial of a range that has been
+  scanned at least once; it decides "first scan" and costs 8 KiB per scanned range (65,472
+  bits and the string header fill one 8 KiB allocation exactly);
 - ``:rec:<serial // 128>``: a hash of packed records, field ``serial % 128``, 42 bytes plus 4 per
   distinct device (up to 4): first and last scan time and place, first member, scan count,
   distinct devices. Buckets of 128 keep each hash a listpack (Redis' compact encoding);
 - ``:sid:<scan_id>``: the state a client scan_id was answered with, for retries, with a TTL;
 - ``:events``: the event stream.
 
-A serial's partition comes from its 65,536-serial range, so a large batch spreads over all
+A serial's partition comes from its bitmap's range, so a large batch spreads over all
 partitions (and cluster nodes) while each script touches one slot.
 """
 
@@ -21,21 +22,22 @@ import hashlib
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from codes.commands import LuaScript, ScriptCall
 from ingest.scan_events import PARTITIONS, stream_key
 
 SCAN_STATE = LuaScript.load(__package__ or "ingest", "scan_state.lua")
-SEEN_RANGE_BITS = 16
+SEEN_RANGE = 65_472
 NO_LOCATION_E7 = -(2**31)
 
 _SCAN = struct.Struct("<BQQii4s8s")
 _STATE = struct.Struct("<BIH")
+_RETRIED = ord("R")
 
 
 def partition_of_serial(serial: int) -> int:
-    return (serial >> SEEN_RANGE_BITS) % PARTITIONS
+    return (serial // SEEN_RANGE) % PARTITIONS
 
 
 def partition_of_text(text: str) -> int:
@@ -71,8 +73,7 @@ def pack_scan(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ScanState:
+class ScanState(NamedTuple):
     first_scan: bool
     scan_count: int
     distinct_devices: int
@@ -81,7 +82,7 @@ class ScanState:
     @classmethod
     def from_reply(cls, reply: bytes) -> ScanState:
         first, count, devices = _STATE.unpack_from(reply, 1)
-        return cls(bool(first), count, devices, reply[:1] == b"R")
+        return cls(first == 1, count, devices, reply[0] == _RETRIED)
 
 
 def decide_scans(

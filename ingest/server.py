@@ -1,8 +1,11 @@
-"""Serving the app on uvloop until SIGINT or SIGTERM."""
+"""Serving the app on uvloop until SIGINT or SIGTERM (or until the supervisor goes away)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -11,18 +14,42 @@ from aiohttp import web
 from ingest.app import create_app
 from ingest.config import Settings
 
+_PARENT_CHECK_S = 1.0
 
-async def serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
-    runner = web.AppRunner(create_app(settings), access_log=None)
+
+async def serve(
+    settings: Settings,
+    on_ready: Callable[[], Awaitable[None]] | None = None,
+    *,
+    reuse_port: bool = False,
+) -> None:
+    """``reuse_port`` lets several worker processes share the port (SO_REUSEPORT): the kernel
+    spreads connections over them."""
+    # aiohttp logs every request by default, which halves the scan path's throughput
+    access_log = logging.getLogger("aiohttp.access") if settings.access_log else None
+    runner = web.AppRunner(create_app(settings), access_log=access_log)
     await runner.setup()
     try:
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
+        await site.start()
         if on_ready is not None:
             await on_ready()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        watcher = loop.create_task(_stop_when_orphaned(stop)) if reuse_port else None
         await stop.wait()
+        if watcher is not None:
+            watcher.cancel()
     finally:
         await runner.cleanup()
+
+
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    """A worker whose supervisor died (even by SIGKILL) stops instead of serving on alone."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _PARENT_CHECK_S)
+    stop.set()

@@ -1,20 +1,105 @@
-"""Liveness and readiness for load balancers and `scanward up`."""
+"""Liveness, readiness and metrics for load balancers, `scanward up` and Prometheus."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import cast
+
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ingest import metrics
+from ingest.clickhouse_client import connect, describe
 from ingest.responses import json_response
-from ingest.state import REDIS
+from ingest.scan_events import STREAM_KEYS
+from ingest.sink_streams import STATS_KEY
+from ingest.state import REDIS, SETTINGS
 
 routes = web.RouteTableDef()
+
+CLICKHOUSE_TIMEOUT_S = 2.0
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.StreamResponse:
+    """503 only when scans cannot be answered (Redis down); ClickHouse or a lagging sink make
+    the status ``degraded``: scans are still answered and their events wait in Redis."""
+    redis = request.app[REDIS]
     try:
-        await request.app[REDIS].ping()
+        backlog, sink = await _backlog_and_sink(redis)
     except RedisError as error:
         return json_response({"status": "unavailable", "redis": str(error)}, status=503)
-    return json_response({"status": "ok", "redis": "ok"})
+    clickhouse = await _clickhouse_status(request.app[SETTINGS].clickhouse_url)
+    body = {
+        "status": "ok" if clickhouse in ("ok", "not configured") else "degraded",
+        "redis": "ok",
+        "clickhouse": clickhouse,
+        "unsunk_events": backlog,
+        "sink": sink,
+    }
+    return json_response(body)
+
+
+@routes.get("/metrics")
+async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
+    live: dict[str, tuple[str, float]] = {}
+    try:
+        backlog, sink = await _backlog_and_sink(request.app[REDIS])
+    except RedisError:
+        pass  # the process metrics are still worth a scrape
+    else:
+        live["scanward_unsunk_events"] = (
+            "Events in the Redis streams not yet in ClickHouse",
+            backlog,
+        )
+        for field, help_text in _SINK_GAUGES.items():
+            if field in sink:
+                live[f"scanward_sink_{field}"] = (help_text, sink[field])
+    body = await asyncio.to_thread(metrics.exposition, live)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+_BACKLOG_HELP = "Events in the Redis streams not yet in ClickHouse"
+_SINK_GAUGES = {
+    "rows_total": "Rows the sink has inserted into ClickHouse",
+    "rows_per_s": "Rows per second of the sink's last insert",
+    "lag_ms": "Age of the oldest event of the sink's last insert when it was inserted",
+    "seconds_since_insert": "Seconds since the sink's last insert",
+}
+
+
+async def _backlog_and_sink(redis: Redis) -> tuple[int, dict[str, float]]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in STREAM_KEYS:
+            pipe.xlen(key)
+        pipe.hgetall(STATS_KEY)
+        *lengths, stats = await pipe.execute()
+    sink = {name: float(value) for name, value in cast(dict[str, str], stats).items()}
+    if "last_insert_ms" in sink:
+        sink["seconds_since_insert"] = round(time.time() - sink["last_insert_ms"] / 1000, 3)
+    return sum(lengths), sink
+
+
+async def _clickhouse_status(url: str | None) -> str:
+    if url is None:
+        return "not configured"
+
+    def ping() -> str:
+        client = connect(url)
+        try:
+            client.execute("SELECT 1")
+        finally:
+            client.disconnect()
+        return "ok"
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(ping), CLICKHOUSE_TIMEOUT_S)
+    except TimeoutError:
+        return "unavailable: no answer in time"
+    except Exception as error:  # clickhouse-driver raises socket and its own errors alike
+        return f"unavailable: {describe(error)}"

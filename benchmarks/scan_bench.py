@@ -1,0 +1,209 @@
+"""The scan path under load, against a hello-world aiohttp ceiling measured in the same run.
+
+Starts its own Redis and ClickHouse on free loopback ports, orders a batch, then with ``wrk``
+(Debian package ``wrk``) on the same machine and the same worker count:
+
+1. the ceiling: ``benchmarks.hello_server`` answering the same JSON POST with no work;
+2. the scan path at peak (``scanward serve --workers N``, with ``scanward sink`` running);
+3. the scan path paced at half of that peak, for its latency.
+
+Prints one JSON document and saves it under ``benchmarks/results/``. Goals (issue 3): scans/s
+at least 0.6 of the ceiling's requests/s per process, p99 <= 10 ms at half of peak, sink lag
+bounded at peak. wrk is closed-loop even when paced, so the half-load latency excludes the
+queueing an open-loop client would see; ``ceiling_ratio`` compares like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+import redis
+
+from codes.batches import BatchOrder
+from codes.keyring import Keyring
+from ingest import local_services
+from ingest.batch_store import BatchStore
+from ingest.scan_events import STREAM_KEYS
+from ingest.sink_streams import STATS_KEY
+
+SECRET = "bench keyring secret"
+LOAD_SCRIPT = Path(__file__).with_name("scan_load.lua")
+RESULTS = Path(__file__).with_name("results")
+
+
+def _wrk(url: str, env: Mapping[str, str], duration_s: int, connections: int) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("wrk is not installed: run 'sudo apt-get install wrk'")
+    command = [wrk, "-t2", f"-c{connections}", f"-d{duration_s}s", "-s", str(LOAD_SCRIPT), url]
+    env = {**os.environ, **env, "SCAN_CONNECTIONS": str(connections)}
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in output.splitlines() if x.startswith("WRK_JSON "))
+    result: dict[str, Any] = orjson.loads(line.removeprefix("WRK_JSON "))
+    result["per_s"] = round(result["requests"] / result["seconds"])
+    return result
+
+
+def _wait_healthy(url: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+@contextmanager
+def _process(command: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(command, env={**os.environ, **env})
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _scanward(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ingest.cli", *args]
+
+
+async def _order_codes(redis_url: str, keyring: Keyring, quantity: int, sample: int) -> bytes:
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        order = BatchOrder.create("BENCH", "4006381333931", quantity, max_quantity=quantity)
+        batch = await BatchStore(client).create(order, keyring.current.key_id)
+    finally:
+        await client.aclose()
+    blob = keyring.signer(batch.key_id, batch.batch_id).sign_range(batch.first_serial, sample)
+    return b"\n".join(blob[i : i + 20] for i in range(0, len(blob), 20)) + b"\n"
+
+
+def _stream_length(client: redis.Redis) -> int:
+    return sum(int(client.xlen(key)) for key in STREAM_KEYS)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="scanward-bench-") as folder:
+        data = Path(folder)
+        redis_server = local_services.start_redis(data / "redis")
+        clickhouse = local_services.start_clickhouse(data / "clickhouse")
+        try:
+            keyring = Keyring.new()
+            keyring.save(data / "keyring.bin", SECRET)
+            codes = asyncio.run(_order_codes(redis_server.url, keyring, args.codes, args.sample))
+            (data / "codes.txt").write_bytes(codes)
+            port = local_services.free_port()
+            url = f"http://127.0.0.1:{port}"
+            env = {
+                "SCANWARD_DATA_DIR": str(data),
+                "SCANWARD_KEYRING_SECRET": SECRET,
+                "SCANWARD_REDIS_URL": redis_server.url,
+                "SCANWARD_CLICKHOUSE_URL": clickhouse.url,
+                "SCANWARD_PORT": str(port),
+                "SCAN_CODES": str(data / "codes.txt"),
+            }
+            return _measure(args, url, port, env)
+        finally:
+            clickhouse.stop()
+            redis_server.stop()
+
+
+def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str]) -> dict[str, Any]:
+    workers, seconds, connections = args.workers, args.duration, args.connections
+    hello = [sys.executable, "-m", "benchmarks.hello_server", str(port)]
+    with _process(hello, env), _process(hello, env) if workers > 1 else _nothing():
+        _wait_healthy(url)
+        _wrk(url, env, 2, connections)  # warm-up
+        ceiling = _wrk(url, env, seconds, connections)
+    subprocess.run(_scanward("migrate"), env={**os.environ, **env}, check=True)
+    serve = _scanward("serve", "--workers", str(workers))
+    with _process(_scanward("sink"), env), _process(serve, env):
+        _wait_healthy(url)
+        _wrk(url, env, 2, connections)
+        peak = _wrk(url, env, seconds, connections)
+        client = redis.Redis.from_url(env["SCANWARD_REDIS_URL"], decode_responses=True)
+        backlog_at_end = _stream_length(client)
+        drained = time.monotonic()
+        while _stream_length(client) > 0 and time.monotonic() - drained < 60:
+            time.sleep(0.1)
+        drain_s = time.monotonic() - drained
+        stats = cast(dict[str, str], client.hgetall(STATS_KEY))
+        sink = {name: float(value) for name, value in stats.items()}
+        half_rate = peak["per_s"] // 2
+        half = _wrk(url, {**env, "SCAN_RATE": str(half_rate)}, seconds, connections)
+    return {
+        "benchmark": "scan_path",
+        "git_commit": _git_commit(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "workers": workers,
+        "connections": connections,
+        "duration_s": seconds,
+        "ceiling": ceiling,
+        "peak": peak,
+        "half_load": {**half, "target_per_s": half_rate},
+        "ceiling_ratio": round(peak["per_s"] / ceiling["per_s"], 3),
+        "sink": {
+            "stats": sink,
+            "backlog_at_end_of_peak": backlog_at_end,
+            "drain_after_peak_s": round(drain_s, 2),
+        },
+        "goals": {
+            "ceiling_ratio_min": 0.6,
+            "half_load_p99_ms_max": 10,
+            "ceiling_ratio_met": peak["per_s"] / ceiling["per_s"] >= 0.6,
+            "half_load_p99_met": half["p99_ms"] <= 10,
+        },
+    }
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _git_commit() -> str:
+    try:
+        command = ["git", "rev-parse", "--short", "HEAD"]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=1, choices=[1, 2])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--codes", type=int, default=1_000_000, help="codes issued")
+    parser.add_argument("--sample", type=int, default=200_000, help="codes scanned from")
+    args = parser.parse_args(argv)
+    result = run(args)
+    text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
+    RESULTS.mkdir(exist_ok=True)
+    name = f"scan-{time.strftime('%Y%m%d-%H%M%S')}-w{args.workers}.json"
+    (RESULTS / name).write_bytes(text + b"\n")
+    sys.stdout.write(text.decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Redis memory of the scan state: bytes per scanned code and per issued code.
+
+Starts its own Redis, issues ``--codes`` serials (no batch objects are needed for the state) and
+scans a fraction of them through ``scan_state.lua`` exactly as the scan path does (with a
+device and a member each, about a quarter of them scanned twice by a second device). The event
+streams are deleted before measuring, as the sink's trim does once events are in ClickHouse.
+Prints one JSON document. Goals (issue 3): about 100 bytes or less per scanned code, about one
+bit per issued code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from ingest import local_services
+from ingest.redis_scripts import ScriptRunner
+from ingest.scan_events import STREAM_KEYS
+from ingest.scan_state import decide_scans, pack_scan, partition_of_serial
+
+CALL_SIZE = 2000
+
+
+async def _scan(redis: Redis, serials: list[int], devices: int, now_ms: int) -> None:
+    runner = ScriptRunner(redis)
+    by_partition: dict[int, list[tuple[bytes, str, bytes]]] = {}
+    for serial in serials:
+        packed = pack_scan(serial, now_ms, 31.23, 121.47, f"device-{devices}-{serial}", "m")
+        by_partition.setdefault(partition_of_serial(serial), []).append((packed, "", b"e"))
+    calls = [
+        decide_scans(partition, scans[i : i + CALL_SIZE], 10**9, 86_400)
+        for partition, scans in by_partition.items()
+        for i in range(0, len(scans), CALL_SIZE)
+    ]
+    for i in range(0, len(calls), 64):
+        await runner.run_many(calls[i : i + 64])
+
+
+async def _used_memory(redis: Redis) -> int:
+    info = await redis.info("memory")
+    return int(info["used_memory"])
+
+
+async def measure(redis_url: str, issued: int, scanned_fraction: float) -> dict[str, Any]:
+    redis = Redis.from_url(redis_url)
+    try:
+        await redis.flushall()
+        before = await _used_memory(redis)
+        rng = random.Random(7)
+        first_serial = 1_000_000
+        scanned = sorted(rng.sample(range(issued), int(issued * scanned_fraction)))
+        serials = [first_serial + s for s in scanned]
+        await _scan(redis, serials, 1, 1_800_000_000_000)
+        await _scan(redis, serials[::4], 2, 1_800_000_100_000)
+        await redis.delete(*STREAM_KEYS)
+        after = await _used_memory(redis)
+        seen_bytes = rec_bytes = 0
+        async for key in redis.scan_iter(match="{scans:*}:*", count=1000):
+            usage = int(await redis.memory_usage(key) or 0)
+            if b":seen:" in key:
+                seen_bytes += usage
+            else:
+                rec_bytes += usage
+        return {
+            "issued_codes": issued,
+            "scanned_codes": len(serials),
+            "scanned_fraction": scanned_fraction,
+            "used_memory_delta_bytes": after - before,
+            "bytes_per_scanned_code": round((after - before) / len(serials), 1),
+            "record_bytes_per_scanned_code": round(rec_bytes / len(serials), 1),
+            "bitmap_bits_per_issued_code": round(seen_bytes * 8 / issued, 3),
+        }
+    finally:
+        await redis.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--codes", type=int, default=1_000_000, help="issued codes")
+    parser.add_argument("--fractions", default="0.05,0.3", help="scanned fractions to measure")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="scanward-memory-") as folder:
+        server = local_services.start_redis(Path(folder))
+        try:
+            results = [
+                asyncio.run(measure(server.url, args.codes, float(fraction)))
+                for fraction in args.fractions.split(",")
+            ]
+        finally:
+            server.stop()
+    document = {"benchmark": "scan_state_memory", "results": results}
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

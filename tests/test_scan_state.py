@@ -1,0 +1,109 @@
+"""scan_state.lua through the same ScriptCall values the pipeline sends, on a real Redis."""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from ingest.redis_scripts import ScriptRunner
+from ingest.scan_events import PARTITIONS, partition_tag, stream_key
+from ingest.scan_state import (
+    SCAN_STATE,
+    SEEN_RANGE,
+    STREAM_FULL,
+    ScanState,
+    decide_scans,
+    pack_scan,
+    partition_of_serial,
+    partition_of_text,
+)
+
+SERIAL = 3 * SEEN_RANGE + 17
+NOW = 1_800_000_000_000
+
+
+def test_the_script_and_the_module_agree_on_the_bitmap_range() -> None:
+    match = re.search(r"local SEEN_RANGE, RECORD_BUCKET = (\d+), (\d+)", SCAN_STATE.source)
+    assert match is not None
+    assert int(match[1]) == SEEN_RANGE
+    assert (SEEN_RANGE // 8 + 5 + 1) <= 8192  # sdshdr16 + NUL: one 8 KiB allocation
+
+
+def test_partitions_follow_bitmap_ranges_and_spread_a_batch() -> None:
+    assert partition_of_serial(SERIAL) == partition_of_serial(3 * SEEN_RANGE)
+    assert {partition_of_serial(n * SEEN_RANGE) for n in range(PARTITIONS)} == set(
+        range(PARTITIONS)
+    )
+    assert partition_of_text("fake") == partition_of_text("fake")
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def _decide(
+    redis: Redis,
+    scans: Sequence[tuple[bytes, str, bytes]],
+    serial: int = SERIAL,
+    max_length: int = 1000,
+) -> list[ScanState]:
+    call = decide_scans(partition_of_serial(serial), scans, max_length, 60)
+    replies = await ScriptRunner(redis).run(call)
+    return [ScanState.from_reply(r) for r in replies]
+
+
+def _scan(device: str = "", member: str = "", serial: int | None = SERIAL) -> bytes:
+    return pack_scan(serial, NOW, 31.2, 121.4, device, member)
+
+
+@pytest.mark.redis
+async def test_first_scan_counts_and_distinct_devices(redis: Redis) -> None:
+    scans = [(_scan(d), "", b"event") for d in ("a", "a", "", "b", "c", "d", "e", "e", "a")]
+    states = await _decide(redis, scans)
+    assert [s.first_scan for s in states] == [True] + [False] * 8
+    assert [s.scan_count for s in states] == list(range(1, 10))
+    # four devices are remembered; "e" takes the last slot, so "e" again is not recounted
+    assert [s.distinct_devices for s in states] == [1, 1, 1, 2, 3, 4, 5, 5, 5]
+    tag = partition_tag(partition_of_serial(SERIAL))
+    record = await redis.hget(f"{tag}:rec:{SERIAL // 128}", str(SERIAL % 128))
+    assert record is not None
+    assert len(record) == 42 + 4 * 4
+    assert struct.unpack_from("<ii", record, 12) == (312_000_000, 1_214_000_000)
+    assert await redis.strlen(f"{tag}:seen:{SERIAL // SEEN_RANGE}") == SEEN_RANGE // 8
+    assert await redis.xlen(stream_key(partition_of_serial(SERIAL))) == 9
+
+
+@pytest.mark.redis
+async def test_scans_without_a_serial_only_append_events(redis: Redis) -> None:
+    [state] = await _decide(redis, [(_scan(serial=None), "", b"event")])
+    assert state == ScanState(False, 0, 0, False)
+    assert sorted(await redis.keys("*")) == [stream_key(partition_of_serial(SERIAL)).encode()]
+
+
+@pytest.mark.redis
+async def test_a_known_scan_id_is_answered_from_memory(redis: Redis) -> None:
+    first = await _decide(redis, [(_scan("a"), "id-1", b"e1"), (_scan("b"), "id-1", b"e2")])
+    assert first[1] == first[0]._replace(retried=True)
+    [again] = await _decide(redis, [(_scan("c"), "id-1", b"e3")])
+    assert again == first[1]
+    assert await redis.xlen(stream_key(partition_of_serial(SERIAL))) == 1
+    tag = partition_tag(partition_of_serial(SERIAL))
+    assert 0 < await redis.ttl(f"{tag}:sid:id-1") <= 60
+
+
+@pytest.mark.redis
+async def test_a_full_stream_changes_nothing(redis: Redis) -> None:
+    await _decide(redis, [(_scan("a"), "", b"e")], max_length=1)
+    before = {key: await redis.dump(key) for key in await redis.keys("*")}
+    with pytest.raises(ResponseError, match=STREAM_FULL):
+        await _decide(redis, [(_scan("b"), "x", b"e")], max_length=1)
+    after = {key: await redis.dump(key) for key in await redis.keys("*")}
+    assert after == before
