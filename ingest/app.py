@@ -89,7 +89,9 @@ async def scan_pipeline(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    # read_body applies each endpoint's own limit; this only has to admit the largest
+    largest_body = max(settings.max_body_bytes, settings.max_bulk_bytes)
+    app = web.Application(middlewares=[error_middleware], client_max_size=largest_body)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(redis_and_stores)
     app.cleanup_ctx.append(scan_pipeline)

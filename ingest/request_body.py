@@ -26,14 +26,20 @@ async def json_object(request: web.Request, max_bytes: int) -> JsonFields:
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The whole body however it arrives (several TCP segments, chunked), up to ``max_bytes``."""
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
-    chunks, size = [], 0
+    too_large = PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
     try:
+        if request.content_length is not None:  # the common case, read in one call
+            if request.content_length > max_bytes:
+                raise too_large
+            body = await request.read()
+            if len(body) > max_bytes:  # a compressed body can grow
+                raise too_large
+            return body
+        chunks, size = [], 0
         async for chunk in request.content.iter_any():
             size += len(chunk)
             if size > max_bytes:
-                raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+                raise too_large
             chunks.append(chunk)
     except RequestPayloadError as error:
         raise BadRequest(f"the body could not be read: {error}", "unreadable_body") from None

@@ -273,6 +273,8 @@ def _answer(decisions: list[_Decision], reply: object) -> None:
                     decision.scan_id, decision.verdict, decision.flags, decision.product, state
                 )
             )
+    for verdict, count in counts.items():
+        metrics.SCANS.labels(verdict.label).inc(count)
 
 
 def _fail(batch: Sequence[_Queued], error: Exception) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import cast
 
@@ -35,6 +36,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     clickhouse = await _clickhouse_status(request.app[SETTINGS].clickhouse_url)
     body = {
         "status": "ok" if clickhouse in ("ok", "not configured") else "degraded",
+        "pid": os.getpid(),
         "redis": "ok",
         "clickhouse": clickhouse,
         "unsunk_events": backlog,
