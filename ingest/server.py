@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -17,12 +16,7 @@ from ingest.config import Settings
 _PARENT_CHECK_S = 1.0
 
 
-async def serve(
-    settings: Settings,
-    on_ready: Callable[[], Awaitable[None]] | None = None,
-    *,
-    reuse_port: bool = False,
-) -> None:
+async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     """``reuse_port`` lets several worker processes share the port (SO_REUSEPORT): the kernel
     spreads connections over them."""
     # aiohttp logs every request by default, which halves the scan path's throughput
@@ -32,8 +26,6 @@ async def serve(
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
         await site.start()
-        if on_ready is not None:
-            await on_ready()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -41,7 +33,7 @@ async def serve(
         watcher = loop.create_task(_stop_when_orphaned(stop)) if reuse_port else None
         await stop.wait()
         if watcher is not None:
-            watcher.cancel()
+            await watcher  # returns as soon as stop is set
     finally:
         await runner.cleanup()
 
@@ -49,7 +41,9 @@ async def serve(
 async def _stop_when_orphaned(stop: asyncio.Event) -> None:
     """A worker whose supervisor died (even by SIGKILL) stops instead of serving on alone."""
     parent = os.getppid()
-    while os.getppid() == parent:
+    while not stop.is_set():
+        if os.getppid() != parent:
+            stop.set()
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), _PARENT_CHECK_S)
-    stop.set()

@@ -74,7 +74,7 @@ async def test_first_scan_counts_and_distinct_devices(redis: Redis) -> None:
     assert [s.distinct_devices for s in states] == [1, 1, 1, 2, 3, 4, 5, 5, 5]
     tag = partition_tag(partition_of_serial(SERIAL))
     record = await redis.hget(f"{tag}:rec:{SERIAL // 128}", str(SERIAL % 128))
-    assert record is not None
+    assert isinstance(record, bytes)
     assert len(record) == 42 + 4 * 4
     assert struct.unpack_from("<ii", record, 12) == (312_000_000, 1_214_000_000)
     assert await redis.strlen(f"{tag}:seen:{SERIAL // SEEN_RANGE}") == SEEN_RANGE // 8
