@@ -5,14 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
+import signal
+import socket
 import sys
+import tempfile
+import threading
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 import uvloop
+from clickhouse_driver.errors import Error as ClickHouseError
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -20,11 +28,15 @@ from codes.batches import BatchOrder, BatchStatus
 from codes.errors import CodesError
 from codes.export import CodeExport, ExportFormat
 from codes.keyring import Keyring
-from ingest import local_services
+from ingest import clickhouse_client, json_logging, local_services, query_output
 from ingest.batch_store import BatchStore
+from ingest.clickhouse_schema import apply_migrations
 from ingest.config import ConfigError, Settings
 from ingest.local_services import ServiceAddresses, ServiceError
+from ingest.metrics import MULTIPROC_ENV
 from ingest.server import serve
+from ingest.sink import run_sink, tune_gc
+from ingest.supervisor import Supervisor
 from ingest.tokens import Role, TokenStore
 
 
@@ -32,20 +44,31 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line, exit status 1."""
 
 
-def _settings(args: argparse.Namespace, *, needs_redis: bool = False) -> Settings:
+def _settings(
+    args: argparse.Namespace, *, needs_redis: bool = False, needs_clickhouse: bool = False
+) -> Settings:
+    """Settings from the environment; missing server URLs come from what `scanward up` recorded."""
     settings = Settings.from_env().with_overrides(
         data_dir=args.data_dir, port=getattr(args, "port", None), host=getattr(args, "host", None)
     )
-    if needs_redis and settings.redis_url is None:
+    missing = [
+        server
+        for server, needed, url in (
+            ("Redis", needs_redis, settings.redis_url),
+            ("ClickHouse", needs_clickhouse, settings.clickhouse_url),
+        )
+        if needed and url is None
+    ]
+    if missing:
         recorded = ServiceAddresses.load(settings.data_dir)
         if recorded is None:
             raise CommandError(
-                f"no Redis: run 'scanward up --data-dir {settings.data_dir}' "
-                "or set SCANWARD_REDIS_URL"
+                f"no {missing[0]}: run 'scanward up --data-dir {settings.data_dir}' "
+                f"or set SCANWARD_{missing[0].upper()}_URL"
             )
         settings = replace(
             settings,
-            redis_url=recorded.redis_url,
+            redis_url=settings.redis_url or recorded.redis_url,
             clickhouse_url=settings.clickhouse_url or recorded.clickhouse_url,
         )
     return settings
@@ -149,6 +172,98 @@ async def _token_command(args: argparse.Namespace) -> None:
     _print_json({"token": token, "role": args.role, "name": args.name})
 
 
+# --- serve ----------------------------------------------------------------------------------
+
+
+def serve_command(args: argparse.Namespace) -> None:
+    """The API alone, in one process or in ``--workers`` processes sharing the port."""
+    settings = _settings(args, needs_redis=True).with_overrides(workers=args.workers)
+    _secret(settings)
+    if args.worker or settings.workers == 1:
+        try:
+            uvloop.run(serve(settings, reuse_port=args.worker))
+        except OSError as error:
+            raise _cannot_serve(settings, error) from None
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="scanward-metrics-") as metrics_dir,
+        Supervisor({**settings_environment(settings), MULTIPROC_ENV: metrics_dir}) as supervisor,
+    ):
+        add_workers(supervisor, settings.workers)
+        supervisor.run()
+
+
+def _cannot_serve(settings: Settings, error: OSError) -> CommandError:
+    return CommandError(f"cannot serve on {settings.host}:{settings.port}: {error}")
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """What a child process needs beyond the inherited environment: the values resolved here."""
+    values = {
+        "data_dir": str(settings.data_dir),
+        "host": settings.host,
+        "port": str(settings.port),
+        "redis_url": settings.redis_url,
+        "clickhouse_url": settings.clickhouse_url,
+    }
+    return {f"SCANWARD_{k.upper()}": v for k, v in values.items() if v is not None}
+
+
+def add_workers(supervisor: Supervisor, count: int) -> None:
+    for number in range(count):
+        supervisor.add(f"api worker {number + 1}", ["serve", "--worker"], stop_group=0)
+
+
+# --- ClickHouse: migrate, sql, sink ----------------------------------------------------------
+
+
+def _clickhouse(settings: Settings) -> Any:
+    assert settings.clickhouse_url is not None
+    # The driver logs a traceback for every refused connection; the caller reports the error.
+    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
+    return clickhouse_client.connect(settings.clickhouse_url)
+
+
+def migrate_command(args: argparse.Namespace) -> None:
+    applied = _apply_migrations(_settings(args, needs_clickhouse=True))
+    for name in applied:
+        print(name)
+    if not applied:
+        print("the schema is up to date", file=sys.stderr)
+
+
+def _apply_migrations(settings: Settings) -> list[str]:
+    client = _clickhouse(settings)
+    try:
+        return apply_migrations(client)
+    finally:
+        client.disconnect()
+
+
+def sql_command(args: argparse.Namespace) -> None:
+    client = _clickhouse(_settings(args, needs_clickhouse=True))
+    try:
+        rows, columns = client.execute(args.query, with_column_types=True)
+    finally:
+        client.disconnect()
+    if args.json:
+        names = [name for name, _ in columns]
+        sys.stdout.buffer.write(query_output.json_objects(names, rows) + b"\n")
+    else:
+        sys.stdout.writelines(query_output.tab_separated(rows))
+
+
+def sink_command(args: argparse.Namespace) -> None:
+    settings = _settings(args, needs_redis=True, needs_clickhouse=True)
+    json_logging.configure()
+    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    tune_gc()
+    run_sink(settings, stop)
+
+
 # --- up -------------------------------------------------------------------------------------
 
 
@@ -156,12 +271,14 @@ DEMO_SKU, DEMO_GTIN = "DEMO-BEER-500ML", "04006381333931"
 
 
 def up_command(args: argparse.Namespace) -> None:
-    settings = _settings(args)
+    """Redis and ClickHouse (unless configured), the schema, API workers and the sink."""
+    settings = _settings(args).with_overrides(workers=args.workers)
     secret = _secret(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.keyring_file.exists():
         Keyring.new().save(settings.keyring_file, secret)
         print(f"created a keyring with one master key at {settings.keyring_file}")
+    _check_port_is_free(settings)
     with contextlib.ExitStack() as stack:
         stack.enter_context(local_services.data_folder_lock(settings.data_dir))
         redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
@@ -177,19 +294,43 @@ def up_command(args: argparse.Namespace) -> None:
         api_url = f"http://{settings.host}:{settings.port}"
         ServiceAddresses(redis_url, clickhouse_url, api_url).save(settings.data_dir)
         stack.callback((settings.data_dir / local_services.SERVICES_FILE).unlink, missing_ok=True)
+        for name in _apply_migrations(settings):
+            print(f"applied migration {name}")
         print(f"redis       {redis_url}\nclickhouse  {clickhouse_url}\napi         {api_url}")
+        metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="scanward-metrics-"))
+        environment = {**settings_environment(settings), MULTIPROC_ENV: metrics_dir}
+        supervisor = stack.enter_context(Supervisor(environment))
+        add_workers(supervisor, settings.workers)
+        supervisor.add("sink", ["sink"], stop_group=1)
+        _wait_until_serving(api_url)
+        if args.demo:
+            asyncio.run(_announce_demo(settings, api_url))
+        print(f"serving with {settings.workers} worker(s) and the sink; Ctrl-C stops everything")
+        sys.stdout.flush()
+        supervisor.run()
 
-        async def announce() -> None:
-            if args.demo:
-                await _announce_demo(settings, api_url)
-            print("serving; Ctrl-C stops everything", flush=True)
 
+def _check_port_is_free(settings: Settings) -> None:
+    """Workers bind with SO_REUSEPORT, which would quietly share a port with another stack."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
         try:
-            uvloop.run(serve(settings, announce))
+            probe.bind((settings.host, settings.port))
         except OSError as error:
             raise CommandError(
                 f"cannot serve on {settings.host}:{settings.port}: {error}"
             ) from None
+
+
+def _wait_until_serving(api_url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(api_url + "/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise CommandError(f"the API did not answer at {api_url} within {timeout_s:.0f} s")
 
 
 @contextlib.contextmanager
@@ -233,6 +374,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, help="data folder (SCANWARD_DATA_DIR, ./var)")
@@ -243,7 +391,15 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int)
     up.add_argument("--host")
     up.add_argument("--demo", action="store_true", help="make a demo batch and print curls")
+    up.add_argument("--workers", type=_positive, help="API processes sharing the port")
     up.set_defaults(run=up_command)
+
+    serve_parser = commands.add_parser("serve", parents=[common], help="run the API only")
+    serve_parser.add_argument("--port", type=int)
+    serve_parser.add_argument("--host")
+    serve_parser.add_argument("--workers", type=_positive, help="processes sharing the port")
+    serve_parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    serve_parser.set_defaults(run=serve_command)
 
     keys = commands.add_parser("keys", parents=[common], help="manage master keys")
     keys.add_argument("action", choices=["init", "rotate", "list", "retire"])
@@ -274,6 +430,23 @@ def _parser() -> argparse.ArgumentParser:
     token_create.add_argument("--role", required=True, choices=[r.value for r in Role])
     token_create.add_argument("--name", required=True)
     token.set_defaults(run=lambda a: asyncio.run(_token_command(a)))
+
+    migrate = commands.add_parser(
+        "migrate", parents=[common], help="apply the ClickHouse migrations not yet applied"
+    )
+    migrate.set_defaults(run=migrate_command)
+
+    sql = commands.add_parser(
+        "sql", parents=[common], help="run a ClickHouse query; TabSeparated output"
+    )
+    sql.add_argument("query")
+    sql.add_argument("--json", action="store_true", help="a JSON array of objects instead")
+    sql.set_defaults(run=sql_command)
+
+    sink = commands.add_parser(
+        "sink", parents=[common], help="move scan events from Redis to ClickHouse until stopped"
+    )
+    sink.set_defaults(run=sink_command)
     return parser
 
 
@@ -284,9 +457,16 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, ConfigError, ServiceError, CodesError) as error:
         print(f"scanward: {error}", file=sys.stderr)
         return 1
+    except ClickHouseError as error:
+        print(f"scanward: ClickHouse: {clickhouse_client.describe(error)}", file=sys.stderr)
+        return 1
     except RedisConnectionError as error:
         print(f"scanward: cannot reach Redis ({error}); is 'scanward up' running?", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The sink's rows/s from Redis streams into ClickHouse, against a raw insert of the same columns.
+
+Starts its own Redis and ClickHouse on free loopback ports, appends ``--events`` scan events to
+the streams, then measures:
+
+1. ``rows_per_s``: the sink (read, decode, insert, acknowledge and trim, in ``--batch-rows``
+   inserts) from its start until every event is acknowledged;
+2. ``raw_rows_per_s``: ``client.execute`` alone inserting the same rows, already decoded into
+   column lists, in inserts of the same size: the ceiling of this driver and server;
+3. ``decode_rows_per_s``: ``decode_columns`` alone on the same entries, for where the rest goes.
+
+Prints one JSON document with ``ratio`` = rows_per_s / raw_rows_per_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from ingest import local_services
+from ingest.clickhouse_client import connect
+from ingest.clickhouse_schema import apply_migrations
+from ingest.config import Settings
+from ingest.scan_events import (
+    EVENT_FIELD,
+    PARTITIONS,
+    STATE_FIELD,
+    ScanEvent,
+    Verdict,
+    decode_columns,
+    stream_key,
+)
+from ingest.sink import run_sink, tune_gc
+from ingest.sink_streams import STATS_KEY
+from ingest.sink_table import COLUMNS, column_values
+
+START_MS = 1_767_225_600_000  # 2026-01-01
+
+
+def _events(count: int) -> Iterator[ScanEvent]:
+    for number in range(count):
+        flagged = number % 20 == 0
+        yield ScanEvent(
+            time_ms=START_MS + number * 13,
+            serial=5_000_000 + number * 7,
+            key_id=1,
+            verdict=Verdict.SUSPICIOUS if flagged else Verdict.GENUINE,
+            lat=52.52 + (number % 1000) / 1e4,
+            lon=13.40 - (number % 1000) / 1e4,
+            accuracy_m=12.0,
+            client_time_ms=START_MS + number * 13 - 40,
+            latency_us=180 + number % 300,
+            scan_id=f"S{number:015d}",
+            code=f"{number:020d}",
+            batch_id=f"B{number % 50:07d}",
+            sku=f"BEER-{number % 12:02d}-500ML",
+            gtin="04006381333931",
+            member_id=f"member-{number % 40_000}" if number % 3 else "",
+            device_id=f"device-{number % 90_000:08d}",
+            ip=f"10.{number % 200}.{number % 250}.{number % 240}",
+            flags=("geo_jump",) if flagged else (),
+            flag_details='[{"km": 812.4}]' if flagged else "[]",
+        )
+
+
+def _append(client: redis.Redis, count: int) -> None:
+    state = struct.pack("<BIH", 1, 1, 1)
+    pipe = client.pipeline(transaction=False)
+    for event in _events(count):
+        fields = {EVENT_FIELD: event.encode(), STATE_FIELD: state}
+        pipe.xadd(stream_key(event.serial % PARTITIONS), fields)  # type: ignore[arg-type]
+        if len(pipe) == 10_000:
+            pipe.execute()
+    pipe.execute()
+
+
+def _entries(count: int) -> list[tuple[int, list[tuple[bytes, dict[bytes, bytes]]]]]:
+    """The events as the sink reads them: entries by partition, with made-up stream ids."""
+    state = struct.pack("<BIH", 1, 1, 1)
+    by_partition: dict[int, list[tuple[bytes, dict[bytes, bytes]]]] = {}
+    for number, event in enumerate(_events(count)):
+        entry = (b"%d-0" % (START_MS + number), {EVENT_FIELD: event.encode(), STATE_FIELD: state})
+        by_partition.setdefault(event.serial % PARTITIONS, []).append(entry)
+    return sorted(by_partition.items())
+
+
+def measure_sink(redis_url: str, clickhouse_url: str, events: int, batch_rows: int) -> float:
+    client = redis.Redis.from_url(redis_url)
+    _append(client, events)
+    settings = Settings(
+        redis_url=redis_url, clickhouse_url=clickhouse_url, sink_batch_rows=batch_rows
+    )
+    stop = threading.Event()
+    sink = threading.Thread(target=run_sink, args=(settings, stop))
+    started = time.perf_counter()
+    sink.start()
+    while int(client.hget(STATS_KEY, "rows_total") or 0) < events:
+        time.sleep(0.005)
+    seconds = time.perf_counter() - started
+    stop.set()
+    sink.join()
+    client.close()
+    return events / seconds
+
+
+def measure_raw(clickhouse_url: str, events: int, batch_rows: int) -> tuple[float, float]:
+    """(insert rows/s, decode rows/s) of the same rows in inserts of ``batch_rows``."""
+    entries = _entries(events)
+    started = time.perf_counter()
+    parts = [decode_columns(partition, rows) for partition, rows in entries]
+    decode_s = time.perf_counter() - started
+    rows = [
+        [value for part in parts for value in column_values(name, part[name])] for name in COLUMNS
+    ]
+    client = connect(clickhouse_url)
+    client.execute("TRUNCATE TABLE scans")
+    query = f"INSERT INTO scans ({', '.join(COLUMNS)}) VALUES"
+    started = time.perf_counter()
+    for first in range(0, events, batch_rows):
+        block = [column[first : first + batch_rows] for column in rows]
+        client.execute(query, block, columnar=True)
+    insert_s = time.perf_counter() - started
+    client.disconnect()
+    return events / insert_s, events / decode_s
+
+
+def run(events: int, batch_rows: int) -> dict[str, Any]:
+    tune_gc()  # as `scanward sink` does
+    with (
+        tempfile.TemporaryDirectory(prefix="scanward-sink-bench-") as folder,
+        local_services.running_services(Path(folder)) as services,
+    ):
+        client = connect(services.clickhouse_url)
+        apply_migrations(client)
+        client.disconnect()
+        rows_per_s = measure_sink(services.redis_url, services.clickhouse_url, events, batch_rows)
+        raw_rows_per_s, decode_rows_per_s = measure_raw(services.clickhouse_url, events, batch_rows)
+    return {
+        "events": events,
+        "batch_rows": batch_rows,
+        "rows_per_s": round(rows_per_s),
+        "raw_rows_per_s": round(raw_rows_per_s),
+        "ratio": round(rows_per_s / raw_rows_per_s, 3),
+        "decode_rows_per_s": round(decode_rows_per_s),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch-rows", type=int, default=Settings().sink_batch_rows)
+    args = parser.parse_args(argv)
+    result = run(args.events, args.batch_rows)
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

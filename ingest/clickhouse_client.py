@@ -1,0 +1,40 @@
+"""ClickHouse clients from ``clickhouse://[user[:password]@]host[:port][/database]`` URLs.
+
+The client connects lazily and reconnects by itself on the next query after a failure. Plain
+Python columns, not ``use_numpy``: clickhouse-driver's numpy mode needs pandas, and its string
+columns go through Python lists either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from clickhouse_driver import Client
+
+CONNECT_TIMEOUT_S = 2
+QUERY_TIMEOUT_S = 60
+
+
+def connect(url: str) -> Any:
+    """A ``clickhouse_driver.Client`` (untyped, hence ``Any``) for ``url``."""
+    parts = urlsplit(url)
+    secure = parts.scheme == "clickhouses"
+    return Client(
+        parts.hostname,
+        port=parts.port or (9440 if secure else 9000),
+        database=parts.path.strip("/") or "default",
+        user=unquote(parts.username or "default"),
+        password=unquote(parts.password or ""),
+        secure=secure,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        send_receive_timeout=QUERY_TIMEOUT_S,
+    )
+
+
+def describe(error: BaseException) -> str:
+    """One line for a ClickHouse error, without the stack trace server exceptions carry."""
+    code = getattr(error, "code", None)
+    message = str(getattr(error, "message", None) or error).split("Stack trace:")[0]
+    first_line = (message.strip().splitlines() or [type(error).__name__])[0].rstrip(". ")
+    return f"Code: {code}. {first_line}" if code is not None else first_line

@@ -1,0 +1,47 @@
+"""The stream entries of one insert: their rows as columns and, per partition, their ids."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ingest.scan_events import Columns, decode_columns
+
+Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
+
+
+class Batch:
+    def __init__(self) -> None:
+        self.ids: dict[int, list[bytes]] = {}
+        """Every entry id by partition, in stream order: what to acknowledge."""
+        self.size = 0
+        self.rows = 0
+        self.vanished = 0
+        """Pending entries deleted from their stream by someone else: nothing left to insert."""
+        self._parts: list[Columns] = []
+        self._started = time.monotonic()
+
+    def add(self, partition: int, entries: Entries) -> None:
+        if not entries:
+            return
+        if not self.size:
+            self._started = time.monotonic()
+        self.ids.setdefault(partition, []).extend(entry_id for entry_id, _ in entries)
+        self.size += len(entries)
+        kept = [entry for entry in entries if entry[1]]
+        self.vanished += len(entries) - len(kept)
+        if kept:
+            self._parts.append(decode_columns(partition, kept))
+            self.rows += len(kept)
+
+    @property
+    def age_ms(self) -> float:
+        return (time.monotonic() - self._started) * 1000
+
+    def columns(self) -> Columns:
+        if len(self._parts) == 1:
+            return self._parts[0]
+        parts = self._parts
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

@@ -1,0 +1,126 @@
+"""Scan events written straight into the streams, fresh ClickHouse databases, and waiting."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import struct
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+
+from ingest.clickhouse_client import connect
+from ingest.clickhouse_schema import apply_migrations
+from ingest.scan_events import (
+    EVENT_FIELD,
+    PARTITIONS,
+    STATE_FIELD,
+    STREAM_KEYS,
+    ScanEvent,
+    Verdict,
+    stream_key,
+)
+
+DAY_MS = 86_400_000
+# 2026-01-31 12:00 UTC: events spread over two days and two months (two table partitions).
+START_MS = 1_769_860_800_000
+
+
+def make_events(count: int, first: int = 0) -> list[ScanEvent]:
+    """Events numbered ``first..first+count-1``, with every kind of value the table stores."""
+    events = []
+    for number in range(first, first + count):
+        located = number % 3 != 0
+        events.append(
+            ScanEvent(
+                time_ms=START_MS + number * 7_919_993 % DAY_MS,
+                serial=1_000_000 + number,
+                key_id=number % 4,
+                verdict=Verdict(number % 4 + 1),
+                lat=48.1 + number / 1e4 if located else math.nan,
+                lon=11.5 - number / 1e4 if located else math.nan,
+                accuracy_m=float(number % 50) if located else math.nan,
+                client_time_ms=START_MS - 5 if number % 2 else 0,
+                latency_us=100 + number,
+                scan_id=f"scan-{number:08d}",
+                code=f"CODE{number:016d}",
+                batch_id=f"B{number % 7}",
+                sku="BIÈRE-500" if number % 2 else "COLA-330",
+                gtin="04006381333931",
+                member_id=f"m{number % 11}" if number % 5 else "",
+                device_id=f"device-{number % 13}",
+                ip=f"10.0.{number % 256}.{number % 200}",
+                flags=("velocity", "geo") if number % 6 == 0 else (),
+                flag_details='[{"km": 12.5}]' if number % 6 == 0 else "[]",
+            )
+        )
+    return events
+
+
+def state_of(event: ScanEvent) -> tuple[int, int, int]:
+    """The (first_scan, scan_count, distinct_devices) the tests give ``event``."""
+    return int(event.serial % 2 == 0), event.serial % 9 + 1, event.serial % 3 + 1
+
+
+def add_events(client: redis.Redis, events: list[ScanEvent]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for event in events:
+        pipe.xadd(
+            stream_key(event.serial % PARTITIONS),
+            {EVENT_FIELD: event.encode(), STATE_FIELD: struct.pack("<BIH", *state_of(event))},
+        )
+    pipe.execute()
+
+
+def backlog(client: redis.Redis) -> int:
+    """Entries left in the streams: all of them are unsunk once the sink trims."""
+    return sum(client.xlen(key) for key in STREAM_KEYS if client.exists(key))
+
+
+def stored(url: str) -> tuple[int, int]:
+    """Rows in ``scans`` and distinct stream entries among them."""
+    client = connect(url)
+    try:
+        [(rows, distinct)] = client.execute(
+            "SELECT count(), uniqExact(stream_partition, stream_ms, stream_seq) FROM scans"
+        )
+    finally:
+        client.disconnect()
+    return int(rows), int(distinct)
+
+
+def query(url: str, sql: str, query_id: str | None = None) -> list[Any]:
+    client = connect(url)
+    try:
+        return list(client.execute(sql, query_id=query_id))
+    finally:
+        client.disconnect()
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, *, migrated: bool = True) -> Iterator[str]:
+    """The URL of a new database (with the migrations applied), dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = connect(server_url)
+    admin.execute(f"CREATE DATABASE {name}")
+    url = f"{server_url.rsplit('/', 1)[0]}/{name}"
+    if migrated:
+        client = connect(url)
+        apply_migrations(client)
+        client.disconnect()
+    try:
+        yield url
+    finally:
+        admin.execute(f"DROP DATABASE {name}")
+        admin.disconnect()
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)

@@ -1,0 +1,427 @@
+"""The sink against real Redis and ClickHouse: the values it stores, and every event exactly once
+through crashes, a kill -9 at any moment, lost Redis replies and a ClickHouse outage."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from clickhouse_driver.errors import NetworkError
+
+from ingest import local_services
+from ingest.clickhouse_client import connect
+from ingest.clickhouse_schema import apply_migrations
+from ingest.config import Settings
+from ingest.local_services import ServerProcess
+from ingest.scan_events import CONSUMER_GROUP, PARTITIONS, STREAM_KEYS, Columns, ScanEvent
+from ingest.sink import Sink, run_sink
+from ingest.sink_batch import Entries
+from ingest.sink_streams import STATS_KEY, InsertStats, SinkStreams
+from ingest.sink_table import QUERY_ID_PREFIX, ScanTable
+from tests.sink_support import (
+    add_events,
+    backlog,
+    fresh_database,
+    make_events,
+    query,
+    state_of,
+    stored,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
+
+
+@pytest.fixture
+def database(clickhouse_url: str) -> Iterator[str]:
+    with fresh_database(clickhouse_url) as url:
+        yield url
+
+
+@pytest.fixture
+def streams(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def _settings(redis_url: str, clickhouse_url: str, **changes: Any) -> Settings:
+    return Settings(
+        redis_url=redis_url, clickhouse_url=clickhouse_url, sink_batch_rows=500, sink_flush_ms=50
+    ).with_overrides(**changes)
+
+
+@contextlib.contextmanager
+def _in_thread(run: Callable[[], None], stop: threading.Event) -> Iterator[None]:
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "the sink did not stop"
+
+
+def _running_sink(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    stop = threading.Event()
+    return _in_thread(lambda: run_sink(settings, stop), stop)
+
+
+@contextlib.contextmanager
+def _sink_with(
+    settings: Settings,
+    streams: Callable[[redis.Redis], SinkStreams] = SinkStreams,
+    table: Callable[[Any], ScanTable] = ScanTable,
+) -> Iterator[tuple[Sink, threading.Event]]:
+    """A sink whose Redis or ClickHouse side a test replaces, run by the caller."""
+    assert settings.redis_url is not None
+    assert settings.clickhouse_url is not None
+    redis_client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings.clickhouse_url)
+    stop = threading.Event()
+    try:
+        yield Sink(streams(redis_client), table(client), settings, stop), stop
+    finally:
+        client.disconnect()
+        redis_client.close()
+
+
+def _pending(client: redis.Redis) -> int:
+    """Entries delivered to the sink and not acknowledged (0 before the sink made its groups)."""
+    try:
+        return sum(int(client.xpending(key, CONSUMER_GROUP)["pending"]) for key in STREAM_KEYS)
+    except redis.ResponseError:
+        return 0
+
+
+def _more_rows_than(url: str, rows: int) -> Callable[[], bool]:
+    return lambda: stored(url)[0] > rows
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _caught_up(client: redis.Redis, url: str, total: int) -> Callable[[], bool]:
+    return lambda: backlog(client) == 0 and stored(url)[0] == total
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+_SELECTED = (
+    "scan_id, toString(date), toUnixTimestamp(time), time_ms, client_time_ms, code, serial,"
+    " key_id, batch_id, sku, gtin, verdict, genuine, first_scan, scan_count, distinct_devices,"
+    " flag_list, flags, flag_details, lat, lon, accuracy_m, has_location, member_id, device_id,"
+    " ip, latency_us, stream_partition"
+)
+
+
+def _expected(event: ScanEvent) -> tuple[Any, ...]:
+    first_scan, scan_count, distinct_devices = state_of(event)
+    return (
+        event.scan_id,
+        datetime.fromtimestamp(event.time_ms / 1000, UTC).date().isoformat(),
+        event.time_ms // 1000,
+        event.time_ms,
+        event.client_time_ms,
+        event.code,
+        event.serial,
+        event.key_id,
+        event.batch_id,
+        event.sku,
+        event.gtin,
+        event.verdict.label,
+        int(event.verdict.label == "genuine"),
+        first_scan,
+        scan_count,
+        distinct_devices,
+        ",".join(event.flags),
+        list(event.flags),
+        event.flag_details,
+        event.lat,
+        event.lon,
+        float(np.float32(event.accuracy_m)),
+        int(not math.isnan(event.lat)),
+        event.member_id,
+        event.device_id,
+        event.ip,
+        event.latency_us,
+        event.serial % PARTITIONS,
+    )
+
+
+def _comparable(row: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in row)
+
+
+def test_every_event_becomes_one_row_with_its_values(
+    streams: redis.Redis, redis_url: str, database: str
+) -> None:
+    events = make_events(1200)
+    add_events(streams, events[:700])
+    with _running_sink(_settings(redis_url, database)):
+        wait_until(_caught_up(streams, database, 700), 10, "the first events")
+        add_events(streams, events[700:])
+        wait_until(_caught_up(streams, database, 1200), 10, "the later events")
+
+    rows = query(database, f"SELECT {_SELECTED} FROM scans ORDER BY scan_id")
+    assert [_comparable(row) for row in rows] == [_comparable(_expected(e)) for e in events]
+    assert query(database, "SELECT uniqExact(toYYYYMM(date)) FROM scans") == [(2,)]
+    assert _pending(streams) == 0
+    stats = {_text(k): int(v) for k, v in streams.hgetall(STATS_KEY).items()}
+    assert stats["rows_total"] == 1200
+    assert 2 <= stats["inserts_total"] <= 1200 / 100
+    assert stats["lag_ms"] >= 0
+    assert stats["rows_per_s"] > 0
+    assert abs(stats["last_insert_ms"] - time.time() * 1000) < 60_000
+
+
+# --- exactly once -----------------------------------------------------------------------------
+
+
+class _Crash(BaseException):
+    """The process dies here: nothing of the sink runs after it."""
+
+
+class _CrashBeforeAck(SinkStreams):
+    def acknowledge(self, ids: Mapping[int, Sequence[bytes]], stats: InsertStats | None) -> None:
+        raise _Crash
+
+
+def test_a_crash_between_insert_and_ack_inserts_nothing_twice(
+    streams: redis.Redis, redis_url: str, database: str
+) -> None:
+    add_events(streams, make_events(400))
+    settings = _settings(redis_url, database)
+    with _sink_with(settings, streams=_CrashBeforeAck) as (sink, _), pytest.raises(_Crash):
+        sink.run()
+    assert stored(database) == (400, 400)
+    assert _pending(streams) == 400
+
+    with _running_sink(settings):
+        wait_until(lambda: backlog(streams) == 0, 10, "the pending entries to be acknowledged")
+    assert stored(database) == (400, 400)
+    assert streams.hget(STATS_KEY, "rows_total") is None, "the restarted sink inserted rows"
+
+
+def test_a_write_waits_for_an_insert_still_running_on_the_server(
+    streams: redis.Redis, redis_url: str, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ingest.sink")
+    add_events(streams, make_events(100))
+    settings = _settings(redis_url, database)
+    with _sink_with(settings, streams=_CrashBeforeAck) as (sink, _), pytest.raises(_Crash):
+        sink.run()
+    database_name = database.rsplit("/", 1)[1]
+    earlier = threading.Thread(
+        target=query,
+        args=(database, "SELECT sleep(1)"),
+        kwargs={"query_id": f"{QUERY_ID_PREFIX}{database_name}:earlier"},
+    )
+    earlier.start()
+    running = "SELECT count() FROM system.processes WHERE query_id LIKE '%:earlier'"
+    wait_until(lambda: query(database, running) == [(1,)], 5, "the earlier insert to run")
+    visible = time.monotonic()
+    with _running_sink(settings):
+        wait_until(lambda: backlog(streams) == 0, 10, "the pending entries to be acknowledged")
+    assert time.monotonic() - visible > 0.5, "the sink went on while an insert was running"
+    earlier.join()
+    assert "waiting for an earlier insert to finish" in caplog.messages
+    assert stored(database) == (100, 100)
+
+
+class _HalfThenCut(ScanTable):
+    """The first insert stores half its rows, then the connection breaks."""
+
+    cut = False
+
+    def insert(self, columns: Columns) -> None:
+        if self.cut:
+            return super().insert(columns)
+        self.cut = True
+        super().insert({name: column[: len(column) // 2] for name, column in columns.items()})
+        raise NetworkError("connection lost during the insert")
+
+
+def test_an_insert_cut_half_way_is_completed_not_repeated(
+    streams: redis.Redis, redis_url: str, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_events(streams, make_events(400))
+    settings = _settings(redis_url, database)
+    with _sink_with(settings, table=_HalfThenCut) as (sink, stop), _in_thread(sink.run, stop):
+        wait_until(lambda: backlog(streams) == 0, 10, "the events to be acknowledged")
+    assert stored(database) == (400, 400)
+    assert "clickhouse insert failed; retrying" in caplog.messages
+
+
+class _LostReply(SinkStreams):
+    """Redis delivers the first new entries, but the reply never reaches the sink."""
+
+    lost = False
+
+    def read(self, cursors: Mapping[int, bytes], count: int) -> dict[int, Entries]:
+        entries = super().read(cursors, count)
+        if not self.lost and any(entries.values()):
+            self.lost = True
+            raise redis.ConnectionError("connection lost after the read")
+        return entries
+
+
+def test_entries_delivered_without_a_reply_are_recovered_not_trimmed(
+    streams: redis.Redis, redis_url: str, database: str
+) -> None:
+    add_events(streams, make_events(300))
+    settings = _settings(redis_url, database)
+    with _sink_with(settings, streams=_LostReply) as (sink, stop), _in_thread(sink.run, stop):
+        wait_until(_caught_up(streams, database, 300), 10, "the delivered entries")
+        add_events(streams, make_events(200, 300))
+        wait_until(_caught_up(streams, database, 500), 10, "the later entries")
+    assert stored(database) == (500, 500)
+
+
+# --- the sink as a process --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sink_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SCANWARD_")}
+    assert settings.redis_url is not None
+    assert settings.clickhouse_url is not None
+    environment |= {
+        "SCANWARD_DATA_DIR": str(log.parent),
+        "SCANWARD_REDIS_URL": settings.redis_url,
+        "SCANWARD_CLICKHOUSE_URL": settings.clickhouse_url,
+        "SCANWARD_SINK_BATCH_ROWS": str(settings.sink_batch_rows),
+        "SCANWARD_SINK_FLUSH_MS": str(settings.sink_flush_ms),
+    }
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ingest.cli", "sink"],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def test_sigterm_writes_the_batch_in_hand_then_exits(
+    streams: redis.Redis, redis_url: str, database: str, tmp_path: Path
+) -> None:
+    settings = _settings(redis_url, database, sink_batch_rows=100_000, sink_flush_ms=600_000)
+    with _sink_process(settings, tmp_path / "sink.log") as process:
+        add_events(streams, make_events(250))
+        wait_until(lambda: _pending(streams) == 250, 20, "the sink to read the events")
+        assert stored(database) == (0, 0)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    assert stored(database) == (250, 250)
+    assert backlog(streams) == 0
+    assert '"message":"sink stopped"' in (tmp_path / "sink.log").read_text()
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_loses_and_repeats_nothing(
+    streams: redis.Redis, redis_url: str, database: str, tmp_path: Path
+) -> None:
+    settings = _settings(redis_url, database, sink_batch_rows=200, sink_flush_ms=20)
+    log = tmp_path / "sink.log"
+    written = 0
+    for delay_s in (0.005, 0.015, 0.025, 0.04):
+        with _sink_process(settings, log) as process:
+            rows_before = stored(database)[0]
+            for _ in range(8):
+                add_events(streams, make_events(100, written))
+                written += 100
+                time.sleep(0.02)
+            wait_until(_more_rows_than(database, rows_before), 20, f"inserts (see {log})")
+            add_events(streams, make_events(100, written))
+            written += 100
+            time.sleep(delay_s)
+            process.kill()
+    with _sink_process(settings, log) as process:
+        wait_until(_caught_up(streams, database, written), 20, f"the backlog (see {log})")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    assert stored(database) == (written, written)
+    assert query(database, "SELECT uniqExact(scan_id) FROM scans") == [(written,)]
+
+
+# --- ClickHouse down --------------------------------------------------------------------------
+
+
+def _answers(url: str) -> bool:
+    client = connect(url)
+    try:
+        return bool(client.execute("SELECT 1") == [(1,)])
+    except (NetworkError, EOFError, OSError):
+        return False
+    finally:
+        client.disconnect()
+
+
+def _restart(server: ServerProcess, data_dir: Path) -> ServerProcess:
+    """The stopped server again, on its data folder and ports (start_clickhouse picks new ones)."""
+    folder = data_dir / "clickhouse"
+    binary = local_services.find_binary("clickhouse-server", "clickhouse-server")
+    with server.log.open("ab") as output:
+        process = subprocess.Popen(
+            [binary, f"--config-file={folder / 'config.xml'}"],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    restarted = ServerProcess(server.name, server.url, process, server.log)
+    wait_until(lambda: _answers(server.url), 30, "ClickHouse to restart")
+    return restarted
+
+
+@pytest.mark.slow
+def test_a_clickhouse_outage_delays_events_and_loses_none(
+    streams: redis.Redis, redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = local_services.start_clickhouse(tmp_path)
+    try:
+        client = connect(server.url)
+        apply_migrations(client)
+        client.disconnect()
+        with _running_sink(_settings(redis_url, server.url)):
+            add_events(streams, make_events(300))
+            wait_until(_caught_up(streams, server.url, 300), 10, "the events before the outage")
+            # Killed: a graceful stop waits ~10 s for the sink's idle connection to go.
+            server.process.kill()
+            server.process.wait()
+            add_events(streams, make_events(300, 300))
+            time.sleep(1.5)
+            add_events(streams, make_events(300, 600))
+            time.sleep(1.5)
+            assert backlog(streams) == 600
+            server = _restart(server, tmp_path)
+            wait_until(_caught_up(streams, server.url, 900), 15, "the events of the outage")
+        assert stored(server.url) == (900, 900)
+        assert "clickhouse insert failed; retrying" in caplog.messages
+    finally:
+        server.stop()
