@@ -41,6 +41,7 @@ from ingest.scan_events import (
     Verdict,
     decode_columns,
     stream_key,
+    unsunk_key,
 )
 from ingest.sink import run_sink, tune_gc
 from ingest.sink_streams import STATS_KEY
@@ -75,24 +76,41 @@ def _events(count: int) -> Iterator[ScanEvent]:
         )
 
 
-def _append(client: redis.Redis, count: int) -> None:
+PER_ENTRY = 4
+"""Events per stream entry: what a micro-batch of ~64 scans puts in each of 16 partitions."""
+
+
+def _grouped(count: int) -> Iterator[tuple[int, dict[bytes, bytes]]]:
+    """Stream entries of PER_ENTRY events of one partition each, as the scan script writes."""
     state = struct.pack("<BIH", 1, 1, 1)
-    pipe = client.pipeline(transaction=False)
+    by_partition: dict[int, list[bytes]] = {}
     for event in _events(count):
-        fields = {EVENT_FIELD: event.encode(), STATE_FIELD: state}
-        pipe.xadd(stream_key(event.serial % PARTITIONS), fields)  # type: ignore[arg-type]
-        if len(pipe) == 10_000:
+        group = by_partition.setdefault(event.serial % PARTITIONS, [])
+        group.append(event.encode())
+        if len(group) == PER_ENTRY:
+            yield event.serial % PARTITIONS, {EVENT_FIELD: b"".join(group), STATE_FIELD: state * 4}
+            group.clear()
+    for partition, group in by_partition.items():
+        if group:
+            fields = {EVENT_FIELD: b"".join(group), STATE_FIELD: state * len(group)}
+            yield partition, fields
+
+
+def _append(client: redis.Redis, count: int) -> None:
+    pipe = client.pipeline(transaction=False)
+    for partition, fields in _grouped(count):
+        pipe.xadd(stream_key(partition), fields)  # type: ignore[arg-type]
+        pipe.incrby(unsunk_key(partition), len(fields[STATE_FIELD]) // 7)
+        if len(pipe) >= 10_000:
             pipe.execute()
     pipe.execute()
 
 
 def _entries(count: int) -> list[tuple[int, list[tuple[bytes, dict[bytes, bytes]]]]]:
     """The events as the sink reads them: entries by partition, with made-up stream ids."""
-    state = struct.pack("<BIH", 1, 1, 1)
     by_partition: dict[int, list[tuple[bytes, dict[bytes, bytes]]]] = {}
-    for number, event in enumerate(_events(count)):
-        entry = (b"%d-0" % (START_MS + number), {EVENT_FIELD: event.encode(), STATE_FIELD: state})
-        by_partition.setdefault(event.serial % PARTITIONS, []).append(entry)
+    for number, (partition, fields) in enumerate(_grouped(count)):
+        by_partition.setdefault(partition, []).append((b"%d-0" % (START_MS + number), fields))
     return sorted(by_partition.items())
 
 

@@ -5,15 +5,18 @@ The stream is the write-ahead log between the scan path and ClickHouse. It is sp
 tag of its partition, so one script per partition decides scans and appends their events
 atomically, on one Redis or on Redis Cluster.
 
-An entry has two fields:
+An entry holds the events of one script call (a micro-batch's scans of one partition: one
+XADD per call costs Redis a fraction of one per scan) in two fields:
 
-- ``e``: the event as the server built it: ``FIXED`` (packed little-endian numbers) followed by
-  the ``STRING_FIELDS`` in UTF-8 joined by ``SEPARATOR`` (request text fields are printable, so
-  they never contain it);
-- ``s``: ``STATE`` as the scan-state script wrote it (first scan? scan count, distinct devices).
+- ``e``: each event framed by its length (``<I``): ``FIXED`` (packed little-endian numbers)
+  followed by the ``STRING_FIELDS`` in UTF-8 joined by ``SEPARATOR`` (request text fields are
+  printable, so they never contain it);
+- ``s``: one ``STATE`` per event, as the scan-state script wrote it (first scan? scan count,
+  distinct devices).
 
-The entry id (``<ms>-<seq>``) with the partition identifies an event exactly once; the sink
-stores it with the row.
+The partition, the entry id (``<ms>-<seq>``) and the event's index in the entry identify an
+event exactly once; the sink stores them with the row. ``unsunk_key`` counts the events of a
+partition not yet in ClickHouse: the scan script adds, the sink's acknowledgement subtracts.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ _FIXED_STRUCT = struct.Struct("<QQqddfIBB")
 assert _FIXED_STRUCT.size == FIXED.itemsize
 
 STATE = np.dtype([("first_scan", "u1"), ("scan_count", "<u4"), ("distinct_devices", "<u2")])
+_FRAME = struct.Struct("<I")
 
 STRING_FIELDS = (
     "scan_id",
@@ -82,7 +86,17 @@ def stream_key(partition: int) -> str:
     return partition_tag(partition) + ":events"
 
 
+def unsunk_key(partition: int) -> str:
+    return partition_tag(partition) + ":unsunk"
+
+
 STREAM_KEYS = tuple(stream_key(p) for p in range(PARTITIONS))
+UNSUNK_KEYS = tuple(unsunk_key(p) for p in range(PARTITIONS))
+
+
+def events_in(fields: dict[bytes, bytes]) -> int:
+    """How many events an entry holds."""
+    return len(fields[STATE_FIELD]) // STATE.itemsize
 
 
 class ScanEvent(NamedTuple):
@@ -115,6 +129,7 @@ class ScanEvent(NamedTuple):
     flag_details: str = "[]"
 
     def encode(self) -> bytes:
+        """The event framed by its length, ready to be joined with others into an entry."""
         fixed = _FIXED_STRUCT.pack(
             self.time_ms,
             self.serial,
@@ -138,7 +153,8 @@ class ScanEvent(NamedTuple):
             ",".join(self.flags),
             self.flag_details,
         )
-        return fixed + SEPARATOR.join(s.encode() for s in strings)
+        event = fixed + SEPARATOR.join(s.encode() for s in strings)
+        return _FRAME.pack(len(event)) + event
 
 
 Columns = dict[str, npt.NDArray[np.generic]]
@@ -146,18 +162,28 @@ Columns = dict[str, npt.NDArray[np.generic]]
 
 def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> Columns:
     """Columns of the ``scans`` table for stream entries ``(id, fields)`` of one partition."""
-    count = len(entries)
-    fixed_size = FIXED.itemsize
-    fixed_parts, state_parts, string_rows = [], [], []
-    stream_ms = np.empty(count, dtype=np.uint64)
-    stream_seq = np.empty(count, dtype=np.uint64)
-    for row, (entry_id, fields) in enumerate(entries):
+    fixed_size, frame_size = FIXED.itemsize, _FRAME.size
+    fixed_parts, state_parts, strings = [], [], []
+    entry_ms, entry_seq, entry_events = [], [], []
+    for entry_id, fields in entries:
         ms, _, seq = entry_id.partition(b"-")
-        stream_ms[row], stream_seq[row] = int(ms), int(seq)
-        event = fields[EVENT_FIELD]
-        fixed_parts.append(event[:fixed_size])
-        string_rows.append(event[fixed_size:].decode().split("\x1f"))
+        blob, at = fields[EVENT_FIELD], 0
+        while at < len(blob):
+            [length] = _FRAME.unpack_from(blob, at)
+            start = at + frame_size
+            fixed_parts.append(blob[start : start + fixed_size])
+            strings.append(blob[start + fixed_size : start + length])
+            at = start + length
         state_parts.append(fields[STATE_FIELD])
+        entry_ms.append(int(ms))
+        entry_seq.append(int(seq))
+        entry_events.append(events_in(fields))
+    count = len(fixed_parts)
+    per_entry = np.array(entry_events, dtype=np.int64)
+    entry_starts = np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
+    stream_index = (np.arange(count) - entry_starts).astype(np.uint16)
+    # one decode and split for all rows: the fields of a row are consecutive
+    string_rows = SEPARATOR.join(strings).decode().split("\x1f")
     fixed = np.frombuffer(b"".join(fixed_parts), dtype=FIXED, count=count)
     state = np.frombuffer(b"".join(state_parts), dtype=STATE, count=count)
     time_ms = fixed["time_ms"]
@@ -179,11 +205,13 @@ def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, by
         "scan_count": state["scan_count"],
         "distinct_devices": state["distinct_devices"],
         "stream_partition": np.full(count, partition, dtype=np.uint8),
-        "stream_ms": stream_ms,
-        "stream_seq": stream_seq,
+        "stream_ms": np.repeat(np.array(entry_ms, dtype=np.uint64), per_entry),
+        "stream_seq": np.repeat(np.array(entry_seq, dtype=np.uint64), per_entry),
+        "stream_index": stream_index,
     }
-    by_field = list(zip(*string_rows, strict=True)) if count else [()] * len(STRING_FIELDS)
-    for name, values in zip(STRING_FIELDS, by_field, strict=True):
+    width = len(STRING_FIELDS)
+    for position, name in enumerate(STRING_FIELDS):
+        values = string_rows[position::width] if count else []
         columns["flag_list" if name == "flags" else name] = np.array(values, dtype=object)
     return columns
 

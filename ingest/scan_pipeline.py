@@ -103,7 +103,7 @@ class ScanPipeline:
     ) -> None:
         self._scripts = ScriptRunner(redis)
         self._verifiers = verifiers
-        self._max_stream_length = max(1, max_unsunk_events // PARTITIONS)
+        self._max_unsunk_per_partition = max(1, max_unsunk_events // PARTITIONS)
         self._scan_id_ttl_s = scan_id_ttl_s
         self._queue: list[_Queued] = []
         self._drain: asyncio.Task[None] | None = None
@@ -161,7 +161,7 @@ class ScanPipeline:
             decide_scans(
                 p,
                 [d.arguments for d in by_partition[p]],
-                self._max_stream_length,
+                self._max_unsunk_per_partition,
                 self._scan_id_ttl_s,
             )
             for p in partitions

@@ -1,10 +1,14 @@
 -- Decides a micro-batch of scans of one partition and appends their events, atomically.
 --
--- KEYS[1]  the partition's event stream, "{scans:N}:events"; every other key shares its hash tag
--- ARGV[1]  the most events the stream may hold (unsunk backlog); past it nothing is changed
+-- KEYS[1]  the partition's event stream, "{scans:N}:events"
+-- KEYS[2]  the partition's count of events not yet in ClickHouse, "{scans:N}:unsunk"
+--          (every other key is built here with the same hash tag)
+-- ARGV[1]  the most unsunk events the partition may hold; past it nothing is changed
 -- ARGV[2]  seconds a client scan_id is remembered for retries
 -- then three arguments per scan: the packed scan (SCAN), the client scan_id or "", the event
+--          (already framed by its length)
 --
+-- The new events are appended as one stream entry (see ingest/scan_events.py).
 -- Reply: one string per scan, "N" (new) or "R" (a retry, nothing changed) followed by STATE.
 local SCAN = '<BI8I8i4i4c4c8'            -- has_code, serial, now_ms, lat, lon, device, member
 local RECORD = '<I6I6i4i4i4i4I4I2c8'     -- first/last ms, first/last lat+lon, count,
@@ -56,11 +60,15 @@ local function record_scan(serial, now, lat, lon, device, member)
     return struct.pack(STATE, was_seen == 0 and 1 or 0, count, distinct)
 end
 
-if redis.call('XLEN', stream) >= tonumber(ARGV[1]) then
-    return redis.error_reply('STREAM_FULL the unsunk event backlog is at its bound')
+local unsunk_key = KEYS[2]
+if tonumber(redis.call('GET', unsunk_key) or '0') >= tonumber(ARGV[1]) then
+    if redis.call('XLEN', stream) > 0 then
+        return redis.error_reply('STREAM_FULL the unsunk event backlog is at its bound')
+    end
+    redis.call('DEL', unsunk_key)  -- an emptied stream holds nothing unsunk, whatever was counted
 end
 local ttl = tonumber(ARGV[2])
-local replies = {}
+local replies, events, states = {}, {}, {}
 for i = 3, #ARGV, 3 do
     local scan, scan_id, event = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     local id_key = scan_id ~= '' and (tag .. ':sid:' .. scan_id) or nil
@@ -72,8 +80,12 @@ for i = 3, #ARGV, 3 do
         local state = struct.pack(STATE, 0, 0, 0)
         if has_code == 1 then state = record_scan(serial, now, lat, lon, device, member) end
         if id_key then redis.call('SET', id_key, state, 'EX', ttl) end
-        redis.call('XADD', stream, '*', 'e', event, 's', state)
+        events[#events + 1], states[#states + 1] = event, state
         replies[#replies + 1] = 'N' .. state
     end
+end
+if #events > 0 then
+    redis.call('XADD', stream, '*', 'e', table.concat(events), 's', table.concat(states))
+    redis.call('INCRBY', unsunk_key, #events)
 end
 return replies

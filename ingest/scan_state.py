@@ -10,7 +10,8 @@ Per partition tag ``{scans:N}`` (see ``scan_events``):
   distinct device (up to 4): first and last scan time and place, first member, scan count,
   distinct devices. Buckets of 128 keep each hash a listpack (Redis' compact encoding);
 - ``:sid:<scan_id>``: the state a client scan_id was answered with, for retries, with a TTL;
-- ``:events``: the event stream.
+- ``:events``: the event stream, one entry per script call, and ``:unsunk``, the number of its
+  events not yet in ClickHouse (see ``scan_events``).
 
 A serial's partition comes from its bitmap's range, so a large batch spreads over all
 partitions (and cluster nodes) while each script touches one slot.
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from codes.commands import LuaScript, ScriptCall
-from ingest.scan_events import PARTITIONS, stream_key
+from ingest.scan_events import PARTITIONS, stream_key, unsunk_key
 
 SCAN_STATE = LuaScript.load(__package__ or "ingest", "scan_state.lua")
 SEEN_RANGE = 65_472
@@ -88,14 +89,14 @@ class ScanState(NamedTuple):
 def decide_scans(
     partition: int,
     scans: Sequence[tuple[bytes, str, bytes]],
-    max_stream_length: int,
+    max_unsunk_per_partition: int,
     scan_id_ttl_s: int,
 ) -> ScriptCall:
     """One script call for the ``(packed scan, client scan_id or "", event)`` of a partition."""
-    args: list[str | int | bytes] = [max_stream_length, scan_id_ttl_s]
+    args: list[str | int | bytes] = [max_unsunk_per_partition, scan_id_ttl_s]
     for scan in scans:
         args.extend(scan)
-    return ScriptCall(SCAN_STATE, (stream_key(partition),), tuple(args))
+    return ScriptCall(SCAN_STATE, (stream_key(partition), unsunk_key(partition)), tuple(args))
 
 
 STREAM_FULL = "STREAM_FULL"

@@ -48,7 +48,7 @@ from ingest.sink_table import ScanTable
 
 log = logging.getLogger(__name__)
 
-MAX_READ_COUNT = 10_000
+MAX_READ_COUNT = 1_000  # entries per partition and read; an entry holds a micro-batch's events
 IDLE_S = 0.02
 BACKOFF_FIRST_S, BACKOFF_CAP_S = 0.1, 2.0
 _CLICKHOUSE_ERRORS = (ClickHouseError, OSError, EOFError)
@@ -124,12 +124,12 @@ class Sink:
         """Reads new entries and writes them in batches until stop."""
         batch = Batch()
         while not self._stop.is_set():
-            remaining = self._batch_rows - batch.size
-            count = min(MAX_READ_COUNT, -(-remaining // PARTITIONS))
+            remaining = self._batch_rows - batch.rows
+            count = max(1, min(MAX_READ_COUNT, -(-remaining // PARTITIONS)))
             replies = self._streams.read(_NEW_ENTRIES, count)
             for partition, entries in replies.items():
                 batch.add(partition, entries)
-            if batch.size and (batch.size >= self._batch_rows or batch.age_ms >= self._flush_ms):
+            if batch.size and (batch.rows >= self._batch_rows or batch.age_ms >= self._flush_ms):
                 self._write(batch, fresh=True)
                 batch = Batch()
             elif all(len(entries) < count for entries in replies.values()):
@@ -155,7 +155,7 @@ class Sink:
                 log.warning("clickhouse insert failed; retrying", extra=pending)
                 backoff.wait(self._stop)
                 fresh = False
-        self._streams.acknowledge(batch.ids, stats)
+        self._streams.acknowledge(batch.ids, batch.events, stats)
 
     def _missing(self, batch: Batch) -> Columns:
         if not batch.rows:
@@ -168,7 +168,7 @@ class Sink:
         missing = self._table.missing(batch.columns())
         log.info(
             "checked entries against clickhouse",
-            extra={"entries": batch.rows, "missing": len(missing["stream_ms"])},
+            extra={"rows": batch.rows, "missing": len(missing["stream_ms"])},
         )
         return missing
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ingest.scan_events import Columns, decode_columns
+from ingest.scan_events import Columns, decode_columns, events_in
 
 Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
 
@@ -16,7 +16,10 @@ class Batch:
     def __init__(self) -> None:
         self.ids: dict[int, list[bytes]] = {}
         """Every entry id by partition, in stream order: what to acknowledge."""
+        self.events: dict[int, list[int]] = {}
+        """How many events each of those entries holds."""
         self.size = 0
+        """Entries."""
         self.rows = 0
         self.vanished = 0
         """Pending entries deleted from their stream by someone else: nothing left to insert."""
@@ -29,12 +32,14 @@ class Batch:
         if not self.size:
             self._started = time.monotonic()
         self.ids.setdefault(partition, []).extend(entry_id for entry_id, _ in entries)
+        counts = [events_in(fields) if fields else 0 for _, fields in entries]
+        self.events.setdefault(partition, []).extend(counts)
         self.size += len(entries)
         kept = [entry for entry in entries if entry[1]]
         self.vanished += len(entries) - len(kept)
         if kept:
             self._parts.append(decode_columns(partition, kept))
-            self.rows += len(kept)
+            self.rows += sum(counts)
 
     @property
     def age_ms(self) -> float:

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from ingest.scan_events import CONSUMER_GROUP, STREAM_KEYS
+from codes.commands import LuaScript
+from ingest.scan_events import CONSUMER_GROUP, STREAM_KEYS, UNSUNK_KEYS
 from ingest.sink_batch import Entries
 
+ACK_EVENTS = LuaScript.load(__package__ or "ingest", "ack_events.lua")
 CONSUMER = "sink"
 """One sink, one fixed consumer name: its pending entries are exactly what it may have inserted."""
 STATS_KEY = "{sink}:stats"
@@ -33,6 +35,7 @@ class InsertStats:
 class SinkStreams:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._ack = redis.register_script(ACK_EVENTS.source)  # EVALSHA, loaded on NOSCRIPT
 
     def ensure_groups(self) -> None:
         for key in STREAM_KEYS:
@@ -50,29 +53,38 @@ class SinkStreams:
         replies = pipe.execute()
         return {p: reply[0][1] if reply else [] for p, reply in zip(cursors, replies, strict=True)}
 
-    def acknowledge(self, ids: Mapping[int, Sequence[bytes]], stats: InsertStats | None) -> None:
-        """Acks the entries and trims each stream just past them, so its length is the backlog.
+    def acknowledge(
+        self,
+        ids: Mapping[int, Sequence[bytes]],
+        events: Mapping[int, Sequence[int]],
+        stats: InsertStats | None,
+    ) -> None:
+        """Acks the entries, trims each stream just past them and subtracts their events from
+        the partition's unsunk count, one script per partition (``ack_events.lua``).
 
         The entries of a stream below its last acked id were all delivered before it and are
         acked already, since the sink recovers the pending entries after any failed read before
         it acknowledges again: trimming to that id deletes nothing still pending.
         """
-        pipe = self._redis.pipeline(transaction=False)
         for partition, entry_ids in ids.items():
-            key = STREAM_KEYS[partition]
-            pipe.xack(key, CONSUMER_GROUP, *entry_ids)
-            pipe.xtrim(key, minid=_next_id(entry_ids[-1]), approximate=False)
-        if stats is not None:
-            pipe.hincrby(STATS_KEY, "rows_total", stats.rows)
-            pipe.hincrby(STATS_KEY, "inserts_total", 1)
-            pipe.hset(
-                STATS_KEY,
-                mapping={
-                    "last_insert_ms": stats.finished_ms,
-                    "rows_per_s": round(stats.rows / max(stats.seconds, 1e-6)),
-                    "lag_ms": stats.lag_ms,
-                },
+            pairs = [x for pair in zip(entry_ids, events[partition], strict=True) for x in pair]
+            self._ack(
+                keys=[STREAM_KEYS[partition], UNSUNK_KEYS[partition]],
+                args=[CONSUMER_GROUP, _next_id(entry_ids[-1]), *pairs],
             )
+        if stats is None:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hincrby(STATS_KEY, "rows_total", stats.rows)
+        pipe.hincrby(STATS_KEY, "inserts_total", 1)
+        pipe.hset(
+            STATS_KEY,
+            mapping={
+                "last_insert_ms": stats.finished_ms,
+                "rows_per_s": round(stats.rows / max(stats.seconds, 1e-6)),
+                "lag_ms": stats.lag_ms,
+            },
+        )
         pipe.execute()
 
 

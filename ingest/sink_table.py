@@ -47,6 +47,7 @@ COLUMNS = (
     "stream_partition",
     "stream_ms",
     "stream_seq",
+    "stream_index",
 )
 """The columns the sink writes: all of ``scans`` but the materialized ``flags``."""
 

@@ -18,10 +18,11 @@ from ingest.scan_events import (
     EVENT_FIELD,
     PARTITIONS,
     STATE_FIELD,
-    STREAM_KEYS,
+    UNSUNK_KEYS,
     ScanEvent,
     Verdict,
     stream_key,
+    unsunk_key,
 )
 
 DAY_MS = 86_400_000
@@ -65,27 +66,37 @@ def state_of(event: ScanEvent) -> tuple[int, int, int]:
     return int(event.serial % 2 == 0), event.serial % 9 + 1, event.serial % 3 + 1
 
 
-def add_events(client: redis.Redis, events: list[ScanEvent]) -> None:
-    pipe = client.pipeline(transaction=False)
+def add_events(client: redis.Redis, events: list[ScanEvent], per_entry: int = 1) -> None:
+    """Appends the events as the scan script does, ``per_entry`` events of a partition in each
+    stream entry."""
+    by_partition: dict[int, list[ScanEvent]] = {}
     for event in events:
-        pipe.xadd(
-            stream_key(event.serial % PARTITIONS),
-            {EVENT_FIELD: event.encode(), STATE_FIELD: struct.pack("<BIH", *state_of(event))},
-        )
+        by_partition.setdefault(event.serial % PARTITIONS, []).append(event)
+    pipe = client.pipeline(transaction=False)
+    for partition, group in by_partition.items():
+        for start in range(0, len(group), per_entry):
+            entry = group[start : start + per_entry]
+            fields = {
+                EVENT_FIELD: b"".join(event.encode() for event in entry),
+                STATE_FIELD: b"".join(struct.pack("<BIH", *state_of(event)) for event in entry),
+            }
+            pipe.xadd(stream_key(partition), fields)  # type: ignore[arg-type]
+            pipe.incrby(unsunk_key(partition), len(entry))
     pipe.execute()
 
 
 def backlog(client: redis.Redis) -> int:
-    """Entries left in the streams: all of them are unsunk once the sink trims."""
-    return sum(client.xlen(key) for key in STREAM_KEYS if client.exists(key))
+    """Events not yet acknowledged by the sink, by the partitions' unsunk counts."""
+    return sum(int(client.get(key) or 0) for key in UNSUNK_KEYS)
 
 
 def stored(url: str) -> tuple[int, int]:
-    """Rows in ``scans`` and distinct stream entries among them."""
+    """Rows in ``scans`` and distinct events (stream entry and place in it) among them."""
     client = connect(url)
     try:
         [(rows, distinct)] = client.execute(
-            "SELECT count(), uniqExact(stream_partition, stream_ms, stream_seq) FROM scans"
+            "SELECT count(), uniqExact(stream_partition, stream_ms, stream_seq, stream_index)"
+            " FROM scans"
         )
     finally:
         client.disconnect()

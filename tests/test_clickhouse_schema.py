@@ -41,6 +41,7 @@ SCANS = {
     "stream_partition": "UInt8",
     "stream_ms": "UInt64",
     "stream_seq": "UInt64",
+    "stream_index": "UInt16",
 }
 
 

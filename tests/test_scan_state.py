@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import AsyncIterator, Sequence
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from ingest.redis_scripts import ScriptRunner
-from ingest.scan_events import PARTITIONS, partition_tag, stream_key
+from ingest.scan_events import PARTITIONS, events_in, partition_tag, stream_key, unsunk_key
 from ingest.scan_state import (
     SCAN_STATE,
     SEEN_RANGE,
@@ -24,6 +25,7 @@ from ingest.scan_state import (
 )
 
 SERIAL = 3 * SEEN_RANGE + 17
+Entry = tuple[bytes, dict[bytes, bytes]]
 NOW = 1_800_000_000_000
 
 
@@ -78,14 +80,20 @@ async def test_first_scan_counts_and_distinct_devices(redis: Redis) -> None:
     assert len(record) == 42 + 4 * 4
     assert struct.unpack_from("<ii", record, 12) == (312_000_000, 1_214_000_000)
     assert await redis.strlen(f"{tag}:seen:{SERIAL // SEEN_RANGE}") == SEEN_RANGE // 8
-    assert await redis.xlen(stream_key(partition_of_serial(SERIAL))) == 9
+    [(_, entry)] = cast(list[Entry], await redis.xrange(stream_key(partition_of_serial(SERIAL))))
+    assert events_in(entry) == 9  # one entry per call
+    assert await redis.get(unsunk_key(partition_of_serial(SERIAL))) == b"9"
 
 
 @pytest.mark.redis
 async def test_scans_without_a_serial_only_append_events(redis: Redis) -> None:
     [state] = await _decide(redis, [(_scan(serial=None), "", b"event")])
     assert state == ScanState(False, 0, 0, False)
-    assert sorted(await redis.keys("*")) == [stream_key(partition_of_serial(SERIAL)).encode()]
+    partition = partition_of_serial(SERIAL)
+    assert sorted(await redis.keys("*")) == [
+        stream_key(partition).encode(),
+        unsunk_key(partition).encode(),
+    ]
 
 
 @pytest.mark.redis
@@ -94,7 +102,7 @@ async def test_a_known_scan_id_is_answered_from_memory(redis: Redis) -> None:
     assert first[1] == first[0]._replace(retried=True)
     [again] = await _decide(redis, [(_scan("c"), "id-1", b"e3")])
     assert again == first[1]
-    assert await redis.xlen(stream_key(partition_of_serial(SERIAL))) == 1
+    assert await redis.get(unsunk_key(partition_of_serial(SERIAL))) == b"1"
     tag = partition_tag(partition_of_serial(SERIAL))
     assert 0 < await redis.ttl(f"{tag}:sid:id-1") <= 60
 

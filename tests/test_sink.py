@@ -29,7 +29,7 @@ from ingest.config import Settings
 from ingest.local_services import ServerProcess
 from ingest.scan_events import CONSUMER_GROUP, PARTITIONS, STREAM_KEYS, Columns, ScanEvent
 from ingest.sink import Sink, run_sink
-from ingest.sink_batch import Entries
+from ingest.sink_batch import Batch, Entries
 from ingest.sink_streams import STATS_KEY, InsertStats, SinkStreams
 from ingest.sink_table import QUERY_ID_PREFIX, ScanTable
 from tests.sink_support import (
@@ -177,12 +177,14 @@ def test_every_event_becomes_one_row_with_its_values(
     add_events(streams, events[:700])
     with _running_sink(_settings(redis_url, database)):
         wait_until(_caught_up(streams, database, 700), 10, "the first events")
-        add_events(streams, events[700:])
+        add_events(streams, events[700:], per_entry=7)  # as the scan script groups them
         wait_until(_caught_up(streams, database, 1200), 10, "the later events")
 
     rows = query(database, f"SELECT {_SELECTED} FROM scans ORDER BY scan_id")
     assert [_comparable(row) for row in rows] == [_comparable(_expected(e)) for e in events]
     assert query(database, "SELECT uniqExact(toYYYYMM(date)) FROM scans") == [(2,)]
+    assert query(database, "SELECT max(stream_index) FROM scans") == [(6,)]
+    assert stored(database) == (1200, 1200)
     assert _pending(streams) == 0
     stats = {_text(k): int(v) for k, v in streams.hgetall(STATS_KEY).items()}
     assert stats["rows_total"] == 1200
@@ -200,7 +202,12 @@ class _Crash(BaseException):
 
 
 class _CrashBeforeAck(SinkStreams):
-    def acknowledge(self, ids: Mapping[int, Sequence[bytes]], stats: InsertStats | None) -> None:
+    def acknowledge(
+        self,
+        ids: Mapping[int, Sequence[bytes]],
+        events: Mapping[int, Sequence[int]],
+        stats: InsertStats | None,
+    ) -> None:
         raise _Crash
 
 
@@ -425,3 +432,19 @@ def test_a_clickhouse_outage_delays_events_and_loses_none(
         assert "clickhouse insert failed; retrying" in caplog.messages
     finally:
         server.stop()
+
+
+def test_acknowledging_twice_subtracts_the_events_once(streams: redis.Redis) -> None:
+    add_events(streams, make_events(40), per_entry=4)
+    sink_streams = SinkStreams(streams)
+    sink_streams.ensure_groups()
+    replies = sink_streams.read(dict.fromkeys(range(PARTITIONS), b">"), 100)
+    batch = Batch()
+    for partition, entries in replies.items():
+        batch.add(partition, entries)
+    first = next(iter(batch.ids))
+    ids, events = {first: batch.ids[first]}, {first: batch.events[first]}
+    for _ in range(2):  # a retry after a lost reply
+        sink_streams.acknowledge(ids, events, None)
+    assert backlog(streams) == 40 - sum(batch.events[first])
+    assert streams.xlen(STREAM_KEYS[first]) == 0

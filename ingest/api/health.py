@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from ingest import metrics
 from ingest.clickhouse_client import connect, describe
 from ingest.responses import json_response
-from ingest.scan_events import STREAM_KEYS
+from ingest.scan_events import UNSUNK_KEYS
 from ingest.sink_streams import STATS_KEY
 from ingest.state import REDIS, SETTINGS
 
@@ -77,14 +77,14 @@ _SINK_GAUGES = {
 
 async def _backlog_and_sink(redis: Redis) -> tuple[int, dict[str, float]]:
     async with redis.pipeline(transaction=False) as pipe:
-        for key in STREAM_KEYS:
-            pipe.xlen(key)
+        for key in UNSUNK_KEYS:  # one key per command: they live in different cluster slots
+            pipe.get(key)
         pipe.hgetall(STATS_KEY)
-        *lengths, stats = await pipe.execute()
+        *counts, stats = await pipe.execute()
     sink = {name: float(value) for name, value in cast(dict[str, str], stats).items()}
     if "last_insert_ms" in sink:
         sink["seconds_since_insert"] = round(time.time() - sink["last_insert_ms"] / 1000, 3)
-    return sum(lengths), sink
+    return sum(int(count or 0) for count in counts), sink
 
 
 async def _clickhouse_status(url: str | None) -> str:

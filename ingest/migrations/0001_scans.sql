@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS scans
     latency_us UInt32,
     stream_partition UInt8,
     stream_ms UInt64,
-    stream_seq UInt64
+    stream_seq UInt64,
+    stream_index UInt16
 )
 ENGINE = MergeTree()
 PARTITION BY toYYYYMM(date)
