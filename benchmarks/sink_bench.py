@@ -33,6 +33,7 @@ from ingest import local_services
 from ingest.clickhouse_client import connect
 from ingest.clickhouse_schema import apply_migrations
 from ingest.config import Settings
+from ingest.gc_tuning import collect_less_often
 from ingest.scan_events import (
     EVENT_FIELD,
     PARTITIONS,
@@ -43,7 +44,7 @@ from ingest.scan_events import (
     stream_key,
     unsunk_key,
 )
-from ingest.sink import run_sink, tune_gc
+from ingest.sink import run_sink
 from ingest.sink_streams import STATS_KEY
 from ingest.sink_table import COLUMNS, column_values
 
@@ -155,7 +156,7 @@ def measure_raw(clickhouse_url: str, events: int, batch_rows: int) -> tuple[floa
 
 
 def run(events: int, batch_rows: int) -> dict[str, Any]:
-    tune_gc()  # as `scanward sink` does
+    collect_less_often()  # as `scanward sink` does
     with (
         tempfile.TemporaryDirectory(prefix="scanward-sink-bench-") as folder,
         local_services.running_services(Path(folder)) as services,

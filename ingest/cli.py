@@ -32,10 +32,11 @@ from ingest import clickhouse_client, json_logging, local_services, query_output
 from ingest.batch_store import BatchStore
 from ingest.clickhouse_schema import apply_migrations
 from ingest.config import ConfigError, Settings
+from ingest.gc_tuning import collect_less_often
 from ingest.local_services import ServiceAddresses, ServiceError
 from ingest.metrics import MULTIPROC_ENV
 from ingest.server import serve
-from ingest.sink import run_sink, tune_gc
+from ingest.sink import run_sink
 from ingest.supervisor import Supervisor
 from ingest.tokens import Role, TokenStore
 
@@ -179,6 +180,7 @@ def serve_command(args: argparse.Namespace) -> None:
     """The API alone, in one process or in ``--workers`` processes sharing the port."""
     settings = _settings(args, needs_redis=True).with_overrides(workers=args.workers)
     _secret(settings)
+    json_logging.configure()
     if args.worker or settings.workers == 1:
         try:
             uvloop.run(serve(settings, reuse_port=args.worker))
@@ -260,7 +262,7 @@ def sink_command(args: argparse.Namespace) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    tune_gc()
+    collect_less_often()
     run_sink(settings, stop)
 
 
@@ -274,6 +276,7 @@ def up_command(args: argparse.Namespace) -> None:
     """Redis and ClickHouse (unless configured), the schema, API workers and the sink."""
     settings = _settings(args).with_overrides(workers=args.workers)
     secret = _secret(settings)
+    json_logging.configure()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.keyring_file.exists():
         Keyring.new().save(settings.keyring_file, secret)

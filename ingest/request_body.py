@@ -54,23 +54,17 @@ class JsonFields:
         self._read: set[str] = set()
 
     def text(self, name: str, *, default: str | None = None, max_length: int = 256) -> str:
-        value = self._get(name, default)
-        if not isinstance(value, str):
-            raise ValidationFailed(f"{name} must be a string")
-        if len(value) > max_length:
-            raise ValidationFailed(f"{name} must be at most {max_length} characters")
-        if not value.isprintable():
-            raise ValidationFailed(f"{name} must contain printable characters only")
-        return value
+        return _checked_text(name, self._get(name, default), max_length)
 
     def optional_text(self, name: str, *, max_length: int = 256) -> str | None:
-        return None if self._absent(name) else self.text(name, max_length=max_length)
+        value = self._optional(name)
+        return None if value is None else _checked_text(name, value, max_length)
 
     def optional_number(self, name: str, minimum: float, maximum: float) -> float | None:
-        if self._absent(name):
+        value = self._optional(name)
+        if value is None:
             return None
-        value = self._document[name]
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if type(value) is not float and type(value) is not int:  # bool is no number here
             raise ValidationFailed(f"{name} must be a number")
         if not minimum <= value <= maximum:
             raise ValidationFailed(f"{name} must be between {minimum:g} and {maximum:g}")
@@ -88,9 +82,9 @@ class JsonFields:
         if unknown:
             raise ValidationFailed(f"unknown field(s): {', '.join(unknown)}")
 
-    def _absent(self, name: str) -> bool:
+    def _optional(self, name: str) -> Any:
         self._read.add(name)
-        return self._document.get(name) is None
+        return self._document.get(name)
 
     def _get(self, name: str, default: object) -> object:
         self._read.add(name)
@@ -100,3 +94,13 @@ class JsonFields:
                 raise ValidationFailed(f"{name} is required")
             return default
         return value
+
+
+def _checked_text(name: str, value: object, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise ValidationFailed(f"{name} must be a string")
+    if len(value) > max_length:
+        raise ValidationFailed(f"{name} must be at most {max_length} characters")
+    if not value.isprintable():
+        raise ValidationFailed(f"{name} must contain printable characters only")
+    return value

@@ -1,10 +1,12 @@
 """The scan path: micro-batches of scans, verified in-process and decided in one Redis round trip.
 
 Handlers ``submit`` parsed scans and await their futures. The first submission of a loop tick
-starts a drain task; by the time it runs, every request parsed in that tick is queued, and while
-a batch waits on Redis the next one gathers. A batch costs one pipelined round trip: one
-``scan_state.lua`` call per partition, each of which updates the scan state and appends the
-events in one atomic step. An answer is given only after Redis has acknowledged its event.
+starts a drain task; by the time it runs, every request parsed in that tick is queued. While a
+batch waits on Redis the next one gathers, and up to ``MAX_BATCHES_IN_FLIGHT`` batches wait at
+once (one alone left the loop idle while its reply sat behind other work). A batch costs one
+pipelined round trip: one ``scan_state.lua`` call per partition, each of which updates the
+scan state and appends the events in one atomic step. An answer is given only after Redis has
+acknowledged its event.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ingest.verifier_source import VerifierSource
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 4096
+MAX_BATCHES_IN_FLIGHT = 2
 # server-made scan ids: a random per-process prefix and a counter (os.urandom per scan costs a
 # system call; these need to be unique, not secret)
 _SCAN_ID_PREFIX = secrets.token_hex(6)
@@ -106,7 +109,8 @@ class ScanPipeline:
         self._max_unsunk_per_partition = max(1, max_unsunk_events // PARTITIONS)
         self._scan_id_ttl_s = scan_id_ttl_s
         self._queue: list[_Queued] = []
-        self._drain: asyncio.Task[None] | None = None
+        self._drains: set[asyncio.Task[None]] = set()
+        self._drain_starting = False
         self._closing = False
 
     def submit(self, requests: Sequence[ScanRequest]) -> list[asyncio.Future[ScanResult]]:
@@ -115,30 +119,34 @@ class ScanPipeline:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in requests]
         self._queue.extend(zip(requests, futures, strict=True))
-        if self._drain is None:
-            self._drain = loop.create_task(self._drain_queue())
+        if not self._drain_starting and len(self._drains) < MAX_BATCHES_IN_FLIGHT:
+            self._drain_starting = True
+            drain = loop.create_task(self._drain_queue())
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
         return futures
 
     async def close(self) -> None:
         """Refuse new scans and finish the queued ones."""
         self._closing = True
-        if self._drain is not None:
-            await self._drain
+        while self._drains:
+            await asyncio.gather(*self._drains)
 
     async def _drain_queue(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                try:
-                    await self._decide(batch)
-                except (RedisConnectionError, RedisTimeoutError) as error:
-                    log.error("scan batch failed: Redis is unreachable: %s", error)
-                    _fail(batch, Unavailable("the scan state store is unreachable; retry shortly"))
-                except Exception:
-                    log.exception("scan batch of %d failed", len(batch))
-                    _fail(batch, ApiError("internal error"))
-        finally:
-            self._drain = None
+        """Takes batches until the queue is empty. A second drain may start while this one
+        waits for Redis, so the scans that arrive meanwhile need not wait for its reply."""
+        while self._queue:
+            self._drain_starting = False
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                await self._decide(batch)
+            except (RedisConnectionError, RedisTimeoutError) as error:
+                log.error("scan batch failed: Redis is unreachable: %s", error)
+                _fail(batch, Unavailable("the scan state store is unreachable; retry shortly"))
+            except Exception:
+                log.exception("scan batch of %d failed", len(batch))
+                _fail(batch, ApiError("internal error"))
+        self._drain_starting = False
 
     async def _decide(self, batch: list[_Queued]) -> None:
         verifier = await self._verifiers.current(VERIFIER_MAX_AGE_S)

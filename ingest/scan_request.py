@@ -3,8 +3,8 @@ line of a bulk upload."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from ingest.errors import ValidationFailed
 from ingest.request_body import JsonFields
@@ -16,8 +16,7 @@ _EARLIEST_CLIENT_TIME_MS = 946_684_800_000  # 2000-01-01
 _LATEST_CLIENT_TIME_MS = 4_102_444_800_000  # 2100-01-01
 
 
-@dataclass(frozen=True, slots=True)
-class ScanRequest:
+class ScanRequest(NamedTuple):  # a tuple: built once per scan, at a third of a dataclass's cost
     code: str
     lat: float | None
     lon: float | None

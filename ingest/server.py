@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ingest.app import create_app
 from ingest.config import Settings
+from ingest.gc_tuning import collect_less_often
 
 _PARENT_CHECK_S = 1.0
 
@@ -23,6 +24,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     access_log = logging.getLogger("aiohttp.access") if settings.access_log else None
     runner = web.AppRunner(create_app(settings), access_log=access_log)
     await runner.setup()
+    collect_less_often()
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
         await site.start()

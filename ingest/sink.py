@@ -28,7 +28,6 @@ if ClickHouse fails that last write, the entries stay pending for the next start
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -190,17 +189,6 @@ class Sink:
             extra={"rows": rows, "seconds": round(stats.seconds, 3), "lag_ms": stats.lag_ms},
         )
         return stats
-
-
-def tune_gc() -> None:
-    """Fewer garbage collections, for a process that runs the sink.
-
-    A batch is about ten tracked containers per row (the reply's tuples and dicts, the decoder's
-    lists): at the default thresholds the collector runs every 700 of them and walks the batch
-    again and again, a fifth of the sink's time. Collections still happen, 100 times less often.
-    """
-    gc.freeze()
-    gc.set_threshold(70_000, 10, 10)
 
 
 def run_sink(settings: Settings, stop: threading.Event) -> None:
