@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import socket
 import sys
@@ -221,8 +220,6 @@ def add_workers(supervisor: Supervisor, count: int) -> None:
 
 def _clickhouse(settings: Settings) -> Any:
     assert settings.clickhouse_url is not None
-    # The driver logs a traceback for every refused connection; the caller reports the error.
-    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     return clickhouse_client.connect(settings.clickhouse_url)
 
 
@@ -258,7 +255,6 @@ def sql_command(args: argparse.Namespace) -> None:
 def sink_command(args: argparse.Namespace) -> None:
     settings = _settings(args, needs_redis=True, needs_clickhouse=True)
     json_logging.configure()
-    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -7,6 +7,7 @@ columns go through Python lists either way.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -18,6 +19,8 @@ QUERY_TIMEOUT_S = 60
 
 def connect(url: str) -> Any:
     """A ``clickhouse_driver.Client`` (untyped, hence ``Any``) for ``url``."""
+    # The driver logs a traceback for every refused connection; callers report errors themselves.
+    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     parts = urlsplit(url)
     secure = parts.scheme == "clickhouses"
     return Client(
