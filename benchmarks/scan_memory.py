@@ -24,17 +24,18 @@ from redis.asyncio import Redis
 from ingest import local_services
 from ingest.redis_scripts import ScriptRunner
 from ingest.scan_events import STREAM_KEYS
-from ingest.scan_state import decide_scans, pack_scan, partition_of_serial
+from ingest.scan_state import decide_scans, pack_scan, partition_of_serial, scan_argument
 
 CALL_SIZE = 2000
 
 
 async def _scan(redis: Redis, serials: list[int], devices: int, now_ms: int) -> None:
     runner = ScriptRunner(redis)
-    by_partition: dict[int, list[tuple[bytes, str, bytes]]] = {}
+    by_partition: dict[int, list[bytes]] = {}
     for serial in serials:
         packed = pack_scan(serial, now_ms, 31.23, 121.47, f"device-{devices}-{serial}", "m")
-        by_partition.setdefault(partition_of_serial(serial), []).append((packed, "", b"e"))
+        argument = scan_argument(packed, "", b"\x01\0\0\0e")
+        by_partition.setdefault(partition_of_serial(serial), []).append(argument)
     calls = [
         decide_scans(partition, scans[i : i + CALL_SIZE], 10**9, 86_400)
         for partition, scans in by_partition.items()

@@ -141,20 +141,21 @@ class ScanEvent(NamedTuple):
             self.key_id,
             self.verdict,
         )
-        strings = (
-            self.scan_id,
-            self.code,
-            self.batch_id,
-            self.sku,
-            self.gtin,
-            self.member_id,
-            self.device_id,
-            self.ip,
-            ",".join(self.flags),
-            self.flag_details,
-        )
-        event = fixed + SEPARATOR.join(s.encode() for s in strings)
-        return _FRAME.pack(len(event)) + event
+        strings = "\x1f".join(
+            (
+                self.scan_id,
+                self.code,
+                self.batch_id,
+                self.sku,
+                self.gtin,
+                self.member_id,
+                self.device_id,
+                self.ip,
+                ",".join(self.flags),
+                self.flag_details,
+            )
+        ).encode()
+        return _FRAME.pack(len(fixed) + len(strings)) + fixed + strings
 
 
 Columns = dict[str, npt.NDArray[np.generic]]

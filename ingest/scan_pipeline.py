@@ -42,6 +42,7 @@ from ingest.scan_state import (
     pack_scan,
     partition_of_serial,
     partition_of_text,
+    scan_argument,
 )
 from ingest.verifier_source import VerifierSource
 
@@ -91,7 +92,7 @@ class _Decision:
     flags: tuple[dict[str, object], ...] = ()
     product: dict[str, object] | None = None
     partition: int = 0
-    arguments: tuple[bytes, str, bytes] = (b"", "", b"")
+    argument: bytes = b""
     verified: VerifiedCode | None = None
     canonical: str = ""
 
@@ -168,7 +169,7 @@ class ScanPipeline:
         calls = [
             decide_scans(
                 p,
-                [d.arguments for d in by_partition[p]],
+                [d.argument for d in by_partition[p]],
                 self._max_unsunk_per_partition,
                 self._scan_id_ttl_s,
             )
@@ -250,7 +251,7 @@ def _prepare(decision: _Decision, now_ms: int) -> None:
     packed = pack_scan(
         serial, now_ms, request.lat, request.lon, request.device_id, request.member_id
     )
-    decision.arguments = (packed, request.scan_id or "", event.encode())
+    decision.argument = scan_argument(packed, request.scan_id or "", event.encode())
 
 
 def _answer(decisions: list[_Decision], reply: object) -> None:

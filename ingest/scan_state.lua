@@ -5,8 +5,9 @@
 --          (every other key is built here with the same hash tag)
 -- ARGV[1]  the most unsunk events the partition may hold; past it nothing is changed
 -- ARGV[2]  seconds a client scan_id is remembered for retries
--- then three arguments per scan: the packed scan (SCAN), the client scan_id or "", the event
---          (already framed by its length)
+-- ARGV[3]  the scans back to back, each: the packed scan (SCAN), the byte length of the
+--          client scan_id ('<I2') and the scan_id, then the event framed by its length ('<I4');
+--          one argument rather than three per scan: the client's cost is per argument
 --
 -- The new events are appended as one stream entry (see ingest/scan_events.py).
 -- Reply: one string per scan, "N" (new) or "R" (a retry, nothing changed) followed by STATE.
@@ -14,6 +15,7 @@ local SCAN = '<BI8I8i4i4c4c8'            -- has_code, serial, now_ms, lat, lon, 
 local RECORD = '<I6I6i4i4i4i4I4I2c8'     -- first/last ms, first/last lat+lon, count,
                                          -- distinct devices, first member; then device hashes
 local STATE = '<BI4I2'                   -- first scan?, scan count, distinct devices
+local SCAN_SIZE = struct.size(SCAN)
 local NO_DEVICE = string.rep('\0', 4)
 local MAX_DEVICES = 4
 -- 65,472 bits make an 8,184-byte bitmap: with its header it fills exactly one 8 KiB allocation
@@ -30,10 +32,15 @@ local function known_device(devices, device)
     return false
 end
 
+local bitmaps_known = {}  -- bitmaps this call has seen exist, to ask Redis once per call
+
 local function record_scan(serial, now, lat, lon, device, member)
     local seen_key = tag .. ':seen:' .. math.floor(serial / SEEN_RANGE)
-    -- created at full size: growing by SETBIT would over-allocate up to twice the length
-    redis.call('SET', seen_key, EMPTY_BITMAP, 'NX')
+    if not bitmaps_known[seen_key] then
+        -- created at full size: growing by SETBIT would over-allocate up to twice the length
+        if redis.call('EXISTS', seen_key) == 0 then redis.call('SET', seen_key, EMPTY_BITMAP) end
+        bitmaps_known[seen_key] = true
+    end
     local was_seen = redis.call('SETBIT', seen_key, serial % SEEN_RANGE, 1)
     local record_key = tag .. ':rec:' .. math.floor(serial / RECORD_BUCKET)
     local field = tostring(serial % RECORD_BUCKET)
@@ -69,8 +76,15 @@ if tonumber(redis.call('GET', unsunk_key) or '0') >= tonumber(ARGV[1]) then
 end
 local ttl = tonumber(ARGV[2])
 local replies, events, states = {}, {}, {}
-for i = 3, #ARGV, 3 do
-    local scan, scan_id, event = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local scans, at = ARGV[3], 1
+while at <= #scans do
+    local scan = string.sub(scans, at, at + SCAN_SIZE - 1)
+    local id_length = struct.unpack('<I2', scans, at + SCAN_SIZE)
+    local scan_id = string.sub(scans, at + SCAN_SIZE + 2, at + SCAN_SIZE + 1 + id_length)
+    local event_at = at + SCAN_SIZE + 2 + id_length
+    local event_length = struct.unpack('<I4', scans, event_at)
+    local event = string.sub(scans, event_at, event_at + 3 + event_length)
+    at = event_at + 4 + event_length
     local id_key = scan_id ~= '' and (tag .. ':sid:' .. scan_id) or nil
     local stored = id_key and redis.call('GET', id_key)
     if stored then

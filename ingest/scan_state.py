@@ -34,6 +34,7 @@ NO_LOCATION_E7 = -(2**31)
 
 _SCAN = struct.Struct("<BQQii4s8s")
 _STATE = struct.Struct("<BIH")
+_ID_LENGTH = struct.Struct("<H")
 _RETRIED = ord("R")
 
 
@@ -86,17 +87,25 @@ class ScanState(NamedTuple):
         return cls(first == 1, count, devices, reply[0] == _RETRIED)
 
 
+def scan_argument(packed_scan: bytes, scan_id: str, event: bytes) -> bytes:
+    """One scan as the script reads it: the packed scan, the client scan_id ("" for none) and
+    the framed event."""
+    encoded_id = scan_id.encode()
+    return packed_scan + _ID_LENGTH.pack(len(encoded_id)) + encoded_id + event
+
+
 def decide_scans(
     partition: int,
-    scans: Sequence[tuple[bytes, str, bytes]],
+    scans: Sequence[bytes],
     max_unsunk_per_partition: int,
     scan_id_ttl_s: int,
 ) -> ScriptCall:
-    """One script call for the ``(packed scan, client scan_id or "", event)`` of a partition."""
-    args: list[str | int | bytes] = [max_unsunk_per_partition, scan_id_ttl_s]
-    for scan in scans:
-        args.extend(scan)
-    return ScriptCall(SCAN_STATE, (stream_key(partition), unsunk_key(partition)), tuple(args))
+    """One script call for the ``scan_argument`` values of a partition's scans."""
+    return ScriptCall(
+        SCAN_STATE,
+        (stream_key(partition), unsunk_key(partition)),
+        (max_unsunk_per_partition, scan_id_ttl_s, b"".join(scans)),
+    )
 
 
 STREAM_FULL = "STREAM_FULL"

@@ -265,3 +265,13 @@ async def test_forwarded_addresses_are_trusted_only_from_configured_proxies(
             raw.flushall()
         [entry] = entries
         assert expected.encode() in entry[EVENT_FIELD]
+
+
+async def test_long_non_ascii_scan_ids_work_as_retry_keys(
+    client: TestClient[Any, Any], redis_url: str
+) -> None:
+    scan_id = "扫码" * 32  # 64 characters, 192 bytes
+    first = await _scan(client, code="nonsense", scan_id=scan_id)
+    assert first["scan_id"] == scan_id
+    assert await _scan(client, code="nonsense", scan_id=scan_id) == first
+    assert _events(redis_url) == 1

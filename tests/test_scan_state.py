@@ -22,6 +22,7 @@ from ingest.scan_state import (
     pack_scan,
     partition_of_serial,
     partition_of_text,
+    scan_argument,
 )
 
 SERIAL = 3 * SEEN_RANGE + 17
@@ -53,13 +54,18 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 
 async def _decide(
     redis: Redis,
-    scans: Sequence[tuple[bytes, str, bytes]],
+    scans: Sequence[tuple[bytes, str, bytes]],  # (packed scan, scan_id, event)
     serial: int = SERIAL,
     max_length: int = 1000,
 ) -> list[ScanState]:
-    call = decide_scans(partition_of_serial(serial), scans, max_length, 60)
+    arguments = [scan_argument(scan, scan_id, _framed(event)) for scan, scan_id, event in scans]
+    call = decide_scans(partition_of_serial(serial), arguments, max_length, 60)
     replies = await ScriptRunner(redis).run(call)
     return [ScanState.from_reply(r) for r in replies]
+
+
+def _framed(event: bytes) -> bytes:
+    return struct.pack("<I", len(event)) + event
 
 
 def _scan(device: str = "", member: str = "", serial: int | None = SERIAL) -> bytes:
