@@ -3,7 +3,8 @@
 Starts its own Redis, issues ``--codes`` serials (no batch objects are needed for the state) and
 scans a fraction of them through ``scan_state.lua`` exactly as the scan path does (with a
 device and a member each, about a quarter of them scanned twice by a second device). The event
-streams are deleted before measuring, as the sink's trim does once events are in ClickHouse.
+streams are deleted before measuring, as the sink's trim does once events are in ClickHouse;
+what they held is reported per event (what a ClickHouse outage costs Redis).
 Prints one JSON document. Goals (issue 3): about 100 bytes or less per scanned code, about one
 bit per issued code.
 """
@@ -23,10 +24,34 @@ from redis.asyncio import Redis
 
 from ingest import local_services
 from ingest.redis_scripts import ScriptRunner
-from ingest.scan_events import STREAM_KEYS
+from ingest.scan_events import STREAM_KEYS, ScanEvent, Verdict
 from ingest.scan_state import decide_scans, pack_scan, partition_of_serial, scan_argument
 
-CALL_SIZE = 2000
+CALL_SIZE = 8  # scans of one partition per call: a micro-batch of ~128 scans
+
+
+def _event(serial: int, now_ms: int) -> bytes:
+    """A typical event: a located genuine scan by a member's phone."""
+    return ScanEvent(
+        time_ms=now_ms,
+        serial=serial,
+        key_id=1,
+        verdict=Verdict.GENUINE,
+        lat=31.23,
+        lon=121.47,
+        accuracy_m=15.0,
+        client_time_ms=now_ms - 300,
+        latency_us=900,
+        scan_id=f"5f3a9c0e21b4{serial:x}",
+        code="0000000021H3MR4XEZX0",
+        batch_id="B1PAN3909YV",
+        sku="BEER-500",
+        gtin="04006381333931",
+        member_id="member-48213",
+        device_id="c5a1f2e4-7b0d-4d52-9e1a-3f6b8c2d9a71",
+        ip="203.0.113.57",
+        flags=(),
+    ).encode()
 
 
 async def _scan(redis: Redis, serials: list[int], devices: int, now_ms: int) -> None:
@@ -34,15 +59,15 @@ async def _scan(redis: Redis, serials: list[int], devices: int, now_ms: int) -> 
     by_partition: dict[int, list[bytes]] = {}
     for serial in serials:
         packed = pack_scan(serial, now_ms, 31.23, 121.47, f"device-{devices}-{serial}", "m")
-        argument = scan_argument(packed, "", b"\x01\0\0\0e")
+        argument = scan_argument(packed, "", _event(serial, now_ms))
         by_partition.setdefault(partition_of_serial(serial), []).append(argument)
     calls = [
         decide_scans(partition, scans[i : i + CALL_SIZE], 10**9, 86_400)
         for partition, scans in by_partition.items()
         for i in range(0, len(scans), CALL_SIZE)
     ]
-    for i in range(0, len(calls), 64):
-        await runner.run_many(calls[i : i + 64])
+    for i in range(0, len(calls), 256):
+        await runner.run_many(calls[i : i + 256])
 
 
 async def _used_memory(redis: Redis) -> int:
@@ -61,8 +86,10 @@ async def measure(redis_url: str, issued: int, scanned_fraction: float) -> dict[
         serials = [first_serial + s for s in scanned]
         await _scan(redis, serials, 1, 1_800_000_000_000)
         await _scan(redis, serials[::4], 2, 1_800_000_100_000)
+        with_streams = await _used_memory(redis)
         await redis.delete(*STREAM_KEYS)
         after = await _used_memory(redis)
+        events = len(serials) + len(serials[::4])
         seen_bytes = rec_bytes = 0
         async for key in redis.scan_iter(match="{scans:*}:*", count=1000):
             usage = int(await redis.memory_usage(key) or 0)
@@ -78,6 +105,7 @@ async def measure(redis_url: str, issued: int, scanned_fraction: float) -> dict[
             "bytes_per_scanned_code": round((after - before) / len(serials), 1),
             "record_bytes_per_scanned_code": round(rec_bytes / len(serials), 1),
             "bitmap_bits_per_issued_code": round(seen_bytes * 8 / issued, 3),
+            "stream_bytes_per_unsunk_event": round((with_streams - after) / events, 1),
         }
     finally:
         await redis.aclose()

@@ -1,0 +1,91 @@
+"""Scans answered over HTTP, sunk into ClickHouse by a running sink: one row per answered scan."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from ingest.app import create_app
+from ingest.config import Settings
+from ingest.sink import run_sink
+from tests.helpers import AiohttpClient, batch_codes, order_batch
+from tests.sink_support import fresh_database, query, wait_until
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
+
+
+@pytest.fixture
+def sunk_settings(settings: Settings, clickhouse_url: str) -> Iterator[Settings]:
+    """The app's settings with a fresh, migrated ClickHouse database and a sink running on it."""
+    with fresh_database(clickhouse_url) as database:
+        sunk = dataclasses.replace(settings, clickhouse_url=database, sink_flush_ms=100)
+        stop = threading.Event()
+        sink = threading.Thread(target=run_sink, args=(sunk, stop))
+        sink.start()
+        try:
+            yield sunk
+        finally:
+            stop.set()
+            sink.join(30)
+
+
+@pytest.fixture
+async def app_client(aiohttp_client: AiohttpClient, sunk_settings: Settings) -> Any:
+    return await aiohttp_client(create_app(sunk_settings))
+
+
+async def _scan(client: TestClient[Any, Any], body: Mapping[str, object]) -> dict[str, Any]:
+    reply = await client.post("/v1/scans", json=body)
+    assert reply.status == 200
+    answer: dict[str, Any] = await reply.json()
+    return answer
+
+
+def _rows(settings: Settings, sql: str) -> list[Any]:
+    assert settings.clickhouse_url is not None
+    return query(settings.clickhouse_url, sql)
+
+
+async def test_concurrent_scans_of_one_code_are_one_row_each(
+    app_client: TestClient[Any, Any], sunk_settings: Settings
+) -> None:
+    batch = await order_batch(app_client)
+    [code] = await batch_codes(app_client, batch["batch_id"], limit=1)
+    answers = await asyncio.gather(
+        *(_scan(app_client, {"code": code, "device_id": f"device-{i}"}) for i in range(200))
+    )
+    assert sum(a["first_scan"] for a in answers) == 1
+    wait_until(
+        lambda: _rows(sunk_settings, "SELECT count() FROM scans") == [(200,)], 20, "200 rows"
+    )
+    rows = _rows(
+        sunk_settings,
+        "SELECT scan_id, first_scan, scan_count, device_id FROM scans ORDER BY scan_count",
+    )
+    by_answer = {a["scan_id"]: (int(a["first_scan"]), a["scan_count"]) for a in answers}
+    assert {scan_id: (first, count) for scan_id, first, count, _ in rows} == by_answer
+    assert [count for _, _, count, _ in rows] == list(range(1, 201))
+    assert len({device for *_, device in rows}) == 200
+
+
+async def test_a_retried_scan_is_one_row(
+    app_client: TestClient[Any, Any], sunk_settings: Settings
+) -> None:
+    batch = await order_batch(app_client)
+    [code] = await batch_codes(app_client, batch["batch_id"], limit=1)
+    body = {"code": code, "scan_id": "retried", "lat": 31.2, "lon": 121.4}
+    answers = [await _scan(app_client, body) for _ in range(3)]
+    assert answers[1:] == answers[:1] * 2
+    counterfeit = {"code": "not-ours", "scan_id": "fake-retried"}
+    assert await _scan(app_client, counterfeit) == await _scan(app_client, counterfeit)
+    wait_until(lambda: _rows(sunk_settings, "SELECT count() FROM scans") == [(2,)], 20, "2 rows")
+    assert _rows(sunk_settings, "SELECT scan_id, verdict FROM scans ORDER BY scan_id") == [
+        ("fake-retried", "counterfeit"),
+        ("retried", "genuine"),
+    ]
