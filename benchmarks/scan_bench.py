@@ -71,7 +71,9 @@ def _wait_healthy(url: str, timeout_s: float = 20.0) -> None:
 
 @contextmanager
 def _process(command: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(command, env={**os.environ, **env})
+    """``command`` running, its output appended to ``processes.log`` in the data folder."""
+    log = (Path(env["SCANWARD_DATA_DIR"]) / "processes.log").open("ab")
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=log)
     try:
         yield process
     finally:
@@ -81,6 +83,7 @@ def _process(command: list[str], env: Mapping[str, str]) -> Iterator[subprocess.
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 def _scanward(*args: str) -> list[str]:
@@ -135,7 +138,7 @@ def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str])
         _wait_healthy(url)
         _wrk(url, env, 2, connections)  # warm-up
         ceiling = _wrk(url, env, seconds, connections)
-    subprocess.run(_scanward("migrate"), env={**os.environ, **env}, check=True)
+    subprocess.run(_scanward("migrate"), env={**os.environ, **env}, check=True, capture_output=True)
     serve = _scanward("serve", "--workers", str(workers))
     with _process(_scanward("sink"), env), _process(serve, env):
         _wait_healthy(url)

@@ -304,3 +304,10 @@ async def test_text_fields_must_be_printable(client: TestClient[Any, Any]) -> No
         "/v1/tokens", json={"role": "line", "name": "a\u0000b"}, headers=ADMIN
     )
     assert reply.status == 422
+
+
+async def test_wrong_method_on_a_scan_endpoint_is_a_json_405(client: TestClient[Any, Any]) -> None:
+    reply = await client.get("/v1/scans/bulk")
+    assert reply.status == 405
+    assert reply.headers["Allow"] == "POST"
+    assert (await reply.json())["error"]["code"] == "method_not_allowed"
