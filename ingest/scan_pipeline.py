@@ -20,7 +20,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -42,6 +42,7 @@ from ingest.scan_state import (
     pack_scan,
     partition_of_serial,
     partition_of_text,
+    retry_key,
     scan_argument,
 )
 from ingest.verifier_source import VerifierSource
@@ -111,7 +112,7 @@ class ScanPipeline:
         self._scan_id_ttl_s = scan_id_ttl_s
         self._queue: list[_Queued] = []
         self._drains: set[asyncio.Task[None]] = set()
-        self._drain_starting = False
+        self._drains_not_started = 0
         self._closing = False
 
     def submit(self, requests: Sequence[ScanRequest]) -> list[asyncio.Future[ScanResult]]:
@@ -120,34 +121,42 @@ class ScanPipeline:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in requests]
         self._queue.extend(zip(requests, futures, strict=True))
-        if not self._drain_starting and len(self._drains) < MAX_BATCHES_IN_FLIGHT:
-            self._drain_starting = True
-            drain = loop.create_task(self._drain_queue())
-            self._drains.add(drain)
-            drain.add_done_callback(self._drains.discard)
+        self._start_drain()
         return futures
 
     async def close(self) -> None:
         """Refuse new scans and finish the queued ones."""
         self._closing = True
-        while self._drains:
+        while self._drains or self._queue:
+            self._start_drain()
             await asyncio.gather(*self._drains)
+
+    def _start_drain(self) -> None:
+        """A drain for the queue unless one is about to start (it will take the whole queue) or
+        ``MAX_BATCHES_IN_FLIGHT`` are busy (the first to finish takes what has queued up)."""
+        busy = len(self._drains) >= MAX_BATCHES_IN_FLIGHT
+        if self._queue and not self._drains_not_started and not busy:
+            self._drains_not_started += 1
+            self._drains.add(asyncio.get_running_loop().create_task(self._drain_queue()))
 
     async def _drain_queue(self) -> None:
         """Takes batches until the queue is empty. A second drain may start while this one
         waits for Redis, so the scans that arrive meanwhile need not wait for its reply."""
-        while self._queue:
-            self._drain_starting = False
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            try:
-                await self._decide(batch)
-            except (RedisConnectionError, RedisTimeoutError) as error:
-                log.error("scan batch failed: Redis is unreachable: %s", error)
-                _fail(batch, Unavailable("the scan state store is unreachable; retry shortly"))
-            except Exception:
-                log.exception("scan batch of %d failed", len(batch))
-                _fail(batch, ApiError("internal error"))
-        self._drain_starting = False
+        self._drains_not_started -= 1
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    await self._decide(batch)
+                except (RedisConnectionError, RedisTimeoutError) as error:
+                    log.error("scan batch failed: Redis is unreachable: %s", error)
+                    _fail(batch, _outcome_unknown(error))
+                except Exception:
+                    log.exception("scan batch of %d failed", len(batch))
+                    _fail(batch, ApiError("internal error"))
+        finally:
+            # removed here, not by a done-callback, so a submit in the same step sees it gone
+            self._drains.discard(cast("asyncio.Task[None]", asyncio.current_task()))
 
     async def _decide(self, batch: list[_Queued]) -> None:
         verifier = await self._verifiers.current(VERIFIER_MAX_AGE_S)
@@ -251,7 +260,8 @@ def _prepare(decision: _Decision, now_ms: int) -> None:
     packed = pack_scan(
         serial, now_ms, request.lat, request.lon, request.device_id, request.member_id
     )
-    decision.argument = scan_argument(packed, request.scan_id or "", event.encode())
+    key = retry_key(request.scan_id, code, request.device_id, request.member_id)
+    decision.argument = scan_argument(packed, key, event.encode())
 
 
 def _answer(decisions: list[_Decision], reply: object) -> None:
@@ -284,6 +294,16 @@ def _answer(decisions: list[_Decision], reply: object) -> None:
             )
     for verdict, count in counts.items():
         metrics.SCANS.labels(verdict.label).inc(count)
+
+
+def _outcome_unknown(error: Exception) -> Unavailable:
+    """Redis failed or timed out mid-batch: its scripts may or may not have run."""
+    if isinstance(error, RedisTimeoutError):
+        return Unavailable(
+            "the scan state store did not answer in time; retry with the same scan_id",
+            "outcome_unknown",
+        )
+    return Unavailable("the scan state store is unreachable; retry shortly")
 
 
 def _fail(batch: Sequence[_Queued], error: Exception) -> None:

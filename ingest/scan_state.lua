@@ -4,9 +4,10 @@
 -- KEYS[2]  the partition's count of events not yet in ClickHouse, "{scans:N}:unsunk"
 --          (every other key is built here with the same hash tag)
 -- ARGV[1]  the most unsunk events the partition may hold; past it nothing is changed
--- ARGV[2]  seconds a client scan_id is remembered for retries
--- ARGV[3]  the scans back to back, each: the packed scan (SCAN), the byte length of the
---          client scan_id ('<I2') and the scan_id, then the event framed by its length ('<I4');
+-- ARGV[2]  seconds a retry key is remembered
+-- ARGV[3]  the scans back to back, each: the packed scan (SCAN), the byte length of its
+--          retry key ('<I2', 0 without a client scan_id) and the key, then the event framed by
+--          its length ('<I4');
 --          one argument rather than three per scan: the client's cost is per argument
 --
 -- The new events are appended as one stream entry (see ingest/scan_events.py).
@@ -80,12 +81,12 @@ local scans, at = ARGV[3], 1
 while at <= #scans do
     local scan = string.sub(scans, at, at + SCAN_SIZE - 1)
     local id_length = struct.unpack('<I2', scans, at + SCAN_SIZE)
-    local scan_id = string.sub(scans, at + SCAN_SIZE + 2, at + SCAN_SIZE + 1 + id_length)
+    local retry_key = string.sub(scans, at + SCAN_SIZE + 2, at + SCAN_SIZE + 1 + id_length)
     local event_at = at + SCAN_SIZE + 2 + id_length
     local event_length = struct.unpack('<I4', scans, event_at)
     local event = string.sub(scans, event_at, event_at + 3 + event_length)
     at = event_at + 4 + event_length
-    local id_key = scan_id ~= '' and (tag .. ':sid:' .. scan_id) or nil
+    local id_key = retry_key ~= '' and (tag .. ':sid:' .. retry_key) or nil
     local stored = id_key and redis.call('GET', id_key)
     if stored then
         replies[#replies + 1] = 'R' .. stored

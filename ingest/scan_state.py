@@ -9,7 +9,9 @@ Per partition tag ``{scans:N}`` (see ``scan_events``):
 - ``:rec:<serial // 128>``: a hash of packed records, field ``serial % 128``, 42 bytes plus 4 per
   distinct device (up to 4): first and last scan time and place, first member, scan count,
   distinct devices. Buckets of 128 keep each hash a listpack (Redis' compact encoding);
-- ``:sid:<scan_id>``: the state a client scan_id was answered with, for retries, with a TTL;
+- ``:sid:<retry key>``: the state a scan with a client scan_id was answered with, for retries,
+  with a TTL (the key digests the scan_id with the code, device and member: the same id sent
+  for another code or by another phone is another scan);
 - ``:events``: the event stream, one entry per script call, and ``:unsunk``, the number of its
   events not yet in ClickHouse (see ``scan_events``).
 
@@ -34,7 +36,7 @@ NO_LOCATION_E7 = -(2**31)
 
 _SCAN = struct.Struct("<BQQii4s8s")
 _STATE = struct.Struct("<BIH")
-_ID_LENGTH = struct.Struct("<H")
+_KEY_LENGTH = struct.Struct("<H")
 _RETRIED = ord("R")
 
 
@@ -87,11 +89,19 @@ class ScanState(NamedTuple):
         return cls(first == 1, count, devices, reply[0] == _RETRIED)
 
 
-def scan_argument(packed_scan: bytes, scan_id: str, event: bytes) -> bytes:
-    """One scan as the script reads it: the packed scan, the client scan_id ("" for none) and
-    the framed event."""
-    encoded_id = scan_id.encode()
-    return packed_scan + _ID_LENGTH.pack(len(encoded_id)) + encoded_id + event
+def retry_key(scan_id: str | None, code: str, device_id: str, member_id: str) -> str:
+    """What a client scan_id is remembered under ("" without one)."""
+    if not scan_id:
+        return ""
+    scan = "\x1f".join((scan_id, code, device_id, member_id)).encode()
+    return hashlib.blake2b(scan, digest_size=12).hexdigest()
+
+
+def scan_argument(packed_scan: bytes, retry_key: str, event: bytes) -> bytes:
+    """One scan as the script reads it: the packed scan, its ``retry_key`` and the framed
+    event."""
+    encoded_key = retry_key.encode()
+    return packed_scan + _KEY_LENGTH.pack(len(encoded_key)) + encoded_key + event
 
 
 def decide_scans(

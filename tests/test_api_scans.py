@@ -275,3 +275,18 @@ async def test_long_non_ascii_scan_ids_work_as_retry_keys(
     assert first["scan_id"] == scan_id
     assert await _scan(client, code="nonsense", scan_id=scan_id) == first
     assert _events(redis_url) == 1
+
+
+async def test_a_scan_id_reused_for_another_code_or_phone_is_another_scan(
+    client: TestClient[Any, Any], redis_url: str
+) -> None:
+    batch = await order_batch(client)
+    first_code, second_code = await batch_codes(client, batch["batch_id"], limit=2)
+    a = await _scan(client, code=first_code, scan_id="1", device_id="phone-a")
+    b = await _scan(client, code=second_code, scan_id="1", device_id="phone-a")
+    c = await _scan(client, code=first_code, scan_id="1", device_id="phone-b")
+    assert (a["first_scan"], b["first_scan"], c["first_scan"]) == (True, True, False)
+    assert (b["product"]["code"], c["scan_count"]) == (second_code, 2)
+    assert _events(redis_url) == 3
+    again = await _scan(client, code=second_code.lower(), scan_id="1", device_id="phone-a")
+    assert again == b  # the same scan retried, however the code was typed
