@@ -30,6 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 PARTITIONS = 16
+MAX_EVENTS_PER_ENTRY = 256
+"""The scan path splits a partition's scans into script calls of at most this many, so that the
+sink can size its reads: an entry holds one call's events."""
 CONSUMER_GROUP = "sink"
 EVENT_FIELD, STATE_FIELD = b"e", b"s"
 SEPARATOR = b"\x1f"

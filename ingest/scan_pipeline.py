@@ -33,7 +33,7 @@ from codes.verify import VerifiedCode, Verifier
 from ingest import metrics
 from ingest.errors import ApiError, Unavailable
 from ingest.redis_scripts import ScriptRunner
-from ingest.scan_events import PARTITIONS, ScanEvent, Verdict
+from ingest.scan_events import MAX_EVENTS_PER_ENTRY, PARTITIONS, ScanEvent, Verdict
 from ingest.scan_request import ScanRequest
 from ingest.scan_state import (
     STREAM_FULL,
@@ -174,22 +174,26 @@ class ScanPipeline:
         for decision in decisions:
             _prepare(decision, now_ms)
             by_partition[decision.partition].append(decision)
-        partitions = list(by_partition)
+        groups = [
+            (partition, decisions[start : start + MAX_EVENTS_PER_ENTRY])
+            for partition, decisions in by_partition.items()
+            for start in range(0, len(decisions), MAX_EVENTS_PER_ENTRY)
+        ]
         calls = [
             decide_scans(
-                p,
-                [d.argument for d in by_partition[p]],
+                partition,
+                [d.argument for d in group],
                 self._max_unsunk_per_partition,
                 self._scan_id_ttl_s,
             )
-            for p in partitions
+            for partition, group in groups
         ]
         started = time.perf_counter()
         replies = await self._scripts.run_many(calls)
         metrics.REDIS_ROUND_TRIP.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(decisions))
-        for partition, reply in zip(partitions, replies, strict=True):
-            _answer(by_partition[partition], reply)
+        for (_, group), reply in zip(groups, replies, strict=True):
+            _answer(group, reply)
 
 
 def _verify(decision: _Decision, verifier: Verifier) -> bool:

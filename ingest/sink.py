@@ -40,18 +40,24 @@ from redis.retry import Retry
 
 from ingest.clickhouse_client import connect, describe
 from ingest.config import Settings
-from ingest.scan_events import PARTITIONS, Columns
+from ingest.scan_events import MAX_EVENTS_PER_ENTRY, PARTITIONS, Columns
 from ingest.sink_batch import Batch
 from ingest.sink_streams import NEW, InsertStats, SinkStreams
 from ingest.sink_table import ScanTable
 
 log = logging.getLogger(__name__)
 
-MAX_READ_COUNT = 1_000  # entries per partition and read; an entry holds a micro-batch's events
+MAX_READ_COUNT = 1_000
 IDLE_S = 0.02
 BACKOFF_FIRST_S, BACKOFF_CAP_S = 0.1, 2.0
 _CLICKHOUSE_ERRORS = (ClickHouseError, OSError, EOFError)
 _NEW_ENTRIES = dict.fromkeys(range(PARTITIONS), NEW)
+
+
+def _entries_to_read(rows: int, partitions: int) -> int:
+    """Entries to ask each partition for: however full the entries, a read brings at most about
+    ``rows`` more rows (an entry holds up to ``MAX_EVENTS_PER_ENTRY`` events)."""
+    return max(1, min(MAX_READ_COUNT, rows // (partitions * MAX_EVENTS_PER_ENTRY)))
 
 
 class _Stopped(Exception):
@@ -103,7 +109,7 @@ class Sink:
         cursors = dict.fromkeys(range(PARTITIONS), b"0")
         while cursors and not self._stop.is_set():
             batch = Batch()
-            count = min(MAX_READ_COUNT, -(-self._batch_rows // len(cursors)))
+            count = _entries_to_read(self._batch_rows, len(cursors))
             for partition, entries in self._streams.read(cursors, count).items():
                 if entries:
                     cursors[partition] = entries[-1][0]
@@ -123,8 +129,7 @@ class Sink:
         """Reads new entries and writes them in batches until stop."""
         batch = Batch()
         while not self._stop.is_set():
-            remaining = self._batch_rows - batch.rows
-            count = max(1, min(MAX_READ_COUNT, -(-remaining // PARTITIONS)))
+            count = _entries_to_read(self._batch_rows - batch.rows, PARTITIONS)
             replies = self._streams.read(_NEW_ENTRIES, count)
             for partition, entries in replies.items():
                 batch.add(partition, entries)

@@ -54,7 +54,7 @@ COLUMNS = (
 _INSERT = f"INSERT INTO scans ({', '.join(COLUMNS)}) VALUES"
 _RUNNING = "SELECT count() FROM system.processes WHERE startsWith(query_id, %(prefix)s)"
 _STORED_IDS = """
-SELECT stream_partition, stream_ms, stream_seq FROM scans
+SELECT stream_partition, stream_ms, stream_seq, stream_index FROM scans
 WHERE date IN %(dates)s AND stream_partition IN %(partitions)s
   AND stream_ms BETWEEN %(first_ms)s AND %(last_ms)s
 """
@@ -79,12 +79,15 @@ class ScanTable:
         return int(count)
 
     def missing(self, columns: Columns) -> Columns:
-        """The rows of ``columns`` whose stream entry has no row in ``scans`` yet.
+        """The rows of ``columns`` that ``scans`` lacks, event by event (partition, entry id,
+        place in the entry): an insert cut inside an entry is completed, not repeated.
 
         Only the days and partitions of these rows are searched, between their first and last
         stream time.
         """
-        partitions, ms, seq = (columns[n] for n in ("stream_partition", "stream_ms", "stream_seq"))
+        partitions, ms, seq, index = (
+            columns[n] for n in ("stream_partition", "stream_ms", "stream_seq", "stream_index")
+        )
         stored = set(
             self._client.execute(
                 _STORED_IDS,
@@ -96,7 +99,7 @@ class ScanTable:
                 },
             )
         )
-        keys = zip(partitions.tolist(), ms.tolist(), seq.tolist(), strict=True)
+        keys = zip(partitions.tolist(), ms.tolist(), seq.tolist(), index.tolist(), strict=True)
         absent = np.fromiter((key not in stored for key in keys), dtype=bool, count=len(ms))
         return {name: column[absent] for name, column in columns.items()}
 

@@ -269,11 +269,11 @@ class _HalfThenCut(ScanTable):
 def test_an_insert_cut_half_way_is_completed_not_repeated(
     streams: redis.Redis, redis_url: str, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    add_events(streams, make_events(400))
+    add_events(streams, make_events(410), per_entry=7)  # the cut falls inside an entry
     settings = _settings(redis_url, database)
     with _sink_with(settings, table=_HalfThenCut) as (sink, stop), _in_thread(sink.run, stop):
         wait_until(lambda: backlog(streams) == 0, 10, "the events to be acknowledged")
-    assert stored(database) == (400, 400)
+    assert stored(database) == (410, 410)
     assert "clickhouse insert failed; retrying" in caplog.messages
 
 
