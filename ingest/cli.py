@@ -186,6 +186,7 @@ def serve_command(args: argparse.Namespace) -> None:
         except OSError as error:
             raise _cannot_serve(settings, error) from None
         return
+    _check_port_is_free(settings)
     with (
         tempfile.TemporaryDirectory(prefix="scanward-metrics-") as metrics_dir,
         Supervisor({**settings_environment(settings), MULTIPROC_ENV: metrics_dir}) as supervisor,

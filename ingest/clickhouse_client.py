@@ -17,8 +17,9 @@ CONNECT_TIMEOUT_S = 2
 QUERY_TIMEOUT_S = 60
 
 
-def connect(url: str) -> Any:
-    """A ``clickhouse_driver.Client`` (untyped, hence ``Any``) for ``url``."""
+def connect(url: str, timeout_s: float = QUERY_TIMEOUT_S) -> Any:
+    """A ``clickhouse_driver.Client`` (untyped, hence ``Any``) for ``url``; ``timeout_s`` bounds
+    each network wait of a query."""
     # The driver logs a traceback for every refused connection; callers report errors themselves.
     logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     parts = urlsplit(url)
@@ -31,7 +32,7 @@ def connect(url: str) -> Any:
         password=unquote(parts.password or ""),
         secure=secure,
         connect_timeout=CONNECT_TIMEOUT_S,
-        send_receive_timeout=QUERY_TIMEOUT_S,
+        send_receive_timeout=timeout_s,
     )
 
 

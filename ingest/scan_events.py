@@ -9,7 +9,7 @@ An entry holds the events of one script call (a micro-batch's scans of one parti
 XADD per call costs Redis a fraction of one per scan) in two fields:
 
 - ``e``: each event framed by its length (``<I``): ``FIXED`` (packed little-endian numbers)
-  followed by the ``STRING_FIELDS`` in UTF-8 joined by ``SEPARATOR`` (request text fields are
+  followed by the ``STRING_FIELDS`` joined by ``SEPARATOR``, in UTF-8 (request text fields are
   printable, so they never contain it);
 - ``s``: one ``STATE`` per event, as the scan-state script wrote it (first scan? scan count,
   distinct devices).
@@ -35,7 +35,8 @@ MAX_EVENTS_PER_ENTRY = 256
 sink can size its reads: an entry holds one call's events."""
 CONSUMER_GROUP = "sink"
 EVENT_FIELD, STATE_FIELD = b"e", b"s"
-SEPARATOR = b"\x1f"
+SEPARATOR = "\x1f"
+_SEPARATOR_BYTES = SEPARATOR.encode()
 
 FIXED = np.dtype(
     [
@@ -144,7 +145,7 @@ class ScanEvent(NamedTuple):
             self.key_id,
             self.verdict,
         )
-        strings = "\x1f".join(
+        strings = SEPARATOR.join(
             (
                 self.scan_id,
                 self.code,
@@ -187,7 +188,7 @@ def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, by
     entry_starts = np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
     stream_index = (np.arange(count) - entry_starts).astype(np.uint16)
     # one decode and split for all rows: the fields of a row are consecutive
-    string_rows = SEPARATOR.join(strings).decode().split("\x1f")
+    string_rows = _SEPARATOR_BYTES.join(strings).decode().split(SEPARATOR)
     fixed = np.frombuffer(b"".join(fixed_parts), dtype=FIXED, count=count)
     state = np.frombuffer(b"".join(state_parts), dtype=STATE, count=count)
     time_ms = fixed["time_ms"]

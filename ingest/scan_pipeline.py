@@ -33,7 +33,7 @@ from codes.verify import VerifiedCode, Verifier
 from ingest import metrics
 from ingest.errors import ApiError, Unavailable
 from ingest.redis_scripts import ScriptRunner
-from ingest.scan_events import MAX_EVENTS_PER_ENTRY, PARTITIONS, ScanEvent, Verdict
+from ingest.scan_events import MAX_EVENTS_PER_ENTRY, ScanEvent, Verdict
 from ingest.scan_request import ScanRequest
 from ingest.scan_state import (
     STREAM_FULL,
@@ -44,6 +44,7 @@ from ingest.scan_state import (
     partition_of_text,
     retry_key,
     scan_argument,
+    unsunk_limit_per_partition,
 )
 from ingest.verifier_source import VerifierSource
 
@@ -108,7 +109,7 @@ class ScanPipeline:
     ) -> None:
         self._scripts = ScriptRunner(redis)
         self._verifiers = verifiers
-        self._max_unsunk_per_partition = max(1, max_unsunk_events // PARTITIONS)
+        self._max_unsunk_per_partition = unsunk_limit_per_partition(max_unsunk_events)
         self._scan_id_ttl_s = scan_id_ttl_s
         self._queue: list[_Queued] = []
         self._drains: set[asyncio.Task[None]] = set()

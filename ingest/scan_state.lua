@@ -54,10 +54,14 @@ local function record_scan(serial, now, lat, lon, device, member)
         devices = string.sub(record, at)
         count = count + 1
         if device ~= NO_DEVICE and not known_device(devices, device) then
-            distinct = math.min(distinct + 1, 65535)
-            -- past MAX_DEVICES the newest replaces the last slot: repeats by it are not recounted
-            if #devices >= 4 * MAX_DEVICES then devices = string.sub(devices, 1, -5) end
-            devices = devices .. device
+            if #devices < 4 * MAX_DEVICES then
+                devices = devices .. device
+                distinct = distinct + 1
+            else
+                -- counted exactly up to MAX_DEVICES; then "more" (without the slots a device
+                -- coming back could not be told from a new one)
+                distinct = MAX_DEVICES + 1
+            end
         end
     else
         first_ms, first_lat, first_lon, count, first_member = now, lat, lon, 1, member

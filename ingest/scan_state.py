@@ -8,7 +8,8 @@ Per partition tag ``{scans:N}`` (see ``scan_events``):
   bits and the string header fill one 8 KiB allocation exactly);
 - ``:rec:<serial // 128>``: a hash of packed records, field ``serial % 128``, 42 bytes plus 4 per
   distinct device (up to 4): first and last scan time and place, first member, scan count,
-  distinct devices. Buckets of 128 keep each hash a listpack (Redis' compact encoding);
+  distinct devices (exact up to 4; 5 means "five or more"). Buckets of 128 keep each hash a
+  listpack (Redis' compact encoding, up to 128 fields of up to 64 bytes);
 - ``:sid:<retry key>``: the state a scan with a client scan_id was answered with, for retries,
   with a TTL (the key digests the scan_id with the code, device and member: the same id sent
   for another code or by another phone is another scan);
@@ -38,6 +39,11 @@ _SCAN = struct.Struct("<BQQii4s8s")
 _STATE = struct.Struct("<BIH")
 _KEY_LENGTH = struct.Struct("<H")
 _RETRIED = ord("R")
+
+
+def unsunk_limit_per_partition(max_unsunk_events: int) -> int:
+    """The bound is kept per partition (each script sees only its own count)."""
+    return max(1, max_unsunk_events // PARTITIONS)
 
 
 def partition_of_serial(serial: int) -> int:

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 20.0
 _POLL_S = 0.2
-_MAX_RESTART_DELAY_S = 10.0
+_FIRST_RESTART_DELAY_S, _MAX_RESTART_DELAY_S = 0.5, 10.0
+_STEADY_S = 60.0
 
 
 @dataclass
@@ -31,14 +32,16 @@ class Child:
     argv: Sequence[str]
     stop_group: int  # lower groups stop first
     process: subprocess.Popen[bytes] | None = None
-    restart_delay_s: float = 0.5
+    restart_delay_s: float = _FIRST_RESTART_DELAY_S
     restart_at: float = field(default=0.0)
+    started_at: float = field(default=0.0)
 
     def start(self, env: Mapping[str, str]) -> None:
         command = [sys.executable, "-m", "ingest.cli", *self.argv]
         # its own session: a terminal's Ctrl-C reaches the supervisor only, which stops the
         # children in order
         self.process = subprocess.Popen(command, env=dict(env), start_new_session=True)
+        self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
 
@@ -103,6 +106,8 @@ class Supervisor:
                 continue
             if child.restart_at == 0.0:
                 log.error("%s exited with status %s", child.name, process.returncode)
+                if now - child.started_at > _STEADY_S:  # it had been running well: not a loop
+                    child.restart_delay_s = _FIRST_RESTART_DELAY_S
                 child.restart_at = now + child.restart_delay_s
             elif now >= child.restart_at:
                 child.start(self._env)

@@ -132,7 +132,7 @@ async def test_concurrent_scans_of_one_code_count_once_each(
     )
     assert sum(a["first_scan"] for a in answers) == 1
     assert sorted(a["scan_count"] for a in answers) == list(range(1, 201))
-    assert max(a["distinct_devices"] for a in answers) == 200
+    assert sorted(a["distinct_devices"] for a in answers) == [1, 2, 3, 4] + [5] * 196
     assert len({a["scan_id"] for a in answers}) == 200
     assert _events(redis_url) == 200
 
@@ -243,6 +243,8 @@ async def test_a_full_backlog_answers_503_and_changes_nothing(
     assert reply.headers["Retry-After"] == "2"
     assert (await reply.json())["error"]["code"] == "backlog_full"
     assert _events(redis_url) == 1
+    health = await (await client.get("/healthz")).json()
+    assert (health["status"], health["full_partitions"]) == ("degraded", 1)
     with redis.Redis.from_url(redis_url) as raw:
         for key in STREAM_KEYS:
             raw.delete(key)  # as if the sink had trimmed the stream: the count is then ignored
@@ -290,3 +292,22 @@ async def test_a_scan_id_reused_for_another_code_or_phone_is_another_scan(
     assert _events(redis_url) == 3
     again = await _scan(client, code=second_code.lower(), scan_id="1", device_id="phone-a")
     assert again == b  # the same scan retried, however the code was typed
+
+
+async def test_bulk_past_the_backlog_bound_is_a_503_when_nothing_was_taken(
+    aiohttp_client: AiohttpClient, settings: Settings, redis_url: str
+) -> None:
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, max_unsunk_events=16)))
+    ndjson = {"Content-Type": "application/x-ndjson"}
+    batch = await order_batch(client)
+    [code] = await batch_codes(client, batch["batch_id"], limit=1)
+    assert (await _scan(client, code=code))["first_scan"] is True  # its partition is now full
+    full = await client.post("/v1/scans/bulk", data=orjson.dumps({"code": code}), headers=ndjson)
+    assert (full.status, full.headers["Retry-After"]) == (503, "2")
+    assert (await full.json())["error"]["code"] == "backlog_full"
+    lines = b"\n".join(orjson.dumps({"code": c}) for c in (code, "elsewhere-1", "elsewhere-2"))
+    mixed = await client.post("/v1/scans/bulk", data=lines, headers=ndjson)
+    assert (mixed.status, mixed.headers["Retry-After"]) == (200, "2")
+    out = [orjson.loads(line) for line in (await mixed.read()).splitlines()]
+    assert out[0]["error"]["code"] == "backlog_full"
+    assert _events(redis_url) == 1 + sum("verdict" in line for line in out)

@@ -78,7 +78,7 @@ async def test_first_scan_counts_and_distinct_devices(redis: Redis) -> None:
     states = await _decide(redis, scans)
     assert [s.first_scan for s in states] == [True] + [False] * 8
     assert [s.scan_count for s in states] == list(range(1, 10))
-    # four devices are remembered; "e" takes the last slot, so "e" again is not recounted
+    # four devices are remembered and counted; 5 means "more than four", however many more
     assert [s.distinct_devices for s in states] == [1, 1, 1, 2, 3, 4, 5, 5, 5]
     tag = partition_tag(partition_of_serial(SERIAL))
     record = await redis.hget(f"{tag}:rec:{SERIAL // 128}", str(SERIAL % 128))
@@ -89,6 +89,8 @@ async def test_first_scan_counts_and_distinct_devices(redis: Redis) -> None:
     [(_, entry)] = cast(list[Entry], await redis.xrange(stream_key(partition_of_serial(SERIAL))))
     assert events_in(entry) == 9  # one entry per call
     assert await redis.get(unsunk_key(partition_of_serial(SERIAL))) == b"9"
+    more = [(_scan(d), "", b"e") for d in ("f", "e", "f", "a")]
+    assert {s.distinct_devices for s in await _decide(redis, more)} == {5}
 
 
 @pytest.mark.redis

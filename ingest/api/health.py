@@ -16,30 +16,38 @@ from ingest import metrics
 from ingest.clickhouse_client import connect, describe
 from ingest.responses import json_response
 from ingest.scan_events import UNSUNK_KEYS
+from ingest.scan_state import unsunk_limit_per_partition
 from ingest.sink_streams import STATS_KEY
 from ingest.state import REDIS, SETTINGS
 
 routes = web.RouteTableDef()
 
-CLICKHOUSE_TIMEOUT_S = 2.0
+CLICKHOUSE_TIMEOUT_S = 2
+SINK_STALLED_S = 60
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.StreamResponse:
-    """503 only when scans cannot be answered (Redis down); ClickHouse or a lagging sink make
-    the status ``degraded``: scans are still answered and their events wait in Redis."""
-    redis = request.app[REDIS]
+    """503 only when scans cannot be answered at all (Redis down). ``degraded`` when they are
+    answered but not all is well: ClickHouse down, a partition's backlog at its bound (its scans
+    get 503), or events waiting while the sink has not inserted for a minute."""
+    settings = request.app[SETTINGS]
     try:
-        backlog, sink = await _backlog_and_sink(redis)
+        counts, sink = await _backlog_and_sink(request.app[REDIS])
     except RedisError as error:
         return json_response({"status": "unavailable", "redis": str(error)}, status=503)
-    clickhouse = await _clickhouse_status(request.app[SETTINGS].clickhouse_url)
+    clickhouse = await _clickhouse_status(settings.clickhouse_url)
+    limit = unsunk_limit_per_partition(settings.max_unsunk_events)
+    full_partitions = sum(count >= limit for count in counts)
+    sink_stalled = sum(counts) > 0 and sink.get("seconds_since_insert", 0) > SINK_STALLED_S
+    healthy = clickhouse in ("ok", "not configured") and not full_partitions and not sink_stalled
     body = {
-        "status": "ok" if clickhouse in ("ok", "not configured") else "degraded",
+        "status": "ok" if healthy else "degraded",
         "pid": os.getpid(),
         "redis": "ok",
         "clickhouse": clickhouse,
-        "unsunk_events": backlog,
+        "unsunk_events": sum(counts),
+        "full_partitions": full_partitions,
         "sink": sink,
     }
     return json_response(body)
@@ -49,14 +57,11 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
     live: dict[str, tuple[str, float]] = {}
     try:
-        backlog, sink = await _backlog_and_sink(request.app[REDIS])
+        counts, sink = await _backlog_and_sink(request.app[REDIS])
     except RedisError:
         pass  # the process metrics are still worth a scrape
     else:
-        live["scanward_unsunk_events"] = (
-            "Events in the Redis streams not yet in ClickHouse",
-            backlog,
-        )
+        live["scanward_unsunk_events"] = (_BACKLOG_HELP, sum(counts))
         for field, help_text in _SINK_GAUGES.items():
             if field in sink:
                 live[f"scanward_sink_{field}"] = (help_text, sink[field])
@@ -75,7 +80,8 @@ _SINK_GAUGES = {
 }
 
 
-async def _backlog_and_sink(redis: Redis) -> tuple[int, dict[str, float]]:
+async def _backlog_and_sink(redis: Redis) -> tuple[list[int], dict[str, float]]:
+    """Unsunk events by partition, and the sink's stats."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in UNSUNK_KEYS:  # one key per command: they live in different cluster slots
             pipe.get(key)
@@ -84,7 +90,7 @@ async def _backlog_and_sink(redis: Redis) -> tuple[int, dict[str, float]]:
     sink = {name: float(value) for name, value in cast(dict[str, str], stats).items()}
     if "last_insert_ms" in sink:
         sink["seconds_since_insert"] = round(time.time() - sink["last_insert_ms"] / 1000, 3)
-    return sum(int(count or 0) for count in counts), sink
+    return [int(count or 0) for count in counts], sink
 
 
 async def _clickhouse_status(url: str | None) -> str:
@@ -92,7 +98,7 @@ async def _clickhouse_status(url: str | None) -> str:
         return "not configured"
 
     def ping() -> str:
-        client = connect(url)
+        client = connect(url, timeout_s=CLICKHOUSE_TIMEOUT_S)
         try:
             client.execute("SELECT 1")
         finally:

@@ -8,7 +8,13 @@ import time
 import orjson
 from aiohttp import web
 
-from ingest.errors import ApiError, BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ingest.errors import (
+    ApiError,
+    BadRequest,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from ingest.request_body import JsonFields, json_object, read_body
 from ingest.responses import json_response
 from ingest.scan_pipeline import ScanResult
@@ -18,7 +24,7 @@ from ingest.state import CLIENT_ADDRESS, SCANS, SETTINGS
 routes = web.RouteTableDef()
 
 MAX_BULK_LINES = 20_000
-NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-seq", "")
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "")
 
 
 @routes.post("/v1/scans")
@@ -54,10 +60,17 @@ async def bulk_scans(request: web.Request) -> web.StreamResponse:
     pending = [(index, next(answers)) for index, out in enumerate(outputs) if out is None]
     if pending:
         await asyncio.wait([answer for _, answer in pending])
+    errors = [answer.exception() for _, answer in pending]
+    refusals = [error for error in errors if isinstance(error, Unavailable)]
+    if pending and len(refusals) == len(pending):
+        raise refusals[0]  # nothing was taken: one 503 with Retry-After says it plainly
     for index, answer in pending:
         outputs[index] = _line_answer(lines[index][0], answer)
     body_out = b"".join(out + b"\n" for out in outputs if out is not None)
-    return web.Response(body=body_out, content_type="application/x-ndjson")
+    response = web.Response(body=body_out, content_type="application/x-ndjson")
+    if refusals:  # some lines may be sent again later
+        response.headers.update(refusals[0].headers())
+    return response
 
 
 def _line_fields(line: bytes) -> JsonFields:
