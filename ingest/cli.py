@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -259,8 +260,18 @@ def sink_command(args: argparse.Namespace) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if args.supervised:
+        threading.Thread(target=_stop_when_orphaned, args=(stop,), daemon=True).start()
     collect_less_often()
     run_sink(settings, stop)
+
+
+def _stop_when_orphaned(stop: threading.Event) -> None:
+    """A supervised sink whose supervisor died (even by SIGKILL) stops instead of running on."""
+    parent = os.getppid()
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            stop.set()
 
 
 # --- up -------------------------------------------------------------------------------------
@@ -301,7 +312,7 @@ def up_command(args: argparse.Namespace) -> None:
         environment = {**settings_environment(settings), MULTIPROC_ENV: metrics_dir}
         supervisor = stack.enter_context(Supervisor(environment))
         add_workers(supervisor, settings.workers)
-        supervisor.add("sink", ["sink"], stop_group=1)
+        supervisor.add("sink", ["sink", "--supervised"], stop_group=1)
         _wait_until_serving(api_url)
         if args.demo:
             asyncio.run(_announce_demo(settings, api_url))
@@ -446,6 +457,7 @@ def _parser() -> argparse.ArgumentParser:
     sink = commands.add_parser(
         "sink", parents=[common], help="move scan events from Redis to ClickHouse until stopped"
     )
+    sink.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     sink.set_defaults(run=sink_command)
     return parser
 

@@ -42,6 +42,7 @@ from ingest.clickhouse_client import connect, describe
 from ingest.config import Settings
 from ingest.scan_events import MAX_EVENTS_PER_ENTRY, PARTITIONS, Columns
 from ingest.sink_batch import Batch
+from ingest.sink_lease import SinkLease
 from ingest.sink_streams import NEW, InsertStats, SinkStreams
 from ingest.sink_table import ScanTable
 
@@ -207,9 +208,17 @@ def run_sink(settings: Settings, stop: threading.Event) -> None:
         socket_timeout=30,
         retry=Retry(NoBackoff(), 0),
     )
+    lease = SinkLease(redis)
+    if not lease.acquire(stop):
+        redis.close()
+        return
+    heartbeat = lease.keep(stop)
     client = connect(settings.clickhouse_url)
     try:
         Sink(SinkStreams(redis), ScanTable(client), settings, stop).run()
     finally:
         client.disconnect()
+        stop.set()
+        heartbeat.join()
+        lease.release()
         redis.close()

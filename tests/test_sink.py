@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ from ingest.local_services import ServerProcess
 from ingest.scan_events import CONSUMER_GROUP, PARTITIONS, STREAM_KEYS, Columns, ScanEvent
 from ingest.sink import Sink, run_sink
 from ingest.sink_batch import Batch, Entries
+from ingest.sink_lease import LEASE_KEY, SinkLease
 from ingest.sink_streams import STATS_KEY, InsertStats, SinkStreams
 from ingest.sink_table import QUERY_ID_PREFIX, ScanTable
 from tests.sink_support import (
@@ -448,3 +450,36 @@ def test_acknowledging_twice_subtracts_the_events_once(streams: redis.Redis) -> 
         sink_streams.acknowledge(ids, events, None)
     assert backlog(streams) == 40 - sum(batch.events[first])
     assert streams.xlen(STREAM_KEYS[first]) == 0
+
+
+def test_a_second_sink_waits_for_the_first(
+    streams: redis.Redis, redis_url: str, database: str
+) -> None:
+    settings = _settings(redis_url, database)
+    first_stop, second_stop = threading.Event(), threading.Event()
+    first = threading.Thread(target=run_sink, args=(settings, first_stop))
+    first.start()
+    try:
+        wait_until(lambda: streams.get(LEASE_KEY) is not None, 10, "the first sink's lease")
+        second = threading.Thread(target=run_sink, args=(settings, second_stop))
+        second.start()
+        time.sleep(0.5)
+        assert second.is_alive()  # still waiting for the lease
+        add_events(streams, make_events(50))
+        wait_until(_caught_up(streams, database, 50), 10, "the first sink to write")
+    finally:
+        first_stop.set()
+        first.join(10)
+    wait_until(lambda: streams.get(LEASE_KEY) is not None, 10, "the second sink to take over")
+    second_stop.set()
+    second.join(10)
+    assert stored(database) == (50, 50)
+
+
+def test_the_lease_of_a_dead_sink_on_this_host_is_taken_over_at_once(streams: redis.Redis) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    streams.set(LEASE_KEY, f"{socket.gethostname()}:{dead.pid}", px=60_000)
+    lease = SinkLease(streams)
+    assert lease.acquire(threading.Event())
+    assert streams.get(LEASE_KEY) == lease.holder.encode()
