@@ -19,8 +19,8 @@ Exactly once, although ClickHouse 18.16 cannot deduplicate inserts into a MergeT
   already holds, searching only their days and partitions, and inserts only the others.
   The check is per row, so even an insert that was cut half-way is completed, not repeated.
 
-Only one sink may run against a set of streams and a database (a second one would insert
-fresh entries while the first is checking). ClickHouse or Redis being down only delays the
+Only one sink may write at a time (a second one would insert fresh entries while the first is
+checking): ``run_sink`` holds ``sink_lease.SinkLease`` while it runs. ClickHouse or Redis being down only delays the
 sink: it retries with a backoff capped at ``BACKOFF_CAP_S`` and never drops an entry. On stop
 (SIGTERM/SIGINT in ``scanward sink``) it writes and acknowledges the batch in hand, then returns;
 if ClickHouse fails that last write, the entries stay pending for the next start.
