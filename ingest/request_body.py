@@ -14,13 +14,17 @@ from ingest.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, Val
 async def json_object(request: web.Request, max_bytes: int) -> JsonFields:
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise UnsupportedMediaType("send the body as application/json")
-    raw = await read_body(request, max_bytes)
+    return json_fields(await read_body(request, max_bytes), "body")
+
+
+def json_fields(raw: bytes, what: str) -> JsonFields:
+    """The fields of the JSON object in ``raw``; ``what`` names it in errors ("body", "line")."""
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise BadRequest(f"the body is not valid JSON: {error}", "invalid_json") from None
+        raise BadRequest(f"the {what} is not valid JSON: {error}", "invalid_json") from None
     if not isinstance(document, dict):
-        raise BadRequest("the body must be a JSON object", "invalid_json")
+        raise BadRequest(f"the {what} must be a JSON object", "invalid_json")
     return JsonFields(document)
 
 

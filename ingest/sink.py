@@ -15,15 +15,16 @@ Exactly once, although ClickHouse 18.16 cannot deduplicate inserts into a MergeT
 - Every other write (the pending entries found at start, a retry after a failed insert or a
   failed acknowledgement) first waits until ``system.processes`` shows no insert of a sink of
   this database (each carries a recognisable query id: a dead sink's insert may still run on
-  the server), then asks ``scans`` which of the entries (partition, stream ms, stream seq) it
-  already holds, searching only their days and partitions, and inserts only the others.
-  The check is per row, so even an insert that was cut half-way is completed, not repeated.
+  the server), then asks ``scans`` which of the events (partition, entry id, place in the
+  entry) it already holds, searching only their days and partitions, and inserts only the
+  others. The check is per event, so even an insert cut half-way is completed, not repeated.
 
 Only one sink may write at a time (a second one would insert fresh entries while the first is
-checking): ``run_sink`` holds ``sink_lease.SinkLease`` while it runs. ClickHouse or Redis being down only delays the
-sink: it retries with a backoff capped at ``BACKOFF_CAP_S`` and never drops an entry. On stop
-(SIGTERM/SIGINT in ``scanward sink``) it writes and acknowledges the batch in hand, then returns;
-if ClickHouse fails that last write, the entries stay pending for the next start.
+checking): ``run_sink`` holds ``sink_lease.SinkLease`` while it runs. ClickHouse or Redis being
+down only delays the sink: it retries with a backoff capped at ``BACKOFF_CAP_S`` and never
+drops an entry. On stop (SIGTERM/SIGINT in ``scanward sink``) it writes and acknowledges the
+batch in hand, then returns; if ClickHouse fails that last write, the entries stay pending for
+the next start.
 """
 
 from __future__ import annotations

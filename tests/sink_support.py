@@ -5,15 +5,19 @@ from __future__ import annotations
 import contextlib
 import math
 import struct
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import redis
 
+from ingest import local_services
 from ingest.clickhouse_client import connect
 from ingest.clickhouse_schema import apply_migrations
+from ingest.local_services import ServerProcess
 from ingest.scan_events import (
     EVENT_FIELD,
     PARTITIONS,
@@ -135,3 +139,20 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
+
+
+def restart_clickhouse(server: ServerProcess, data_dir: Path) -> ServerProcess:
+    """The stopped server again, on its data folder and ports (start_clickhouse picks new ones);
+    the caller owns it at once and waits for it to answer."""
+    folder = data_dir / "clickhouse"
+    binary = local_services.find_binary("clickhouse-server", "clickhouse-server")
+    with server.log.open("ab") as output:
+        process = subprocess.Popen(
+            [binary, f"--config-file={folder / 'config.xml'}"],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return ServerProcess(server.name, server.url, process, server.log)

@@ -36,6 +36,7 @@ from ingest.clickhouse_client import connect
 from ingest.local_services import ServerProcess, free_port
 from tests.conftest import KEYRING_SECRET
 from tests.helpers import ADMIN, ADMIN_TOKEN, ORDER
+from tests.sink_support import restart_clickhouse
 
 pytestmark = pytest.mark.slow
 
@@ -143,23 +144,6 @@ def _stop_clickhouse(server: ServerProcess, grace_s: float = 2.0) -> str:
         server.process.wait()
         return f"killed after {grace_s} s of SIGTERM"
     return "stopped by SIGTERM"
-
-
-def _restart_clickhouse(server: ServerProcess, data_dir: Path) -> ServerProcess:
-    """The stopped server again, on its data folder and ports (start_clickhouse picks new ones);
-    the caller owns it at once and waits for it to answer."""
-    folder = data_dir / "clickhouse"
-    binary = local_services.find_binary("clickhouse-server", "clickhouse-server")
-    with server.log.open("ab") as output:
-        process = subprocess.Popen(
-            [binary, f"--config-file={folder / 'config.xml'}"],
-            cwd=folder,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return ServerProcess(server.name, server.url, process, server.log)
 
 
 def _eventually(condition: Callable[[], object], timeout_s: float) -> bool:
@@ -557,7 +541,7 @@ def test_clickhouse_stopped_10_s_under_load_loses_and_repeats_no_scan(tmp_path: 
                 outage_health.append(_health(stack.api))
                 time.sleep(0.5)
             restart_at = time.monotonic()
-            stack.clickhouse = _restart_clickhouse(stack.clickhouse, tmp_path)
+            stack.clickhouse = restart_clickhouse(stack.clickhouse, tmp_path)
             _wait_until(lambda: _clickhouse_answers(stack.clickhouse_url), 30, "ClickHouse")
             _sleep_until(max(began + 16, time.monotonic() + 2))  # and some with ClickHouse back
             answers = load.stop()

@@ -40,6 +40,7 @@ from tests.sink_support import (
     fresh_database,
     make_events,
     query,
+    restart_clickhouse,
     state_of,
     stored,
     wait_until,
@@ -391,19 +392,7 @@ def _answers(url: str) -> bool:
 
 
 def _restart(server: ServerProcess, data_dir: Path) -> ServerProcess:
-    """The stopped server again, on its data folder and ports (start_clickhouse picks new ones)."""
-    folder = data_dir / "clickhouse"
-    binary = local_services.find_binary("clickhouse-server", "clickhouse-server")
-    with server.log.open("ab") as output:
-        process = subprocess.Popen(
-            [binary, f"--config-file={folder / 'config.xml'}"],
-            cwd=folder,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    restarted = ServerProcess(server.name, server.url, process, server.log)
+    restarted = restart_clickhouse(server, data_dir)
     wait_until(lambda: _answers(server.url), 30, "ClickHouse to restart")
     return restarted
 

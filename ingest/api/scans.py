@@ -10,12 +10,11 @@ from aiohttp import web
 
 from ingest.errors import (
     ApiError,
-    BadRequest,
     PayloadTooLarge,
     Unavailable,
     UnsupportedMediaType,
 )
-from ingest.request_body import JsonFields, json_object, read_body
+from ingest.request_body import json_fields, json_object, read_body
 from ingest.responses import json_response
 from ingest.scan_pipeline import ScanResult
 from ingest.scan_request import ScanRequest
@@ -51,7 +50,7 @@ async def bulk_scans(request: web.Request) -> web.StreamResponse:
     accepted: list[ScanRequest] = []
     for number, line in lines:
         try:
-            accepted.append(ScanRequest.parse(_line_fields(line), ip, received_ns))
+            accepted.append(ScanRequest.parse(json_fields(line, "line"), ip, received_ns))
         except ApiError as error:
             outputs.append(orjson.dumps({"line": number, **error.body()}))
         else:
@@ -71,16 +70,6 @@ async def bulk_scans(request: web.Request) -> web.StreamResponse:
     if refusals:  # some lines may be sent again later
         response.headers.update(refusals[0].headers())
     return response
-
-
-def _line_fields(line: bytes) -> JsonFields:
-    try:
-        document = orjson.loads(line)
-    except orjson.JSONDecodeError as error:
-        raise BadRequest(f"the line is not valid JSON: {error}", "invalid_json") from None
-    if not isinstance(document, dict):
-        raise BadRequest("each line must be a JSON object", "invalid_json")
-    return JsonFields(document)
 
 
 def _line_answer(number: int, answer: asyncio.Future[ScanResult]) -> bytes:
