@@ -100,7 +100,7 @@ UNSUNK_KEYS = tuple(unsunk_key(p) for p in range(PARTITIONS))
 
 def events_in(fields: dict[bytes, bytes]) -> int:
     """How many events an entry holds."""
-    return len(fields[STATE_FIELD]) // STATE.itemsize
+    return len(fields.get(STATE_FIELD, b"")) // STATE.itemsize
 
 
 class ScanEvent(NamedTuple):

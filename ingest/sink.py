@@ -161,6 +161,12 @@ class Sink:
                 log.warning("clickhouse insert failed; retrying", extra=pending)
                 backoff.wait(self._stop)
                 fresh = False
+        if batch.undecodable:
+            log.error(
+                "entries that are not scan events set aside in the dead-letter streams",
+                extra={"entries": [entry_id for _, (entry_id, _) in batch.undecodable]},
+            )
+            self._streams.set_aside(batch.undecodable)
         self._streams.acknowledge(batch.ids, batch.events, stats)
 
     def _missing(self, batch: Batch) -> Columns:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Sequence
 
@@ -9,7 +10,9 @@ import numpy as np
 
 from ingest.scan_events import Columns, decode_columns, events_in
 
-Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
+Entry = tuple[bytes, dict[bytes, bytes]]
+Entries = Sequence[Entry]
+_UNDECODABLE = (KeyError, ValueError, IndexError, UnicodeDecodeError, struct.error)
 
 
 class Batch:
@@ -23,6 +26,9 @@ class Batch:
         self.rows = 0
         self.vanished = 0
         """Pending entries deleted from their stream by someone else: nothing left to insert."""
+        self.undecodable: list[tuple[int, Entry]] = []
+        """Entries that are not scan events (a bug, or a writer of another version): they are
+        set aside for a person to look at, not retried forever."""
         self._parts: list[Columns] = []
         self._started = time.monotonic()
 
@@ -37,9 +43,26 @@ class Batch:
         self.size += len(entries)
         kept = [entry for entry in entries if entry[1]]
         self.vanished += len(entries) - len(kept)
-        if kept:
-            self._parts.append(decode_columns(partition, kept))
-            self.rows += sum(counts)
+        columns = self._decode(partition, kept)
+        if columns is not None:
+            self._parts.append(columns)
+            self.rows += len(columns["stream_ms"])
+
+    def _decode(self, partition: int, entries: Entries) -> Columns | None:
+        if not entries:
+            return None
+        try:
+            return decode_columns(partition, entries)
+        except _UNDECODABLE:
+            good = []
+            for entry in entries:
+                try:
+                    decode_columns(partition, [entry])
+                except _UNDECODABLE:
+                    self.undecodable.append((partition, entry))
+                else:
+                    good.append(entry)
+            return decode_columns(partition, good) if good else None
 
     @property
     def age_ms(self) -> float:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import ResponseError
 
 from codes.commands import LuaScript
 from ingest.scan_events import CONSUMER_GROUP, STREAM_KEYS, UNSUNK_KEYS
-from ingest.sink_batch import Entries
+from ingest.sink_batch import Entries, Entry
 
 ACK_EVENTS = LuaScript.load(__package__ or "ingest", "ack_events.lua")
 CONSUMER = "sink"
@@ -21,6 +22,10 @@ CONSUMER = "sink"
 STATS_KEY = "{sink}:stats"
 NEW = b">"
 """The cursor of entries never delivered; an entry id as cursor reads the pending ones after it."""
+
+
+def dead_letter_key(partition: int) -> str:
+    return STREAM_KEYS[partition] + ":dead"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,15 @@ class SinkStreams:
             pipe.xreadgroup(CONSUMER_GROUP, CONSUMER, {STREAM_KEYS[partition]: cursor}, count=count)
         replies = pipe.execute()
         return {p: reply[0][1] if reply else [] for p, reply in zip(cursors, replies, strict=True)}
+
+    def set_aside(self, entries: Sequence[tuple[int, Entry]]) -> None:
+        """Copies undecodable entries to their partition's dead-letter stream (then they are
+        acknowledged like the others)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for partition, (entry_id, fields) in entries:
+            record: dict[Any, Any] = {**fields, b"id": entry_id}
+            pipe.xadd(dead_letter_key(partition), record)
+        pipe.execute()
 
     def acknowledge(
         self,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -28,11 +28,20 @@ from ingest.clickhouse_client import connect
 from ingest.clickhouse_schema import apply_migrations
 from ingest.config import Settings
 from ingest.local_services import ServerProcess
-from ingest.scan_events import CONSUMER_GROUP, PARTITIONS, STREAM_KEYS, Columns, ScanEvent
+from ingest.scan_events import (
+    CONSUMER_GROUP,
+    EVENT_FIELD,
+    PARTITIONS,
+    STATE_FIELD,
+    STREAM_KEYS,
+    UNSUNK_KEYS,
+    Columns,
+    ScanEvent,
+)
 from ingest.sink import Sink, run_sink
-from ingest.sink_batch import Batch, Entries
+from ingest.sink_batch import Batch, Entries, Entry
 from ingest.sink_lease import LEASE_KEY, SinkLease
-from ingest.sink_streams import STATS_KEY, InsertStats, SinkStreams
+from ingest.sink_streams import STATS_KEY, InsertStats, SinkStreams, dead_letter_key
 from ingest.sink_table import QUERY_ID_PREFIX, ScanTable
 from tests.sink_support import (
     add_events,
@@ -472,3 +481,18 @@ def test_the_lease_of_a_dead_sink_on_this_host_is_taken_over_at_once(streams: re
     lease = SinkLease(streams)
     assert lease.acquire(threading.Event())
     assert streams.get(LEASE_KEY) == lease.holder.encode()
+
+
+def test_an_entry_that_is_not_a_scan_event_is_set_aside_not_retried(
+    streams: redis.Redis, redis_url: str, database: str
+) -> None:
+    add_events(streams, make_events(30), per_entry=3)
+    poison = {EVENT_FIELD: b"\x05\x00\x00\x00short", STATE_FIELD: b"\x01" * 7}
+    poison_id = streams.xadd(STREAM_KEYS[0], poison)  # type: ignore[arg-type]
+    streams.incrby(UNSUNK_KEYS[0], 1)
+    with _running_sink(_settings(redis_url, database)):
+        wait_until(_caught_up(streams, database, 30), 10, "the good events")
+    assert stored(database) == (30, 30)
+    [(_, dead)] = cast(list[Entry], streams.xrange(dead_letter_key(0)))
+    assert (dead[b"id"], dead[EVENT_FIELD]) == (poison_id, poison[EVENT_FIELD])
+    assert _pending(streams) == 0
