@@ -23,7 +23,7 @@ import orjson
 from redis.asyncio import Redis
 
 from ingest import local_services
-from ingest.redis_scripts import ScriptRunner
+from ingest.redis_scripts import RedisPyCommands, ScriptRunner
 from ingest.scan_events import STREAM_KEYS, ScanEvent, Verdict
 from ingest.scan_state import decide_scans, pack_scan, partition_of_serial, scan_argument
 
@@ -55,7 +55,7 @@ def _event(serial: int, now_ms: int) -> bytes:
 
 
 async def _scan(redis: Redis, serials: list[int], devices: int, now_ms: int) -> None:
-    runner = ScriptRunner(redis)
+    runner = ScriptRunner(RedisPyCommands(redis))
     by_partition: dict[int, list[bytes]] = {}
     for serial in serials:
         packed = pack_scan(serial, now_ms, 31.23, 121.47, f"device-{devices}-{serial}", "m")

@@ -18,6 +18,7 @@ from ingest.client_address import ClientAddress
 from ingest.config import Settings
 from ingest.errors import ApiError, Unavailable
 from ingest.keyring_source import KeyringSource
+from ingest.redis_pipe import RedisPipe
 from ingest.responses import error_response, json_response
 from ingest.scan_pipeline import ScanPipeline
 from ingest.state import (
@@ -98,17 +99,17 @@ async def redis_and_stores(app: web.Application) -> AsyncIterator[None]:
 
 
 async def scan_pipeline(app: web.Application) -> AsyncIterator[None]:
-    """The scan path has its own binary-safe connection; on shutdown queued scans finish first."""
+    """The scan path has its own pipelined connection; on shutdown queued scans finish first."""
     settings = app[SETTINGS]
     assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url, socket_timeout=_REDIS_TIMEOUT_S)
+    redis = RedisPipe(settings.redis_url, _REDIS_TIMEOUT_S)
     app[CLIENT_ADDRESS] = ClientAddress(settings.trusted_proxies)
     app[SCANS] = ScanPipeline(
         redis, app[VERIFIERS], settings.max_unsunk_events, settings.scan_id_ttl_s
     )
     yield
     await app[SCANS].close()
-    await redis.aclose()
+    await redis.close()
 
 
 def create_app(settings: Settings) -> web.Application:

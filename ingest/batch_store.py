@@ -12,7 +12,7 @@ from codes import batches
 from codes.batch_index import BatchIndex
 from codes.batches import Batch, BatchOrder
 from codes.errors import BatchError
-from ingest.redis_scripts import ScriptRunner
+from ingest.redis_scripts import RedisPyCommands, ScriptRunner
 
 _ID_ATTEMPTS = 5
 
@@ -22,7 +22,7 @@ class BatchStore:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._scripts = ScriptRunner(redis)
+        self._scripts = ScriptRunner(RedisPyCommands(redis))
         self._index = BatchIndex(version=-1)
 
     async def create(self, order: BatchOrder, key_id: int) -> Batch:

@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from codes.commands import LuaScript, ScriptCall
 
+Command = Sequence[bytes | str | int]
 
-class ScriptRunner:
+
+class Commands(Protocol):
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        """Replies in order, in one round trip; an error reply is an exception in its place."""
+
+
+class RedisPyCommands:
+    """``Commands`` over a redis-py client (a pipeline per call)."""
+
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=False))
+
+
+class ScriptRunner:
+    def __init__(self, commands: Commands) -> None:
+        self._commands = commands
         self._digests: dict[LuaScript, str] = {}
 
     async def run(self, call: ScriptCall) -> Any:
@@ -30,23 +50,23 @@ class ScriptRunner:
         A call answered NOSCRIPT did not run, so after loading the script only those are sent
         again (redis-py's own pipelined scripts ask SCRIPT EXISTS on every execute instead).
         """
-        replies = await self._pipeline(calls)
+        replies = await self._evaluate(calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            for script in {calls[i].script for i in missing}:
-                await self._redis.script_load(script.source)
-            retried = await self._pipeline([calls[i] for i in missing])
+            scripts = {calls[i].script for i in missing}
+            await self._commands.execute([("SCRIPT", "LOAD", s.source) for s in scripts])
+            retried = await self._evaluate([calls[i] for i in missing])
             for i, reply in zip(missing, retried, strict=True):
                 replies[i] = reply
         return replies
 
-    async def _pipeline(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.execute_command(
-                    "EVALSHA", self._digest(call.script), len(call.keys), *call.keys, *call.args
-                )
-            return list(await pipe.execute(raise_on_error=False))
+    async def _evaluate(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        return await self._commands.execute(
+            [
+                ("EVALSHA", self._digest(call.script), len(call.keys), *call.keys, *call.args)
+                for call in calls
+            ]
+        )
 
     def _digest(self, script: LuaScript) -> str:
         digest = self._digests.get(script)

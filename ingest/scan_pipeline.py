@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,7 +31,7 @@ from codes.errors import CodeError
 from codes.verify import VerifiedCode, Verifier
 from ingest import metrics
 from ingest.errors import ApiError, Unavailable
-from ingest.redis_scripts import ScriptRunner
+from ingest.redis_scripts import Commands, ScriptRunner
 from ingest.scan_events import MAX_EVENTS_PER_ENTRY, ScanEvent, Verdict
 from ingest.scan_request import ScanRequest
 from ingest.scan_state import (
@@ -102,7 +101,7 @@ class _Decision:
 class ScanPipeline:
     def __init__(
         self,
-        redis: Redis,
+        redis: Commands,
         verifiers: VerifierSource,
         max_unsunk_events: int,
         scan_id_ttl_s: int,

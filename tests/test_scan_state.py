@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ingest.redis_scripts import ScriptRunner
+from ingest.redis_scripts import RedisPyCommands, ScriptRunner
 from ingest.scan_events import PARTITIONS, events_in, partition_tag, stream_key, unsunk_key
 from ingest.scan_state import (
     SCAN_STATE,
@@ -60,7 +60,7 @@ async def _decide(
 ) -> list[ScanState]:
     arguments = [scan_argument(scan, scan_id, _framed(event)) for scan, scan_id, event in scans]
     call = decide_scans(partition_of_serial(serial), arguments, max_length, 60)
-    replies = await ScriptRunner(redis).run(call)
+    replies = await ScriptRunner(RedisPyCommands(redis)).run(call)
     return [ScanState.from_reply(r) for r in replies]
 
 
