@@ -18,9 +18,9 @@ import math
 import secrets
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import NamedTuple, TypeVar, cast
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -48,6 +48,7 @@ from ingest.scan_state import (
 from ingest.verifier_source import VerifierSource
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BATCH = 4096
 MAX_BATCHES_IN_FLIGHT = 2
@@ -82,7 +83,7 @@ class ScanResult(NamedTuple):
 _Queued = tuple[ScanRequest, "asyncio.Future[ScanResult]"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashed by identity: results are kept per decision
 class _Decision:
     """What the server decided about one scan before Redis has been asked."""
 
@@ -162,17 +163,13 @@ class ScanPipeline:
         verifier = await self._verifiers.current(VERIFIER_MAX_AGE_S)
         now_ms = time.time_ns() // 1_000_000
         decisions = [_Decision(request, future) for request, future in batch]
-        stale = False
-        for decision in decisions:
-            stale |= not _verify(decision, verifier)
-        if stale:  # a batch or key newer than our copy: look again before calling it a fake
+        verified = _alone(decisions, lambda d: _verify(d, verifier))
+        if not all(verified.values()):  # a batch or key newer than our copy: look again
             fresh = await self._verifiers.current()
             if fresh is not verifier:
-                for decision in decisions:
-                    _verify(decision, fresh)
+                verified = _alone(list(verified), lambda d: _verify(d, fresh))
         by_partition: dict[int, list[_Decision]] = defaultdict(list)
-        for decision in decisions:
-            _prepare(decision, now_ms)
+        for decision in _alone(list(verified), lambda d: _prepare(d, now_ms)):
             by_partition[decision.partition].append(decision)
         groups = [
             (partition, decisions[start : start + MAX_EVENTS_PER_ENTRY])
@@ -194,6 +191,19 @@ class ScanPipeline:
         metrics.BATCH_SIZE.observe(len(decisions))
         for (_, group), reply in zip(groups, replies, strict=True):
             _answer(group, reply)
+
+
+def _alone(decisions: list[_Decision], step: Callable[[_Decision], T]) -> dict[_Decision, T]:
+    """``step`` of each decision, in order; a decision whose step raised is answered 500 alone
+    (a bug, logged) instead of failing the scans batched with it."""
+    results: dict[_Decision, T] = {}
+    for decision in decisions:
+        try:
+            results[decision] = step(decision)
+        except Exception:
+            log.exception("scan %r failed", decision.request.code[:64])
+            decision.future.set_exception(ApiError("internal error"))
+    return results
 
 
 def _verify(decision: _Decision, verifier: Verifier) -> bool:

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from codes import digital_link
 from codes.keyring import Keyring
+from codes.verify import Verifier
 from ingest.app import create_app
 from ingest.config import Settings
 from ingest.scan_events import EVENT_FIELD, STREAM_KEYS, UNSUNK_KEYS
@@ -311,3 +312,24 @@ async def test_bulk_past_the_backlog_bound_is_a_503_when_nothing_was_taken(
     out = [orjson.loads(line) for line in (await mixed.read()).splitlines()]
     assert out[0]["error"]["code"] == "backlog_full"
     assert _events(redis_url) == 1 + sum("verdict" in line for line in out)
+
+
+async def test_a_scan_that_breaks_a_step_fails_alone(
+    client: TestClient[Any, Any], redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verify = Verifier.verify
+
+    def breaks_on_boom(self: Verifier, scanned: str) -> Any:
+        if scanned == "boom":
+            raise RuntimeError("a bug in verification")
+        return verify(self, scanned)
+
+    monkeypatch.setattr(Verifier, "verify", breaks_on_boom)
+    lines = b"\n".join(orjson.dumps({"code": c}) for c in ("fake-1", "boom", "fake-2"))
+    reply = await client.post(
+        "/v1/scans/bulk", data=lines, headers={"Content-Type": "application/x-ndjson"}
+    )
+    out = [orjson.loads(line) for line in (await reply.read()).splitlines()]
+    assert [line.get("verdict") for line in out] == ["counterfeit", None, "counterfeit"]
+    assert out[1] == {"line": 2, "error": {"code": "internal", "message": "internal error"}}
+    assert _events(redis_url) == 2
