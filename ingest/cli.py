@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import sys
@@ -37,7 +36,7 @@ from ingest.local_services import ServiceAddresses, ServiceError
 from ingest.metrics import MULTIPROC_ENV
 from ingest.server import serve
 from ingest.sink import run_sink
-from ingest.supervisor import Supervisor
+from ingest.supervisor import Supervisor, when_orphaned
 from ingest.tokens import Role, TokenStore
 
 
@@ -261,17 +260,9 @@ def sink_command(args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     if args.supervised:
-        threading.Thread(target=_stop_when_orphaned, args=(stop,), daemon=True).start()
+        when_orphaned(stop.set)
     collect_less_often()
     run_sink(settings, stop)
-
-
-def _stop_when_orphaned(stop: threading.Event) -> None:
-    """A supervised sink whose supervisor died (even by SIGKILL) stops instead of running on."""
-    parent = os.getppid()
-    while not stop.wait(1.0):
-        if os.getppid() != parent:
-            stop.set()
 
 
 # --- up -------------------------------------------------------------------------------------
@@ -328,9 +319,7 @@ def _check_port_is_free(settings: Settings) -> None:
         try:
             probe.bind((settings.host, settings.port))
         except OSError as error:
-            raise CommandError(
-                f"cannot serve on {settings.host}:{settings.port}: {error}"
-            ) from None
+            raise _cannot_serve(settings, error) from None
 
 
 def _wait_until_serving(api_url: str, timeout_s: float = 30.0) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 
 from aiohttp import web
@@ -13,8 +11,7 @@ from aiohttp import web
 from ingest.app import create_app
 from ingest.config import Settings
 from ingest.gc_tuning import collect_less_often
-
-_PARENT_CHECK_S = 1.0
+from ingest.supervisor import when_orphaned
 
 
 async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
@@ -32,20 +29,8 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        watcher = loop.create_task(_stop_when_orphaned(stop)) if reuse_port else None
+        if reuse_port:  # a worker of a supervisor
+            when_orphaned(lambda: loop.call_soon_threadsafe(stop.set))
         await stop.wait()
-        if watcher is not None:
-            await watcher  # returns as soon as stop is set
     finally:
         await runner.cleanup()
-
-
-async def _stop_when_orphaned(stop: asyncio.Event) -> None:
-    """A worker whose supervisor died (even by SIGKILL) stops instead of serving on alone."""
-    parent = os.getppid()
-    while not stop.is_set():
-        if os.getppid() != parent:
-            stop.set()
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), _PARENT_CHECK_S)

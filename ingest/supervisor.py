@@ -14,8 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ STOP_TIMEOUT_S = 20.0
 _POLL_S = 0.2
 _FIRST_RESTART_DELAY_S, _MAX_RESTART_DELAY_S = 0.5, 10.0
 _STEADY_S = 60.0
+_PARENT_CHECK_S = 1.0
 
 
 @dataclass
@@ -113,3 +115,16 @@ class Supervisor:
                 child.start(self._env)
                 child.restart_at = 0.0
                 child.restart_delay_s = min(child.restart_delay_s * 2, _MAX_RESTART_DELAY_S)
+
+
+def when_orphaned(callback: Callable[[], object]) -> None:
+    """Calls ``callback`` (from a daemon thread) once this process's parent is gone: a child
+    whose supervisor died, even by SIGKILL, stops instead of running on alone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_CHECK_S)
+        callback()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
