@@ -357,6 +357,9 @@ async def _announce_demo(settings: Settings, api_url: str) -> None:
 demo batch {demo.batch_id}: {demo.quantity} codes of {demo.sku}
   curl -s {auth} '{api_url}/v1/batches/{demo.batch_id}/codes?format=url&limit=3'
   curl -s {api_url}/v1/codes/<one of those codes>
+  curl -s -H 'Content-Type: application/json' \\
+       -d '{{"code": "<one of those URLs>", "lat": 31.23, "lon": 121.47}}' {api_url}/v1/scans
+  .venv/bin/scanward sql --data-dir {settings.data_dir} "SELECT time, code, verdict FROM scans"
   curl -s {auth} -H 'Content-Type: application/json' \\
        -d '{{"sku": "BEER-500", "gtin": "{DEMO_GTIN}", "quantity": 1000000}}' {api_url}/v1/batches
 """,
