@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +37,7 @@ from codes.keyring import Keyring
 from ingest import local_services
 from ingest.batch_store import BatchStore
 from ingest.scan_events import STREAM_KEYS
+from ingest.server import wait_until_serving
 from ingest.sink_streams import STATS_KEY
 
 SECRET = "bench keyring secret"
@@ -58,15 +58,9 @@ def _wrk(url: str, env: Mapping[str, str], duration_s: int, connections: int) ->
     return result
 
 
-def _wait_healthy(url: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become healthy")
+def _wait_healthy(url: str) -> None:
+    if not wait_until_serving(url, 20.0):
+        raise RuntimeError(f"{url} did not become healthy")
 
 
 @contextmanager

@@ -10,8 +10,6 @@ import socket
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +32,7 @@ from ingest.config import ConfigError, Settings
 from ingest.gc_tuning import collect_less_often
 from ingest.local_services import ServiceAddresses, ServiceError
 from ingest.metrics import MULTIPROC_ENV
-from ingest.server import serve
+from ingest.server import serve, wait_until_serving
 from ingest.sink import run_sink
 from ingest.supervisor import Supervisor, when_orphaned
 from ingest.tokens import Role, TokenStore
@@ -323,14 +321,8 @@ def _check_port_is_free(settings: Settings) -> None:
 
 
 def _wait_until_serving(api_url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(api_url + "/healthz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise CommandError(f"the API did not answer at {api_url} within {timeout_s:.0f} s")
+    if not wait_until_serving(api_url, timeout_s):
+        raise CommandError(f"the API did not answer at {api_url} within {timeout_s:.0f} s")
 
 
 @contextlib.contextmanager

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+import urllib.request
 
 from aiohttp import web
 
@@ -34,3 +36,16 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def wait_until_serving(api_url: str, timeout_s: float) -> bool:
+    """Whether ``api_url`` answered ``/healthz`` within ``timeout_s`` (for supervisors and
+    benchmarks that start servers as other processes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(api_url + "/healthz", timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False

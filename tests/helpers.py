@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -23,3 +24,11 @@ async def batch_codes(client: TestClient[Any, Any], batch_id: str, limit: int = 
     reply = await client.get(f"/v1/batches/{batch_id}/codes?limit={limit}", headers=ADMIN)
     assert reply.status == 200
     return (await reply.text()).split()
+
+
+async def post_scan(client: TestClient[Any, Any], body: Mapping[str, object]) -> dict[str, Any]:
+    """``POST /v1/scans``, which must answer 200; its JSON answer."""
+    reply = await client.post("/v1/scans", json=body)
+    assert reply.status == 200, await reply.text()
+    answer: dict[str, Any] = await reply.json()
+    return answer

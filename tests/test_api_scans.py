@@ -18,7 +18,7 @@ from ingest.app import create_app
 from ingest.config import Settings
 from ingest.scan_events import EVENT_FIELD, STREAM_KEYS, UNSUNK_KEYS
 from tests.conftest import KEYRING_SECRET
-from tests.helpers import ADMIN, AiohttpClient, batch_codes, order_batch
+from tests.helpers import ADMIN, AiohttpClient, batch_codes, order_batch, post_scan
 
 pytestmark = pytest.mark.redis
 
@@ -37,10 +37,7 @@ def _keys(redis_url: str) -> list[bytes]:
 
 
 async def _scan(client: TestClient[Any, Any], **body: object) -> dict[str, Any]:
-    reply = await client.post("/v1/scans", json={**SHANGHAI, **body})
-    assert reply.status == 200, await reply.text()
-    answer: dict[str, Any] = await reply.json()
-    return answer
+    return await post_scan(client, {**SHANGHAI, **body})
 
 
 async def test_first_and_repeat_scans_of_a_genuine_code(

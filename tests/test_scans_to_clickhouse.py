@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from ingest.app import create_app
 from ingest.config import Settings
 from ingest.sink import run_sink
-from tests.helpers import AiohttpClient, batch_codes, order_batch
+from tests.helpers import AiohttpClient, batch_codes, order_batch, post_scan
 from tests.sink_support import fresh_database, query, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
@@ -40,13 +40,6 @@ async def app_client(aiohttp_client: AiohttpClient, sunk_settings: Settings) -> 
     return await aiohttp_client(create_app(sunk_settings))
 
 
-async def _scan(client: TestClient[Any, Any], body: Mapping[str, object]) -> dict[str, Any]:
-    reply = await client.post("/v1/scans", json=body)
-    assert reply.status == 200
-    answer: dict[str, Any] = await reply.json()
-    return answer
-
-
 def _rows(settings: Settings, sql: str) -> list[Any]:
     assert settings.clickhouse_url is not None
     return query(settings.clickhouse_url, sql)
@@ -58,7 +51,7 @@ async def test_concurrent_scans_of_one_code_are_one_row_each(
     batch = await order_batch(app_client)
     [code] = await batch_codes(app_client, batch["batch_id"], limit=1)
     answers = await asyncio.gather(
-        *(_scan(app_client, {"code": code, "device_id": f"device-{i}"}) for i in range(200))
+        *(post_scan(app_client, {"code": code, "device_id": f"device-{i}"}) for i in range(200))
     )
     assert sum(a["first_scan"] for a in answers) == 1
     wait_until(
@@ -80,10 +73,10 @@ async def test_a_retried_scan_is_one_row(
     batch = await order_batch(app_client)
     [code] = await batch_codes(app_client, batch["batch_id"], limit=1)
     body = {"code": code, "scan_id": "retried", "lat": 31.2, "lon": 121.4}
-    answers = [await _scan(app_client, body) for _ in range(3)]
+    answers = [await post_scan(app_client, body) for _ in range(3)]
     assert answers[1:] == answers[:1] * 2
     counterfeit = {"code": "not-ours", "scan_id": "fake-retried"}
-    assert await _scan(app_client, counterfeit) == await _scan(app_client, counterfeit)
+    assert await post_scan(app_client, counterfeit) == await post_scan(app_client, counterfeit)
     wait_until(lambda: _rows(sunk_settings, "SELECT count() FROM scans") == [(2,)], 20, "2 rows")
     assert _rows(sunk_settings, "SELECT scan_id, verdict FROM scans ORDER BY scan_id") == [
         ("fake-retried", "counterfeit"),
