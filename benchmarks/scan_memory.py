@@ -22,9 +22,10 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from fraud.verdicts import Verdict
 from ingest import local_services
 from ingest.redis_scripts import RedisPyCommands, ScriptRunner
-from ingest.scan_events import STREAM_KEYS, ScanEvent, Verdict
+from ingest.scan_events import STREAM_KEYS, ScanEvent
 from ingest.scan_state import decide_scans, pack_scan, partition_of_serial, scan_argument
 
 CALL_SIZE = 8  # scans of one partition per call: a micro-batch of ~128 scans

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import redis
 
+from fraud.verdicts import Verdict
 from ingest import local_services
 from ingest.clickhouse_client import connect
 from ingest.clickhouse_schema import apply_migrations
@@ -39,7 +40,6 @@ from ingest.scan_events import (
     PARTITIONS,
     STATE_FIELD,
     ScanEvent,
-    Verdict,
     decode_columns,
     stream_key,
     unsunk_key,

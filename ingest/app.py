@@ -11,14 +11,17 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ingest.api import batches, codes, health, scans, tokens
+from ingest.api import batches, codes, distributors, health, scans, shipments, tokens
 from ingest.auth import Handler
 from ingest.batch_store import BatchStore
 from ingest.client_address import ClientAddress
 from ingest.config import Settings
 from ingest.errors import ApiError, Unavailable
+from ingest.fraud_stage import FraudStage
 from ingest.keyring_source import KeyringSource
 from ingest.redis_pipe import RedisPipe
+from ingest.redis_scripts import ScriptRunner
+from ingest.reference_source import ReferenceSource
 from ingest.responses import error_response, json_response
 from ingest.scan_pipeline import ScanPipeline
 from ingest.state import (
@@ -26,6 +29,7 @@ from ingest.state import (
     CLIENT_ADDRESS,
     KEYRING,
     REDIS,
+    REFERENCES,
     SCANS,
     SETTINGS,
     TOKENS,
@@ -94,6 +98,7 @@ async def redis_and_stores(app: web.Application) -> AsyncIterator[None]:
     app[BATCHES] = BatchStore(redis)
     app[TOKENS] = TokenStore(redis, settings.admin_token)
     app[VERIFIERS] = VerifierSource(app[KEYRING], app[BATCHES])
+    app[REFERENCES] = ReferenceSource(redis)
     yield
     await redis.aclose()
 
@@ -103,9 +108,11 @@ async def scan_pipeline(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.redis_url is not None
     redis = RedisPipe(settings.redis_url, _REDIS_TIMEOUT_S)
+    scripts = ScriptRunner(redis)
     app[CLIENT_ADDRESS] = ClientAddress(settings.trusted_proxies)
+    fraud = FraudStage(scripts, app[REFERENCES], settings.fraud_policy)
     app[SCANS] = ScanPipeline(
-        redis, app[VERIFIERS], settings.max_unsunk_events, settings.scan_id_ttl_s
+        scripts, app[VERIFIERS], fraud, settings.max_unsunk_events, settings.scan_id_ttl_s
     )
     yield
     await app[SCANS].close()
@@ -119,7 +126,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(redis_and_stores)
     app.cleanup_ctx.append(scan_pipeline)
-    for module in (batches, codes, health, scans, tokens):
+    for module in (batches, codes, distributors, health, scans, shipments, tokens):
         for route in module.routes:
             assert isinstance(route, web.RouteDef)
             guarded = json_errors(route.handler)

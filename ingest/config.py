@@ -10,10 +10,14 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import orjson
+
+from fraud.policy import FraudPolicy
 
 ENV_PREFIX = "SCANWARD_"
 
@@ -92,6 +96,7 @@ class Settings:
     sink_batch_rows: int = 100_000
     sink_flush_ms: int = 1_000
     access_log: bool = False
+    fraud_policy: FraudPolicy = field(default_factory=FraudPolicy)
 
     @property
     def keyring_file(self) -> Path:
@@ -105,10 +110,10 @@ class Settings:
         config_file = env.get(ENV_PREFIX + "CONFIG")
         if config_file:
             raw.update(_read_toml(Path(config_file)))
-        for field in fields(cls):
-            name = ENV_PREFIX + field.name.upper()
+        for setting in fields(cls):
+            name = ENV_PREFIX + setting.name.upper()
             if env.get(name):
-                raw[field.name] = (name, env[name])
+                raw[setting.name] = (name, env[name])
         values: dict[str, Any] = {}
         for field_name, (source, text) in raw.items():
             try:
@@ -141,6 +146,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "sink_batch_rows": _positive,
     "sink_flush_ms": _positive,
     "access_log": _flag,
+    "fraud_policy": FraudPolicy.from_json,
 }
 
 
@@ -156,7 +162,10 @@ def _read_toml(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def _toml_text(value: object) -> str:
-    """TOML values as the text an environment variable would carry (lists comma-separated)."""
+    """TOML values as the text an environment variable would carry (lists comma-separated,
+    tables as JSON)."""
+    if isinstance(value, dict):
+        return orjson.dumps(value).decode()
     if isinstance(value, list):
         return ",".join(str(item) for item in value)
     return str(value)

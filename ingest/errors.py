@@ -67,11 +67,8 @@ class ValidationFailed(ApiError):
     code = "validation_failed"
 
 
-class Unavailable(ApiError):
-    """A backing service is down or the server is saturated: the client may retry later."""
-
-    status = 503
-    code = "unavailable"
+class RetryLater(ApiError):
+    """The request may succeed later: the answer carries ``Retry-After``."""
 
     def __init__(self, message: str, code: str | None = None, retry_after_s: int = 1) -> None:
         super().__init__(message, code)
@@ -79,3 +76,17 @@ class Unavailable(ApiError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class TooManyRequests(RetryLater):
+    """The client is refused for a while (a guessing device or IP)."""
+
+    status = 429
+    code = "too_many_requests"
+
+
+class Unavailable(RetryLater):
+    """A backing service is down or the server is saturated: the client may retry later."""
+
+    status = 503
+    code = "unavailable"

@@ -25,6 +25,9 @@ SCANS = Counter("scanward_scans", "Answered scans (retries not counted again)", 
 SCANS_REFUSED = Counter(
     "scanward_scans_refused", "Scans answered 503 because the unsunk event backlog was full"
 )
+SCANS_BLOCKED = Counter(
+    "scanward_scans_blocked", "Scans answered 429: the device or IP is blocked for guessing"
+)
 BATCH_SIZE = Histogram(
     "scanward_scan_batch_size",
     "Scans decided per Redis round trip",

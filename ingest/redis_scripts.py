@@ -50,6 +50,8 @@ class ScriptRunner:
         A call answered NOSCRIPT did not run, so after loading the script only those are sent
         again (redis-py's own pipelined scripts ask SCRIPT EXISTS on every execute instead).
         """
+        if not calls:  # nothing to send: no reply would ever come
+            return []
         replies = await self._evaluate(calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:

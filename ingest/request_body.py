@@ -80,6 +80,22 @@ class JsonFields:
             raise ValidationFailed(f"{name} must be an integer")
         return value
 
+    def optional_integer(self, name: str) -> int | None:
+        return None if self._optional(name) is None else self.integer(name)
+
+    def text_list(self, name: str, *, max_items: int, max_length: int = 256) -> list[str]:
+        value = self._get(name, None)
+        if not isinstance(value, list) or not 1 <= len(value) <= max_items:
+            raise ValidationFailed(f"{name} must be a list of 1 to {max_items} strings")
+        return [_checked_text(f"{name}[{i}]", item, max_length) for i, item in enumerate(value)]
+
+    def document(self, name: str) -> object:
+        """A JSON value of any shape, for a parser of its own (GeoJSON)."""
+        return self._get(name, None)
+
+    def present(self, name: str) -> bool:
+        return self._document.get(name) is not None
+
     def done(self) -> None:
         """Reject fields the endpoint does not know: a typo should not pass silently."""
         unknown = sorted(set(self._document) - self._read)

@@ -21,13 +21,15 @@ partition not yet in ClickHouse: the scan script adds, the sink's acknowledgemen
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
-from enum import IntEnum
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+
+from fraud.verdicts import Verdict
 
 PARTITIONS = 16
 MAX_EVENTS_PER_ENTRY = 256
@@ -49,9 +51,11 @@ FIXED = np.dtype(
         ("latency_us", "<u4"),
         ("key_id", "u1"),
         ("verdict", "u1"),
+        ("risk", "u1"),
+        ("distance_km", "<f4"),
     ]
 )
-_FIXED_STRUCT = struct.Struct("<QQqddfIBB")
+_FIXED_STRUCT = struct.Struct("<QQqddfIBBBf")
 assert _FIXED_STRUCT.size == FIXED.itemsize
 
 STATE = np.dtype([("first_scan", "u1"), ("scan_count", "<u4"), ("distinct_devices", "<u2")])
@@ -68,18 +72,9 @@ STRING_FIELDS = (
     "ip",
     "flags",
     "flag_details",
+    "distributor_id",
+    "surfaced_in",
 )
-
-
-class Verdict(IntEnum):
-    GENUINE = 1
-    COUNTERFEIT = 2
-    REVOKED = 3
-    SUSPICIOUS = 4
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 def partition_tag(partition: int) -> str:
@@ -109,7 +104,10 @@ class ScanEvent(NamedTuple):
     ``serial`` is 0 and the batch fields are empty for codes that failed verification; ``lat`` and
     ``lon`` are NaN without a location, ``accuracy_m`` NaN when not reported and
     ``client_time_ms`` 0 when the client sent no time. ``flags`` are flag names; ``flag_details``
-    is a JSON array with the numbers behind them (``"[]"`` when there are none).
+    is a JSON array with the numbers behind them (``"[]"`` when there are none). ``risk`` is the
+    fraud risk level 0-4; ``distributor_id`` the distributor the code was shipped to,
+    ``surfaced_in`` the distributor whose territory the scan lies in and ``distance_km`` how far
+    outside the shipped-to territory it lies (0 inside, NaN when not measured).
     """
 
     time_ms: int
@@ -131,6 +129,10 @@ class ScanEvent(NamedTuple):
     ip: str
     flags: tuple[str, ...]
     flag_details: str = "[]"
+    risk: int = 0
+    distributor_id: str = ""
+    surfaced_in: str = ""
+    distance_km: float = math.nan
 
     def encode(self) -> bytes:
         """The event framed by its length, ready to be joined with others into an entry."""
@@ -144,6 +146,8 @@ class ScanEvent(NamedTuple):
             min(self.latency_us, 0xFFFFFFFF),
             self.key_id,
             self.verdict,
+            self.risk,
+            self.distance_km,
         )
         strings = SEPARATOR.join(
             (
@@ -157,6 +161,8 @@ class ScanEvent(NamedTuple):
                 self.ip,
                 ",".join(self.flags),
                 self.flag_details,
+                self.distributor_id,
+                self.surfaced_in,
             )
         ).encode()
         return _FRAME.pack(len(fixed) + len(strings)) + fixed + strings
@@ -206,6 +212,8 @@ def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, by
         "accuracy_m": fixed["accuracy_m"],
         "has_location": (~np.isnan(fixed["lat"])).astype(np.uint8),
         "latency_us": fixed["latency_us"],
+        "risk": fixed["risk"],
+        "distance_km": fixed["distance_km"],
         "first_scan": state["first_scan"],
         "scan_count": state["scan_count"],
         "distinct_devices": state["distinct_devices"],

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar, cast
 
+import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -29,10 +30,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from codes.batches import BatchStatus
 from codes.errors import CodeError
 from codes.verify import VerifiedCode, Verifier
+from fraud.assessment import Assessment
+from fraud.verdicts import Verdict
 from ingest import metrics
 from ingest.errors import ApiError, Unavailable
-from ingest.redis_scripts import Commands, ScriptRunner
-from ingest.scan_events import MAX_EVENTS_PER_ENTRY, ScanEvent, Verdict
+from ingest.fraud_stage import FraudInput, FraudStage
+from ingest.redis_scripts import ScriptRunner
+from ingest.scan_events import MAX_EVENTS_PER_ENTRY, ScanEvent
 from ingest.scan_request import ScanRequest
 from ingest.scan_state import (
     STREAM_FULL,
@@ -63,6 +67,7 @@ _RETRY_AFTER_S = 2
 class ScanResult(NamedTuple):
     scan_id: str
     verdict: Verdict
+    risk: int
     flags: tuple[dict[str, object], ...]
     product: dict[str, object] | None
     state: ScanState
@@ -72,6 +77,7 @@ class ScanResult(NamedTuple):
             "scan_id": self.scan_id,
             "verdict": self.verdict.label,
             "genuine": self.verdict is Verdict.GENUINE,
+            "risk": self.risk,
             "first_scan": self.state.first_scan,
             "scan_count": self.state.scan_count,
             "distinct_devices": self.state.distinct_devices,
@@ -91,7 +97,8 @@ class _Decision:
     future: asyncio.Future[ScanResult]
     scan_id: str = ""
     verdict: Verdict = Verdict.GENUINE
-    flags: tuple[dict[str, object], ...] = ()
+    flags: tuple[dict[str, object], ...] = ()  # what verification found, then every rule's
+    assessment: Assessment | None = None
     product: dict[str, object] | None = None
     partition: int = 0
     argument: bytes = b""
@@ -102,13 +109,15 @@ class _Decision:
 class ScanPipeline:
     def __init__(
         self,
-        redis: Commands,
+        scripts: ScriptRunner,
         verifiers: VerifierSource,
+        fraud: FraudStage,
         max_unsunk_events: int,
         scan_id_ttl_s: int,
     ) -> None:
-        self._scripts = ScriptRunner(redis)
+        self._scripts = scripts
         self._verifiers = verifiers
+        self._fraud = fraud
         self._max_unsunk_per_partition = unsunk_limit_per_partition(max_unsunk_events)
         self._scan_id_ttl_s = scan_id_ttl_s
         self._queue: list[_Queued] = []
@@ -168,8 +177,9 @@ class ScanPipeline:
             fresh = await self._verifiers.current()
             if fresh is not verifier:
                 verified = _alone(list(verified), lambda d: _verify(d, fresh))
+        judged = await self._judge(list(verified), now_ms)
         by_partition: dict[int, list[_Decision]] = defaultdict(list)
-        for decision in _alone(list(verified), lambda d: _prepare(d, now_ms)):
+        for decision in _alone(judged, lambda d: _prepare(d, now_ms)):
             by_partition[decision.partition].append(decision)
         groups = [
             (partition, decisions[start : start + MAX_EVENTS_PER_ENTRY])
@@ -191,6 +201,34 @@ class ScanPipeline:
         metrics.BATCH_SIZE.observe(len(decisions))
         for (_, group), reply in zip(groups, replies, strict=True):
             _answer(group, reply)
+
+    async def _judge(self, decisions: list[_Decision], now_ms: int) -> list[_Decision]:
+        """The fraud stage's verdicts; the scans it refuses are answered here and left out."""
+        results = await self._fraud.judge([_fraud_input(d) for d in decisions], now_ms)
+        judged = []
+        for decision, result in zip(decisions, results, strict=True):
+            if isinstance(result, ApiError):
+                metrics.SCANS_BLOCKED.inc()
+                decision.future.set_exception(result)
+            else:
+                decision.verdict, decision.flags = result.verdict, result.flags
+                decision.assessment = result
+                judged.append(decision)
+        return judged
+
+
+def _fraud_input(decision: _Decision) -> FraudInput:
+    request, verified = decision.request, decision.verified
+    return FraudInput(
+        None if verified is None else verified.serial,
+        decision.flags,
+        request.lat,
+        request.lon,
+        request.accuracy_m,
+        request.device_id,
+        request.member_id,
+        request.ip,
+    )
 
 
 def _alone(decisions: list[_Decision], step: Callable[[_Decision], T]) -> dict[_Decision, T]:
@@ -232,8 +270,8 @@ def _verify(decision: _Decision, verifier: Verifier) -> bool:
 
 
 def _prepare(decision: _Decision, now_ms: int) -> None:
-    request = decision.request
-    verified = decision.verified
+    request, verified, assessment = decision.request, decision.verified, decision.assessment
+    assert assessment is not None
     decision.scan_id = request.scan_id or next(_SCAN_IDS)
     latency_us = (time.monotonic_ns() - request.received_ns) // 1000
     if verified is not None:
@@ -270,6 +308,11 @@ def _prepare(decision: _Decision, now_ms: int) -> None:
         device_id=request.device_id,
         ip=request.ip,
         flags=tuple(str(f["flag"]) for f in decision.flags),
+        flag_details=orjson.dumps(decision.flags).decode(),
+        risk=assessment.risk,
+        distributor_id=assessment.distributor_id,
+        surfaced_in=assessment.surfaced_in,
+        distance_km=assessment.distance_km,
     )
     packed = pack_scan(
         serial, now_ms, request.lat, request.lon, request.device_id, request.member_id
@@ -303,7 +346,12 @@ def _answer(decisions: list[_Decision], reply: object) -> None:
         if not decision.future.done():
             decision.future.set_result(
                 ScanResult(
-                    decision.scan_id, decision.verdict, decision.flags, decision.product, state
+                    decision.scan_id,
+                    decision.verdict,
+                    decision.assessment.risk if decision.assessment else 0,
+                    decision.flags,
+                    decision.product,
+                    state,
                 )
             )
     for verdict, count in counts.items():

@@ -23,15 +23,18 @@ partitions (and cluster nodes) while each script touches one slot.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from codes.commands import LuaScript, ScriptCall
+from fraud.clones import CodeHistory
 from ingest.scan_events import PARTITIONS, stream_key, unsunk_key
 
 SCAN_STATE = LuaScript.load(__package__ or "ingest", "scan_state.lua")
+SCAN_HISTORY = LuaScript.load(__package__ or "ingest", "scan_history.lua")
 SEEN_RANGE = 65_472
 NO_LOCATION_E7 = -(2**31)
 
@@ -39,6 +42,8 @@ _SCAN = struct.Struct("<BQQii4s8s")
 _STATE = struct.Struct("<BIH")
 _KEY_LENGTH = struct.Struct("<H")
 _RETRIED = ord("R")
+_RECORD_TAIL = struct.Struct("<iiiiIH8s")  # after first and last ms (6 bytes each)
+_DEVICE_SIZE = 4
 
 
 def unsunk_limit_per_partition(max_unsunk_events: int) -> int:
@@ -53,6 +58,11 @@ def partition_of_serial(serial: int) -> int:
 def partition_of_text(text: str) -> int:
     """For scans without a valid serial: the same text always lands in the same partition."""
     return zlib.crc32(text.encode()) % PARTITIONS
+
+
+def device_digest(device_id: str) -> bytes:
+    """How a device is told apart in records: 4 bytes, zeros for no device."""
+    return _digest(device_id, _DEVICE_SIZE)
 
 
 def _digest(text: str, size: int) -> bytes:
@@ -78,8 +88,8 @@ def pack_scan(
         now_ms,
         lat_e7,
         lon_e7,
-        _digest(device_id, 4),
-        _digest(member_id, 8),
+        device_digest(device_id),
+        member_digest(member_id),
     )
 
 
@@ -93,6 +103,43 @@ class ScanState(NamedTuple):
     def from_reply(cls, reply: bytes) -> ScanState:
         first, count, devices = _STATE.unpack_from(reply, 1)
         return cls(first == 1, count, devices, reply[0] == _RETRIED)
+
+
+def member_digest(member_id: str) -> bytes:
+    return _digest(member_id, 8)
+
+
+def read_histories(partition: int, serials: Sequence[int]) -> ScriptCall:
+    """One call for the records of a partition's codes, for ``history_of``."""
+    packed = b"".join(serial.to_bytes(8, "little") for serial in serials)
+    return ScriptCall(SCAN_HISTORY, (stream_key(partition),), (packed,))
+
+
+def history_of(record: bytes) -> CodeHistory | None:
+    """A code's record as the fraud rules read it; None for a code never scanned."""
+    if not record:
+        return None
+    first_ms = int.from_bytes(record[0:6], "little")
+    last_ms = int.from_bytes(record[6:12], "little")
+    first_lat, first_lon, last_lat, last_lon, count, distinct, _ = _RECORD_TAIL.unpack_from(
+        record, 12
+    )
+    devices = record[12 + _RECORD_TAIL.size :]
+    return CodeHistory(
+        first_ms,
+        last_ms,
+        _degrees(first_lat),
+        _degrees(first_lon),
+        _degrees(last_lat),
+        _degrees(last_lon),
+        count,
+        distinct,
+        tuple(devices[at : at + _DEVICE_SIZE] for at in range(0, len(devices), _DEVICE_SIZE)),
+    )
+
+
+def _degrees(e7: int) -> float:
+    return math.nan if e7 == NO_LOCATION_E7 else e7 / 1e7
 
 
 def retry_key(scan_id: str | None, code: str, device_id: str, member_id: str) -> str:

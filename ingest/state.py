@@ -9,6 +9,7 @@ from ingest.batch_store import BatchStore
 from ingest.client_address import ClientAddress
 from ingest.config import Settings
 from ingest.keyring_source import KeyringSource
+from ingest.reference_source import ReferenceSource
 from ingest.scan_pipeline import ScanPipeline
 from ingest.tokens import TokenStore
 from ingest.verifier_source import VerifierSource
@@ -19,5 +20,6 @@ KEYRING = web.AppKey("keyring", KeyringSource)
 BATCHES = web.AppKey("batches", BatchStore)
 TOKENS = web.AppKey("tokens", TokenStore)
 VERIFIERS = web.AppKey("verifiers", VerifierSource)
+REFERENCES = web.AppKey("references", ReferenceSource)
 SCANS = web.AppKey("scans", ScanPipeline)
 CLIENT_ADDRESS = web.AppKey("client_address", ClientAddress)

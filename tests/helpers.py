@@ -32,3 +32,31 @@ async def post_scan(client: TestClient[Any, Any], body: Mapping[str, object]) ->
     assert reply.status == 200, await reply.text()
     answer: dict[str, Any] = await reply.json()
     return answer
+
+
+DISTRIBUTOR = "CN"
+CHINA = {"type": "Polygon", "coordinates": [[[73, 18], [135, 18], [135, 54], [73, 54], [73, 18]]]}
+DISTRIBUTOR_BODY = {"name": "All of China", "territory": CHINA}
+DISTRIBUTOR_URL = f"/v1/distributors/{DISTRIBUTOR}"
+
+
+def shipment_of(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The body that ships a whole batch to ``DISTRIBUTOR``."""
+    return {"distributor_id": DISTRIBUTOR, "batch_id": batch["batch_id"]}
+
+
+async def ship_batch(client: TestClient[Any, Any], batch: Mapping[str, Any]) -> None:
+    """Ships ``batch`` to a distributor whose territory is all of China: its codes then scan
+    genuine anywhere there."""
+    reply = await client.put(
+        f"/v1/distributors/{DISTRIBUTOR}", json=DISTRIBUTOR_BODY, headers=ADMIN
+    )
+    assert reply.status in (200, 201), await reply.text()
+    reply = await client.post("/v1/shipments", json=shipment_of(batch), headers=ADMIN)
+    assert reply.status == 201, await reply.text()
+
+
+async def order_shipped_batch(client: TestClient[Any, Any], **changes: object) -> dict[str, Any]:
+    batch = await order_batch(client, **changes)
+    await ship_batch(client, batch)
+    return batch

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from fraud.verdicts import Verdict
 from ingest import local_services
 from ingest.clickhouse_client import connect
 from ingest.clickhouse_schema import apply_migrations
@@ -24,7 +25,6 @@ from ingest.scan_events import (
     STATE_FIELD,
     UNSUNK_KEYS,
     ScanEvent,
-    Verdict,
     stream_key,
     unsunk_key,
 )

@@ -18,7 +18,7 @@ from ingest.app import create_app
 from ingest.config import Settings
 from ingest.scan_events import EVENT_FIELD, STREAM_KEYS, UNSUNK_KEYS
 from tests.conftest import KEYRING_SECRET
-from tests.helpers import ADMIN, AiohttpClient, batch_codes, order_batch, post_scan
+from tests.helpers import ADMIN, AiohttpClient, batch_codes, order_shipped_batch, post_scan
 
 pytestmark = pytest.mark.redis
 
@@ -43,7 +43,7 @@ async def _scan(client: TestClient[Any, Any], **body: object) -> dict[str, Any]:
 async def test_first_and_repeat_scans_of_a_genuine_code(
     client: TestClient[Any, Any], redis_url: str
 ) -> None:
-    batch = await order_batch(client)
+    batch = await order_shipped_batch(client)
     [code] = await batch_codes(client, batch["batch_id"], limit=1)
     first = await _scan(client, code=code, device_id="phone-1", member_id="m1")
     assert first["verdict"] == "genuine"
@@ -60,7 +60,7 @@ async def test_first_and_repeat_scans_of_a_genuine_code(
 
 
 async def test_digital_link_urls_are_scanned_like_codes(client: TestClient[Any, Any]) -> None:
-    batch = await order_batch(client)
+    batch = await order_shipped_batch(client)
     [code] = await batch_codes(client, batch["batch_id"], limit=1)
     url = digital_link.build("https://id.example.com", batch["gtin"], code)
     answer = await _scan(client, code=url)
@@ -71,7 +71,7 @@ async def test_digital_link_urls_are_scanned_like_codes(client: TestClient[Any, 
 async def test_counterfeits_are_answered_with_the_reason(
     client: TestClient[Any, Any], settings: Settings, redis_url: str
 ) -> None:
-    batch = await order_batch(client)
+    batch = await order_shipped_batch(client)
     [code] = await batch_codes(client, batch["batch_id"], limit=1)
     keyring = Keyring.load(settings.keyring_file, KEYRING_SECRET)
     outside = keyring.signer(batch["key_id"], batch["batch_id"]).sign(batch["last_serial"] + 1)
@@ -96,7 +96,7 @@ async def test_counterfeits_are_answered_with_the_reason(
 
 
 async def test_codes_of_a_revoked_batch(client: TestClient[Any, Any]) -> None:
-    batch = await order_batch(client)
+    batch = await order_shipped_batch(client)
     [code] = await batch_codes(client, batch["batch_id"], limit=1)
     revoked = await client.post(f"/v1/batches/{batch['batch_id']}/revoke", headers=ADMIN)
     assert revoked.status == 200
@@ -108,7 +108,7 @@ async def test_codes_of_a_revoked_batch(client: TestClient[Any, Any]) -> None:
 async def test_a_retried_scan_id_gets_the_same_answer_and_one_event(
     client: TestClient[Any, Any], redis_url: str
 ) -> None:
-    batch = await order_batch(client)
+    batch = await order_shipped_batch(client)
     [code] = await batch_codes(client, batch["batch_id"], limit=1)
     first = await _scan(client, code=code, scan_id="retry-me", device_id="d1")
     retries = await asyncio.gather(
@@ -123,7 +123,7 @@ async def test_a_retried_scan_id_gets_the_same_answer_and_one_event(
 async def test_concurrent_scans_of_one_code_count_once_each(
     client: TestClient[Any, Any], redis_url: str
 ) -> None:
-    batch = await order_batch(client)
+    batch = await order_shipped_batch(client)
     [code] = await batch_codes(client, batch["batch_id"], limit=1)
     answers = await asyncio.gather(
         *(_scan(client, code=code, device_id=f"device-{i}") for i in range(200))
@@ -184,7 +184,7 @@ async def test_broken_bodies_are_4xx(client: TestClient[Any, Any], redis_url: st
 async def test_bulk_answers_every_line_in_order(
     client: TestClient[Any, Any], redis_url: str
 ) -> None:
-    batch = await order_batch(client)
+    batch = await order_shipped_batch(client)
     codes = await batch_codes(client, batch["batch_id"], limit=3)
     lines = [
         orjson.dumps({"code": codes[0], **SHANGHAI}),
@@ -233,7 +233,7 @@ async def test_a_full_backlog_answers_503_and_changes_nothing(
 ) -> None:
     small = dataclasses.replace(settings, max_unsunk_events=16)  # one event per partition
     client = await aiohttp_client(create_app(small))
-    batch = await order_batch(client)
+    batch = await order_shipped_batch(client)
     [code] = await batch_codes(client, batch["batch_id"], limit=1)
     assert (await _scan(client, code=code))["first_scan"] is True
     reply = await client.post("/v1/scans", json={"code": code})
@@ -280,7 +280,7 @@ async def test_long_non_ascii_scan_ids_work_as_retry_keys(
 async def test_a_scan_id_reused_for_another_code_or_phone_is_another_scan(
     client: TestClient[Any, Any], redis_url: str
 ) -> None:
-    batch = await order_batch(client)
+    batch = await order_shipped_batch(client)
     first_code, second_code = await batch_codes(client, batch["batch_id"], limit=2)
     a = await _scan(client, code=first_code, scan_id="1", device_id="phone-a")
     b = await _scan(client, code=second_code, scan_id="1", device_id="phone-a")
@@ -297,7 +297,7 @@ async def test_bulk_past_the_backlog_bound_is_a_503_when_nothing_was_taken(
 ) -> None:
     client = await aiohttp_client(create_app(dataclasses.replace(settings, max_unsunk_events=16)))
     ndjson = {"Content-Type": "application/x-ndjson"}
-    batch = await order_batch(client)
+    batch = await order_shipped_batch(client)
     [code] = await batch_codes(client, batch["batch_id"], limit=1)
     assert (await _scan(client, code=code))["first_scan"] is True  # its partition is now full
     full = await client.post("/v1/scans/bulk", data=orjson.dumps({"code": code}), headers=ndjson)

@@ -38,6 +38,10 @@ SCANS = {
     "device_id": "String",
     "ip": "String",
     "latency_us": "UInt32",
+    "risk": "UInt8",
+    "distributor_id": "String",
+    "surfaced_in": "String",
+    "distance_km": "Float32",
     "stream_partition": "UInt8",
     "stream_ms": "UInt64",
     "stream_seq": "UInt64",
@@ -55,12 +59,13 @@ def empty_database(clickhouse_url: str) -> Iterator[str]:
 def test_migrations_apply_once_and_are_recorded(empty_database: str) -> None:
     client = connect(empty_database)
     try:
-        assert apply_migrations(client) == ["0001_scans"]
+        assert apply_migrations(client) == ["0001_scans", "0002_scan_fraud_columns"]
         assert apply_migrations(client) == []
     finally:
         client.disconnect()
-    assert query(empty_database, "SELECT version, name FROM schema_migrations") == [
-        (1, "0001_scans")
+    assert query(empty_database, "SELECT version, name FROM schema_migrations ORDER BY version") == [
+        (1, "0001_scans"),
+        (2, "0002_scan_fraud_columns"),
     ]
 
 
@@ -130,4 +135,4 @@ def test_malformed_migration_files_are_refused(
 
 
 def test_the_migrations_ship_with_the_package() -> None:
-    assert [m.name for m in load_migrations()] == ["0001_scans"]
+    assert [m.name for m in load_migrations()] == ["0001_scans", "0002_scan_fraud_columns"]

@@ -35,7 +35,14 @@ from ingest import local_services
 from ingest.clickhouse_client import connect
 from ingest.local_services import ServerProcess, free_port
 from tests.conftest import KEYRING_SECRET
-from tests.helpers import ADMIN, ADMIN_TOKEN, ORDER
+from tests.helpers import (
+    ADMIN,
+    ADMIN_TOKEN,
+    DISTRIBUTOR_BODY,
+    DISTRIBUTOR_URL,
+    ORDER,
+    shipment_of,
+)
 from tests.sink_support import restart_clickhouse
 
 pytestmark = pytest.mark.slow
@@ -334,9 +341,9 @@ def running_stack(data_dir: Path, sink_flush_ms: int) -> Iterator[Stack]:
 # --- HTTP -------------------------------------------------------------------------------------
 
 
-def _call(url: str, body: object = None) -> tuple[int, bytes]:
+def _call(url: str, body: object = None, method: str | None = None) -> tuple[int, bytes]:
     data = None if body is None else orjson.dumps(body)
-    request = urllib.request.Request(url, data=data, headers=ADMIN)
+    request = urllib.request.Request(url, data=data, headers=ADMIN, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -358,7 +365,12 @@ def _health(api: str) -> tuple[int, dict[str, Any]] | None:
 def _genuine_codes(api: str, count: int) -> list[str]:
     status, body = _call(api + "/v1/batches", {**ORDER, "quantity": count})
     assert status == 201, body
-    batch_id = orjson.loads(body)["batch_id"]
+    batch = orjson.loads(body)
+    status, body = _call(api + DISTRIBUTOR_URL, DISTRIBUTOR_BODY, "PUT")
+    assert status in (200, 201), body
+    status, body = _call(api + "/v1/shipments", shipment_of(batch))
+    assert status == 201, body
+    batch_id = batch["batch_id"]
     status, codes = _call(f"{api}/v1/batches/{batch_id}/codes?limit={count}")
     assert status == 200, codes
     return codes.decode().split()

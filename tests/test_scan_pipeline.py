@@ -14,7 +14,13 @@ class _GatedPipeline(ScanPipeline):
 
     def __init__(self) -> None:
         self.gates: list[asyncio.Future[None]] = []
-        super().__init__(redis=None, verifiers=None, max_unsunk_events=16, scan_id_ttl_s=1)  # type: ignore[arg-type]
+        super().__init__(
+            scripts=None,  # type: ignore[arg-type]
+            verifiers=None,  # type: ignore[arg-type]
+            fraud=None,  # type: ignore[arg-type]
+            max_unsunk_events=16,
+            scan_id_ttl_s=1,
+        )
 
     async def _decide(self, batch: list[Any]) -> None:
         gate = asyncio.get_running_loop().create_future()

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from ingest.app import create_app
 from ingest.config import Settings
 from ingest.sink import run_sink
-from tests.helpers import AiohttpClient, batch_codes, order_batch, post_scan
+from tests.helpers import AiohttpClient, batch_codes, order_shipped_batch, post_scan
 from tests.sink_support import fresh_database, query, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
@@ -48,7 +48,7 @@ def _rows(settings: Settings, sql: str) -> list[Any]:
 async def test_concurrent_scans_of_one_code_are_one_row_each(
     app_client: TestClient[Any, Any], sunk_settings: Settings
 ) -> None:
-    batch = await order_batch(app_client)
+    batch = await order_shipped_batch(app_client)
     [code] = await batch_codes(app_client, batch["batch_id"], limit=1)
     answers = await asyncio.gather(
         *(post_scan(app_client, {"code": code, "device_id": f"device-{i}"}) for i in range(200))
@@ -70,7 +70,7 @@ async def test_concurrent_scans_of_one_code_are_one_row_each(
 async def test_a_retried_scan_is_one_row(
     app_client: TestClient[Any, Any], sunk_settings: Settings
 ) -> None:
-    batch = await order_batch(app_client)
+    batch = await order_shipped_batch(app_client)
     [code] = await batch_codes(app_client, batch["batch_id"], limit=1)
     body = {"code": code, "scan_id": "retried", "lat": 31.2, "lon": 121.4}
     answers = [await post_scan(app_client, body) for _ in range(3)]

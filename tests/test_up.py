@@ -18,14 +18,16 @@ import pytest
 from ingest.clickhouse_client import connect
 from ingest.local_services import ServiceAddresses, free_port
 from tests.conftest import KEYRING_SECRET
-from tests.helpers import ADMIN, ORDER
+from tests.helpers import ADMIN, DISTRIBUTOR, DISTRIBUTOR_BODY, DISTRIBUTOR_URL, ORDER, shipment_of
 
 pytestmark = pytest.mark.slow
 
 
-def _call(url: str, body: object = None, headers: dict[str, str] | None = None) -> Any:
+def _call(
+    url: str, body: object = None, headers: dict[str, str] | None = None, method: str | None = None
+) -> Any:
     data = None if body is None else orjson.dumps(body)
-    request = urllib.request.Request(url, data=data, headers=headers or {})
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=10) as reply:
@@ -67,6 +69,8 @@ def test_a_scan_travels_from_http_to_clickhouse(tmp_path: Path) -> None:
     try:
         _wait_for(lambda: _call(api + "/healthz")["status"] == "ok", "the API")
         batch = _call(api + "/v1/batches", ORDER, ADMIN)
+        _call(api + DISTRIBUTOR_URL, DISTRIBUTOR_BODY, ADMIN, "PUT")
+        _call(api + "/v1/shipments", shipment_of(batch), ADMIN)
         code = _call(f"{api}/v1/batches/{batch['batch_id']}/codes?limit=1", headers=ADMIN).strip()
         scan = {
             "code": code,
@@ -85,7 +89,8 @@ def test_a_scan_travels_from_http_to_clickhouse(tmp_path: Path) -> None:
         clickhouse = connect(services.clickhouse_url)
         query = (
             "SELECT scan_id, code, serial, batch_id, sku, gtin, verdict, genuine, first_scan,"
-            " scan_count, lat, lon, accuracy_m, member_id, device_id, ip, flags, client_time_ms"
+            " scan_count, lat, lon, accuracy_m, member_id, device_id, ip, flags, client_time_ms,"
+            " risk, distributor_id, surfaced_in, distance_km"
             " FROM scans"
         )
         rows = _wait_for(lambda: clickhouse.execute(query), "the row in ClickHouse")
@@ -114,6 +119,10 @@ def test_a_scan_travels_from_http_to_clickhouse(tmp_path: Path) -> None:
             "127.0.0.1",
             [],
             1_811_822_400_000,  # 2027-06-01T04:00:00Z
+            0,
+            DISTRIBUTOR,
+            DISTRIBUTOR,
+            0.0,
         )
     ]
     assert not (tmp_path / "services.json").exists()

@@ -1,0 +1,77 @@
+"""A micro-batch's verdicts: every rule's flags for each scan, judged through the verdict table.
+
+The pipeline calls ``place`` (fraud.location) before its Redis round trips, fetches the code
+histories and actor counts, then ``assess``. Scans of one code in one batch are judged in
+order, each seeing the ones before it, as if they had come one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from fraud.clones import CodeHistory, clone_flag
+from fraud.location import NO_SERIAL, Placement
+from fraud.policy import FraudPolicy
+from fraud.velocity import ActorCounts, velocity_flags
+from fraud.verdicts import Verdict, judge
+
+
+class ScanFacts(NamedTuple):
+    serial: int  # NO_SERIAL when the code did not verify
+    code_flags: tuple[dict[str, object], ...]  # what verification found: counterfeit, revoked
+    lat: float  # NaN without a location
+    lon: float
+    accuracy_m: float  # NaN when not reported
+    device: bytes  # digest of the device id, fraud.clones.NO_DEVICE when none
+    now_ms: int
+
+
+class Assessment(NamedTuple):
+    verdict: Verdict
+    risk: int
+    flags: tuple[dict[str, object], ...]
+    distributor_id: str
+    surfaced_in: str
+    distance_km: float
+
+
+def assess(
+    scans: Sequence[ScanFacts],
+    placements: Sequence[Placement],
+    histories: Sequence[CodeHistory | None],
+    device_counts: Sequence[ActorCounts],
+    ip_counts: Sequence[ActorCounts],
+    policy: FraudPolicy,
+) -> list[Assessment]:
+    seen_in_batch: dict[int, CodeHistory] = {}
+    assessments = []
+    for scan, placement, stored, device, ip in zip(
+        scans, placements, histories, device_counts, ip_counts, strict=True
+    ):
+        flags = [*scan.code_flags, *placement.flags]
+        if scan.serial != NO_SERIAL:
+            history = seen_in_batch.get(scan.serial, stored)
+            clone = clone_flag(
+                history, scan.now_ms, scan.lat, scan.lon, scan.accuracy_m, scan.device, policy
+            )
+            if clone is not None:
+                flags.append(clone)
+            seen_in_batch[scan.serial] = (
+                CodeHistory.first(scan.now_ms, scan.lat, scan.lon, scan.device)
+                if history is None
+                else history.after(scan.now_ms, scan.lat, scan.lon, scan.device)
+            )
+        flags.extend(velocity_flags(device, ip, policy))
+        verdict, risk = judge((str(f["flag"]) for f in flags), policy.verdicts)
+        assessments.append(
+            Assessment(
+                verdict,
+                risk,
+                tuple(flags),
+                placement.distributor_id,
+                placement.surfaced_in,
+                placement.distance_km,
+            )
+        )
+    return assessments

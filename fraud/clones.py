@@ -1,0 +1,96 @@
+"""The cloned-code rule: one printed code showing up on several phones in impossible places.
+
+The first scanner of a code keeps the genuine verdict. A later scan from another device is a
+clone when getting there from an earlier scan would have needed more than the configured speed,
+or when the code has been on more devices than the configured limit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from fraud.geo import haversine_km
+from fraud.policy import FraudPolicy
+
+NO_DEVICE = bytes(4)
+
+
+class CodeHistory(NamedTuple):
+    """What the scan state remembers of a code (``lat``/``lon`` NaN where unknown)."""
+
+    first_ms: int
+    last_ms: int
+    first_lat: float
+    first_lon: float
+    last_lat: float
+    last_lon: float
+    scan_count: int
+    distinct_devices: int
+    devices: tuple[bytes, ...]  # digests, the first scanner's first; at most a few are kept
+
+    def after(self, now_ms: int, lat: float, lon: float, device: bytes) -> CodeHistory:
+        """The history once this scan is recorded (scans of one code in one micro-batch)."""
+        devices, distinct = self.devices, self.distinct_devices
+        if device != NO_DEVICE and device not in devices:
+            distinct += 1
+            devices = (*devices, device)
+        return self._replace(
+            last_ms=now_ms,
+            last_lat=lat,
+            last_lon=lon,
+            scan_count=self.scan_count + 1,
+            distinct_devices=distinct,
+            devices=devices,
+        )
+
+    @classmethod
+    def first(cls, now_ms: int, lat: float, lon: float, device: bytes) -> CodeHistory:
+        devices = () if device == NO_DEVICE else (device,)
+        return cls(now_ms, now_ms, lat, lon, lat, lon, 1, len(devices), devices)
+
+
+def clone_flag(
+    history: CodeHistory | None,
+    now_ms: int,
+    lat: float,
+    lon: float,
+    accuracy_m: float,
+    device: bytes,
+    policy: FraudPolicy,
+) -> dict[str, object] | None:
+    """``cloned`` with the numbers behind it, or None. A scan without a device id cannot be
+    told apart from the first scanner's, but it can still be in an impossible place."""
+    if history is None or (history.devices and device == history.devices[0]):
+        return None
+    new_device = device != NO_DEVICE and device not in history.devices
+    if new_device and history.distinct_devices >= policy.clone_max_devices:
+        return {
+            "flag": "cloned",
+            "reason": "devices",
+            "distinct_devices": history.distinct_devices + 1,
+            "limit": policy.clone_max_devices,
+        }
+    earlier = [(history.first_ms, history.first_lat, history.first_lon)]
+    if new_device or device == NO_DEVICE:  # the last scan was someone else's
+        earlier.append((history.last_ms, history.last_lat, history.last_lon))
+    slack_km = policy.clone_slack_km + (0.0 if math.isnan(accuracy_m) else accuracy_m / 1000)
+    fastest: dict[str, object] | None = None
+    top_speed = policy.clone_speed_kmh
+    for then_ms, then_lat, then_lon in earlier:
+        if math.isnan(lat) or math.isnan(then_lat):
+            continue
+        distance = float(haversine_km(then_lat, then_lon, lat, lon))
+        hours = max(now_ms - then_ms, policy.clone_min_interval_s * 1000) / 3_600_000
+        speed = (distance - slack_km) / hours
+        if speed > top_speed:
+            top_speed = speed
+            fastest = {
+                "flag": "cloned",
+                "reason": "travel",
+                "distance_km": round(distance, 1),
+                "minutes": round((now_ms - then_ms) / 60_000, 1),
+                "speed_kmh": round(speed),
+                "limit_kmh": policy.clone_speed_kmh,
+            }
+    return fastest

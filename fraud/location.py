@@ -1,0 +1,120 @@
+"""Where a micro-batch's scans happened against where their codes were shipped: the
+``no_location``, ``not_shipped`` and ``out_of_territory`` rules, vectorised with numpy.
+
+Distances that decide are computed here and stored with the event, so analysts see the
+number the decision was made on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from fraud.policy import FraudPolicy
+from fraud.reference import ReferenceData
+from fraud.shipments import NOT_SHIPPED
+from fraud.territory import distances_km
+
+NO_SERIAL = -1
+
+
+class Placement(NamedTuple):
+    flags: tuple[dict[str, object], ...]
+    distributor_id: str  # shipped to; "" when not shipped or not a valid code
+    surfaced_in: str  # the territory the scan lies in; "" when none or no location
+    distance_km: float  # outside the shipped-to territory by this much; NaN when not measured
+
+
+def place(
+    serials: Sequence[int],
+    lats: Sequence[float],
+    lons: Sequence[float],
+    accuracies_m: Sequence[float],
+    reference: ReferenceData,
+    policy: FraudPolicy,
+) -> list[Placement]:
+    """One ``Placement`` per scan. ``serials`` hold NO_SERIAL for codes that did not verify;
+    coordinates and accuracies are NaN when not sent."""
+    lat, lon = np.asarray(lats, dtype=np.float64), np.asarray(lons, dtype=np.float64)
+    accuracy = np.asarray(accuracies_m, dtype=np.float64)
+    serial = np.asarray(serials, dtype=np.int64)
+    located = _plausible(lat, lon, accuracy, policy)
+    owners = reference.shipments.distributor_numbers(serial)
+    surfaced = reference.territories.locate(
+        np.where(located, lat, np.nan), np.where(located, lon, np.nan)
+    )
+    distance = _distances(owners, lat, lon, located, reference)
+    tolerance = (
+        policy.territory_tolerance_km
+        + policy.territory_accuracy_factor * np.nan_to_num(accuracy) / 1000
+    )
+    placements = []
+    for i in range(len(serial)):
+        flags: list[dict[str, object]] = []
+        owner = reference.shipments.distributors[owners[i]] if owners[i] != NOT_SHIPPED else ""
+        if not located[i]:
+            flags.append(_no_location(lat[i], accuracy[i], policy))
+        if serial[i] != NO_SERIAL and not owner:
+            flags.append({"flag": "not_shipped"})
+        if distance[i] > tolerance[i]:
+            flags.append(
+                {
+                    "flag": "out_of_territory",
+                    "distributor": owner,
+                    "distance_km": round(float(distance[i]), 1),
+                    "tolerance_km": round(float(tolerance[i]), 1),
+                    "surfaced_in": surfaced[i],
+                }
+            )
+        placements.append(Placement(tuple(flags), owner, surfaced[i] or "", float(distance[i])))
+    return placements
+
+
+def _plausible(
+    lat: npt.NDArray[np.float64],
+    lon: npt.NDArray[np.float64],
+    accuracy: npt.NDArray[np.float64],
+    policy: FraudPolicy,
+) -> npt.NDArray[np.bool_]:
+    """A fix to judge territory on: present, precise enough, and not (0, 0), where phones
+    without a fix put their default."""
+    with np.errstate(invalid="ignore"):
+        precise = ~(accuracy > policy.max_accuracy_m)
+    plausible: npt.NDArray[np.bool_] = (
+        ~np.isnan(lat) & ~np.isnan(lon) & precise & ~((lat == 0) & (lon == 0))
+    )
+    return plausible
+
+
+def _no_location(lat: float, accuracy: float, policy: FraudPolicy) -> dict[str, object]:
+    if math.isnan(lat):
+        return {"flag": "no_location", "reason": "missing"}
+    if accuracy > policy.max_accuracy_m:
+        return {"flag": "no_location", "reason": "inaccurate", "accuracy_m": float(accuracy)}
+    return {"flag": "no_location", "reason": "implausible"}
+
+
+def _distances(
+    owners: npt.NDArray[np.int32],
+    lat: npt.NDArray[np.float64],
+    lon: npt.NDArray[np.float64],
+    located: npt.NDArray[np.bool_],
+    reference: ReferenceData,
+) -> npt.NDArray[np.float64]:
+    """Km outside the shipped-to territory (0 inside); NaN where there is nothing to measure:
+    no location, not shipped, or a distributor without a territory."""
+    distance = np.full(len(owners), np.nan)
+    names = reference.shipments.distributors
+    measured = [
+        i
+        for i in np.flatnonzero(located & (owners != NOT_SHIPPED)).tolist()
+        if names[owners[i]] in reference.distributors
+    ]
+    if measured:
+        territories = [reference.distributors[names[owners[i]]].territory for i in measured]
+        distance[measured] = distances_km(territories, lat[measured], lon[measured])
+    return distance

@@ -1,0 +1,112 @@
+"""What devices and client IPs do over time: the device_farm and guessing rules.
+
+Counters live in Redis under ``{actors:N}`` tags (an actor's partition comes from a digest of
+its name); ``velocity.lua`` updates them for a micro-batch and replies with the counts, which
+the rules here turn into flags. A guesser past its block limit is refused (429) for the
+cool-down without being counted further.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import NamedTuple
+
+from codes.commands import LuaScript, ScriptCall
+from fraud.policy import FraudPolicy
+
+VELOCITY = LuaScript.load(__package__ or "fraud", "velocity.lua")
+ACTOR_PARTITIONS = 16
+NO_MEMBER = bytes(8)
+
+_OBSERVATION = struct.Struct("<BBQ8sH")
+_COUNTS = struct.Struct("<IIII")
+
+
+class ActorKind(IntEnum):
+    DEVICE = 1
+    IP = 2
+
+
+class Observation(NamedTuple):
+    """One scan as one actor (its device or its IP) made it."""
+
+    kind: ActorKind
+    actor: str
+    invalid: bool  # the code failed verification: what guessers send
+    serial: int  # 0 when the code did not verify
+    member: bytes  # 8-byte digest of the member id, NO_MEMBER when none
+
+    def pack(self) -> bytes:
+        actor = self.actor.encode()
+        fixed = _OBSERVATION.pack(self.kind, self.invalid, self.serial, self.member, len(actor))
+        return fixed + actor
+
+
+class ActorCounts(NamedTuple):
+    blocked_s: int  # > 0: refused for this many more seconds, nothing counted
+    codes_this_hour: int
+    members_today: int
+    invalid_this_window: int
+
+    @classmethod
+    def from_reply(cls, reply: bytes) -> ActorCounts:
+        return cls(*_COUNTS.unpack(reply))
+
+
+NOT_OBSERVED = ActorCounts(0, 0, 0, 0)
+
+
+def actor_partition(actor: str) -> int:
+    return hashlib.blake2b(actor.encode(), digest_size=2).digest()[0] % ACTOR_PARTITIONS
+
+
+def count(
+    partition: int, observations: Sequence[Observation], now_s: int, policy: FraudPolicy
+) -> ScriptCall:
+    """One script call for a partition's observations, counted in order."""
+    return ScriptCall(
+        VELOCITY,
+        (f"{{actors:{partition}}}",),
+        (
+            now_s,
+            policy.guess_window_s,
+            policy.guess_block_device,
+            policy.guess_block_ip,
+            policy.guess_cooldown_s,
+            b"".join(o.pack() for o in observations),
+        ),
+    )
+
+
+def velocity_flags(
+    device: ActorCounts, ip: ActorCounts, policy: FraudPolicy
+) -> list[dict[str, object]]:
+    """``device_farm`` and ``guessing`` for one scan from its device's and IP's counts."""
+    flags: list[dict[str, object]] = []
+    if device.codes_this_hour > policy.farm_codes_per_hour:
+        flags.append(_farm("codes_per_hour", device.codes_this_hour, policy.farm_codes_per_hour))
+    elif device.members_today > policy.farm_members_per_day:
+        flags.append(_farm("members_per_day", device.members_today, policy.farm_members_per_day))
+    for actor, counts, limit in (
+        ("device", device, policy.guess_flag_device),
+        ("ip", ip, policy.guess_flag_ip),
+    ):
+        if counts.invalid_this_window > limit:
+            flags.append(
+                {
+                    "flag": "guessing",
+                    "actor": actor,
+                    "invalid_codes": counts.invalid_this_window,
+                    "limit": limit,
+                    "window_s": policy.guess_window_s,
+                }
+            )
+            break
+    return flags
+
+
+def _farm(reason: str, seen: int, limit: int) -> dict[str, object]:
+    return {"flag": "device_farm", "reason": reason, "count": seen, "limit": limit}

@@ -1,0 +1,188 @@
+"""The fraud stage of the scan path: runs the rules of ``fraud`` over a micro-batch.
+
+Territory and shipment rules need no I/O (the reference data is cached in the worker). The
+clone, farm and guessing rules need what Redis remembers, fetched in one round trip before the
+scan state is decided: the codes' histories (one call per scan partition) and the devices' and
+IPs' counters (one call per actor partition). A device or IP blocked for guessing is refused
+with 429; this worker then refuses it without asking Redis until the cool-down ends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from fraud import location, velocity
+from fraud.assessment import Assessment, ScanFacts, assess
+from fraud.clones import CodeHistory
+from fraud.policy import FraudPolicy
+from fraud.velocity import NOT_OBSERVED, ActorCounts, ActorKind, Observation
+from fraud.verdicts import COUNTERFEIT_FLAGS
+from ingest.errors import TooManyRequests
+from ingest.redis_scripts import ScriptRunner
+from ingest.reference_source import ReferenceSource
+from ingest.scan_state import (
+    device_digest,
+    history_of,
+    member_digest,
+    partition_of_serial,
+    read_histories,
+)
+
+REFERENCE_MAX_AGE_S = 0.1
+_MAX_REMEMBERED_BLOCKS = 10_000
+# what guessers send; a genuine code in a URL with the wrong GTIN is a fake label, not a guess
+_GUESS_FLAGS = frozenset(COUNTERFEIT_FLAGS) - {"gtin_mismatch"}
+
+
+class FraudInput(NamedTuple):
+    serial: int | None  # None when the code did not verify
+    code_flags: tuple[dict[str, object], ...]
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    device_id: str
+    member_id: str
+    ip: str
+
+
+class FraudStage:
+    def __init__(
+        self, scripts: ScriptRunner, references: ReferenceSource, policy: FraudPolicy
+    ) -> None:
+        self._scripts = scripts
+        self._references = references
+        self._policy = policy
+        self._blocked_until: dict[tuple[ActorKind, str], float] = {}
+
+    async def judge(
+        self, scans: Sequence[FraudInput], now_ms: int
+    ) -> list[Assessment | TooManyRequests]:
+        """An assessment per scan, or the refusal of a blocked device or IP."""
+        refused: dict[int, TooManyRequests] = {}
+        for i, scan in enumerate(scans):
+            refusal = self._known_block(scan)
+            if refusal is not None:
+                refused[i] = refusal
+        judged = [i for i in range(len(scans)) if i not in refused]
+        facts = [_facts(scans[i], now_ms) for i in judged]
+        reference = await self._references.current(REFERENCE_MAX_AGE_S)
+        placements = location.place(
+            [f.serial for f in facts],
+            [f.lat for f in facts],
+            [f.lon for f in facts],
+            [f.accuracy_m for f in facts],
+            reference,
+            self._policy,
+        )
+        histories, devices, ips = await self._remembered([scans[i] for i in judged], facts, now_ms)
+        for at, i in enumerate(judged):
+            blocked_s = max(devices[at].blocked_s, ips[at].blocked_s)
+            if blocked_s:
+                refused[i] = self._block(scans[i], devices[at], ips[at])
+        kept = [at for at, i in enumerate(judged) if i not in refused]
+        assessments = assess(
+            [facts[at] for at in kept],
+            [placements[at] for at in kept],
+            [histories[at] for at in kept],
+            [devices[at] for at in kept],
+            [ips[at] for at in kept],
+            self._policy,
+        )
+        results: list[Assessment | TooManyRequests] = []
+        answers = iter(assessments)
+        for i in range(len(scans)):
+            results.append(refused[i] if i in refused else next(answers))
+        return results
+
+    async def _remembered(
+        self, scans: Sequence[FraudInput], facts: Sequence[ScanFacts], now_ms: int
+    ) -> tuple[list[CodeHistory | None], list[ActorCounts], list[ActorCounts]]:
+        """The codes' histories and the devices' and IPs' counts, in one round trip."""
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for at, fact in enumerate(facts):
+            if fact.serial != location.NO_SERIAL:
+                by_partition[partition_of_serial(fact.serial)].append(at)
+        by_actor_partition: dict[int, list[tuple[int, Observation]]] = defaultdict(list)
+        for at, (scan, fact) in enumerate(zip(scans, facts, strict=True)):
+            for observation in _observations(scan, fact):
+                partition = velocity.actor_partition(observation.actor)
+                by_actor_partition[partition].append((at, observation))
+        history_calls = [
+            read_histories(partition, [facts[at].serial for at in ats])
+            for partition, ats in by_partition.items()
+        ]
+        velocity_calls = [
+            velocity.count(partition, [o for _, o in observed], now_ms // 1000, self._policy)
+            for partition, observed in by_actor_partition.items()
+        ]
+        replies = await self._scripts.run_many(history_calls + velocity_calls)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        histories: list[CodeHistory | None] = [None] * len(facts)
+        for ats, records in zip(by_partition.values(), replies[: len(history_calls)], strict=True):
+            for at, record in zip(ats, records, strict=True):
+                histories[at] = history_of(record)
+        devices, ips = [NOT_OBSERVED] * len(facts), [NOT_OBSERVED] * len(facts)
+        counted = replies[len(history_calls) :]
+        for observed, counts in zip(by_actor_partition.values(), counted, strict=True):
+            for (at, observation), reply in zip(observed, counts, strict=True):
+                target = devices if observation.kind is ActorKind.DEVICE else ips
+                target[at] = ActorCounts.from_reply(reply)
+        return histories, devices, ips
+
+    def _known_block(self, scan: FraudInput) -> TooManyRequests | None:
+        now = time.monotonic()
+        for actor in ((ActorKind.DEVICE, scan.device_id), (ActorKind.IP, scan.ip)):
+            until = self._blocked_until.get(actor)
+            if until is not None and until > now:
+                return _refusal(actor[0], math.ceil(until - now))
+        return None
+
+    def _block(self, scan: FraudInput, device: ActorCounts, ip: ActorCounts) -> TooManyRequests:
+        if len(self._blocked_until) >= _MAX_REMEMBERED_BLOCKS:
+            now = time.monotonic()
+            self._blocked_until = {a: t for a, t in self._blocked_until.items() if t > now}
+        kind, seconds = (
+            (ActorKind.DEVICE, device.blocked_s)
+            if device.blocked_s >= ip.blocked_s
+            else (ActorKind.IP, ip.blocked_s)
+        )
+        actor = scan.device_id if kind is ActorKind.DEVICE else scan.ip
+        self._blocked_until[(kind, actor)] = time.monotonic() + seconds
+        return _refusal(kind, seconds)
+
+
+def _refusal(kind: ActorKind, seconds: int) -> TooManyRequests:
+    who = "device" if kind is ActorKind.DEVICE else "address"
+    return TooManyRequests(
+        f"this {who} sent too many invalid codes; try again in {seconds} s",
+        "too_many_invalid_codes",
+        seconds,
+    )
+
+
+def _facts(scan: FraudInput, now_ms: int) -> ScanFacts:
+    return ScanFacts(
+        location.NO_SERIAL if scan.serial is None else scan.serial,
+        scan.code_flags,
+        math.nan if scan.lat is None else scan.lat,
+        math.nan if scan.lon is None else scan.lon,
+        math.nan if scan.accuracy_m is None else scan.accuracy_m,
+        device_digest(scan.device_id),
+        now_ms,
+    )
+
+
+def _observations(scan: FraudInput, fact: ScanFacts) -> list[Observation]:
+    invalid = any(flag["flag"] in _GUESS_FLAGS for flag in scan.code_flags)
+    serial = 0 if fact.serial == location.NO_SERIAL else fact.serial
+    member = member_digest(scan.member_id)
+    observations = [Observation(ActorKind.IP, scan.ip, invalid, 0, member)]
+    if scan.device_id:
+        observations.append(Observation(ActorKind.DEVICE, scan.device_id, invalid, serial, member))
+    return observations

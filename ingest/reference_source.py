@@ -1,0 +1,50 @@
+"""Keeps this worker's copy of the fraud reference data (distributors, territories, shipments)
+as fresh as Redis, asking at most once per ``max_age_s`` whether anything changed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import cast
+
+from redis.asyncio import Redis
+
+from fraud import distributors, shipments
+from fraud.reference import ReferenceData
+from fraud.shipments import LoggedShipment
+
+
+class ReferenceSource:
+    """Needs a client made with ``decode_responses=True``."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._data = ReferenceData.empty()
+        self._checked_at = -float("inf")
+        self._refreshing = asyncio.Lock()  # two refreshes would apply the same log lines twice
+
+    def expire(self) -> None:
+        """This worker changed the data: its next scans must not wait out ``max_age_s``."""
+        self._checked_at = -float("inf")
+
+    async def current(self, max_age_s: float = 0.0) -> ReferenceData:
+        if time.monotonic() - self._checked_at < max_age_s:
+            return self._data
+        async with self._refreshing:
+            checked_at = time.monotonic()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(distributors.VERSION_KEY)
+                pipe.llen(shipments.LOG_KEY)
+                version_text, log_length = await pipe.execute()
+            data, version = self._data, int(version_text or 0)
+            if version != data.distributors_version:
+                stored = await self._redis.hgetall(distributors.DISTRIBUTORS_KEY)
+                data = data.with_distributors(distributors.load_all(stored), version)
+            if log_length > data.shipments.log_length:
+                lines = await self._redis.lrange(
+                    shipments.LOG_KEY, data.shipments.log_length, log_length - 1
+                )
+                logged = [LoggedShipment.parse(line) for line in cast(list[str], lines)]
+                data = data.with_shipments(logged, data.shipments.log_length + len(logged))
+            self._data, self._checked_at = data, checked_at
+        return data

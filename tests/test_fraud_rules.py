@@ -1,0 +1,179 @@
+"""The fraud rules and the verdict table, without servers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fraud.clones import NO_DEVICE, CodeHistory, clone_flag
+from fraud.policy import FraudPolicy
+from fraud.shipments import NOT_SHIPPED, LoggedShipment, ShipmentConflict, ShipmentIndex
+from fraud.velocity import NOT_OBSERVED, ActorCounts, velocity_flags
+from fraud.verdicts import DEFAULT_OUTCOMES, Outcome, Verdict, judge
+
+POLICY = FraudPolicy()
+OWNER, OTHER, THIRD = b"\x01" * 4, b"\x02" * 4, b"\x03" * 4
+SHANGHAI = (31.23, 121.47)
+BEIJING = (39.90, 116.40)  # 1,067 km from Shanghai
+MINUTE_MS = 60_000
+
+
+def _history(*devices: bytes, at: tuple[float, float] = SHANGHAI, ms: int = 0) -> CodeHistory:
+    first = CodeHistory.first(ms, *at, devices[0] if devices else NO_DEVICE)
+    for device in devices[1:]:
+        first = first.after(ms, *at, device)
+    return first
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], Outcome(Verdict.GENUINE, 0)),
+        (["no_location"], Outcome(Verdict.GENUINE, 1)),
+        (["out_of_territory", "no_location"], Outcome(Verdict.GENUINE, 2)),
+        (["out_of_territory", "not_shipped"], Outcome(Verdict.SUSPICIOUS, 3)),
+        (["revoked", "device_farm"], Outcome(Verdict.REVOKED, 3)),
+        (["revoked", "cloned"], Outcome(Verdict.COUNTERFEIT, 4)),
+        (["bad_signature", "guessing"], Outcome(Verdict.COUNTERFEIT, 4)),
+    ],
+)
+def test_the_verdict_is_the_most_severe_and_the_risk_the_highest(
+    flags: list[str], expected: Outcome
+) -> None:
+    assert judge(flags, DEFAULT_OUTCOMES) == expected
+
+
+def test_every_flag_a_rule_can_raise_is_in_the_table() -> None:
+    raised = {"malformed", "bad_signature", "unknown_key", "unknown_serial", "gtin_mismatch"}
+    raised |= {"revoked", "not_shipped", "out_of_territory", "cloned", "device_farm"}
+    raised |= {"guessing", "no_location"}
+    assert set(DEFAULT_OUTCOMES) == raised
+
+
+def test_the_policy_overrides_thresholds_and_the_table_from_json() -> None:
+    policy = FraudPolicy.from_json(
+        '{"clone_speed_kmh": 1200, "verdicts": {"out_of_territory": ["suspicious", 3]}}'
+    )
+    assert policy.clone_speed_kmh == 1200.0
+    assert judge(["out_of_territory"], policy.verdicts) == Outcome(Verdict.SUSPICIOUS, 3)
+    assert judge(["cloned"], policy.verdicts) == Outcome(Verdict.COUNTERFEIT, 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1]", "must be a JSON object"),
+        ("{", "not valid JSON"),
+        ('{"clone_sped_kmh": 1}', "unknown key 'clone_sped_kmh'"),
+        ('{"clone_speed_kmh": "fast"}', "must be a non-negative number"),
+        ('{"farm_codes_per_hour": 1.5}', "must be an integer"),
+        ('{"verdicts": {"teleport": ["genuine", 0]}}', "unknown flag 'teleport'"),
+        ('{"verdicts": {"cloned": ["bad", 4]}}', "verdict must be one of"),
+        ('{"verdicts": {"cloned": ["counterfeit", 9]}}', "risk must be an integer 0 to 4"),
+    ],
+)
+def test_a_bad_policy_names_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FraudPolicy.from_json(text)
+
+
+def test_the_first_scan_and_the_first_scanner_are_never_clones() -> None:
+    assert clone_flag(None, 0, *BEIJING, 10.0, OTHER, POLICY) is None
+    history = _history(OWNER)
+    assert clone_flag(history, MINUTE_MS, *BEIJING, 10.0, OWNER, POLICY) is None
+
+
+def test_another_device_too_far_too_soon_is_a_clone_with_the_numbers() -> None:
+    flag = clone_flag(_history(OWNER), 30 * MINUTE_MS, *BEIJING, 10.0, OTHER, POLICY)
+    assert flag is not None
+    assert flag["reason"] == "travel"
+    assert flag["distance_km"] == pytest.approx(1067, abs=5)
+    assert flag["minutes"] == 30.0
+    assert flag["speed_kmh"] == pytest.approx((1067 - 1.01) * 2, abs=10)
+
+
+def test_another_device_far_away_after_a_plausible_trip_is_not_a_clone() -> None:
+    two_hours = 120 * MINUTE_MS  # ~530 km/h: a flight
+    assert clone_flag(_history(OWNER), two_hours, *BEIJING, 10.0, OTHER, POLICY) is None
+
+
+def test_a_second_phone_at_the_same_table_is_not_a_clone() -> None:
+    nearby = (SHANGHAI[0] + 0.001, SHANGHAI[1])  # 110 m, seconds later
+    assert clone_flag(_history(OWNER), 5_000, *nearby, 50.0, OTHER, POLICY) is None
+
+
+def test_a_scan_without_location_cannot_be_judged_on_travel() -> None:
+    assert clone_flag(_history(OWNER), 1_000, math.nan, math.nan, math.nan, OTHER, POLICY) is None
+
+
+def test_more_devices_than_the_limit_is_a_clone_wherever_they_are() -> None:
+    devices = [bytes([n]) * 4 for n in range(1, POLICY.clone_max_devices + 1)]
+    history = _history(*devices)
+    flag = clone_flag(history, 0, *SHANGHAI, 10.0, b"\x09" * 4, POLICY)
+    assert flag == {
+        "flag": "cloned",
+        "reason": "devices",
+        "distinct_devices": POLICY.clone_max_devices + 1,
+        "limit": POLICY.clone_max_devices,
+    }
+    assert clone_flag(history, 0, *SHANGHAI, 10.0, devices[1], POLICY) is None  # known device
+
+
+def test_a_new_device_is_compared_with_the_last_scan_too() -> None:
+    # first in Shanghai two days ago, last in Beijing a minute ago by OTHER: THIRD in Shanghai
+    history = _history(OWNER).after(2 * 86_400_000, *BEIJING, OTHER)
+    now = 2 * 86_400_000 + MINUTE_MS
+    flag = clone_flag(history, now, *SHANGHAI, 10.0, THIRD, POLICY)
+    assert flag is not None
+    assert flag["minutes"] == 1.0
+
+
+def test_history_after_a_scan_counts_devices_like_the_scan_script() -> None:
+    history = _history(OWNER).after(5, 1.0, 2.0, OWNER).after(6, 1.0, 2.0, NO_DEVICE)
+    assert (history.scan_count, history.distinct_devices, history.devices) == (3, 1, (OWNER,))
+    assert (history.first_ms, history.last_ms, history.last_lat) == (0, 6, 1.0)
+
+
+def test_farms_are_flagged_past_the_hourly_codes_or_daily_members() -> None:
+    many_codes = ActorCounts(0, POLICY.farm_codes_per_hour + 1, 1, 0)
+    many_members = ActorCounts(0, 3, POLICY.farm_members_per_day + 1, 0)
+    assert velocity_flags(many_codes, NOT_OBSERVED, POLICY) == [
+        {"flag": "device_farm", "reason": "codes_per_hour", "count": 61, "limit": 60}
+    ]
+    assert velocity_flags(many_members, NOT_OBSERVED, POLICY)[0]["reason"] == "members_per_day"
+    at_limit = ActorCounts(0, POLICY.farm_codes_per_hour, POLICY.farm_members_per_day, 0)
+    assert velocity_flags(at_limit, NOT_OBSERVED, POLICY) == []
+
+
+def test_guessing_is_flagged_by_device_or_by_address() -> None:
+    device = ActorCounts(0, 0, 0, POLICY.guess_flag_device + 1)
+    ip = ActorCounts(0, 0, 0, POLICY.guess_flag_ip + 1)
+    [by_device] = velocity_flags(device, NOT_OBSERVED, POLICY)
+    [by_ip] = velocity_flags(NOT_OBSERVED, ip, POLICY)
+    assert (by_device["actor"], by_device["invalid_codes"]) == ("device", 11)
+    assert (by_ip["actor"], by_ip["invalid_codes"]) == ("ip", 101)
+    assert len(velocity_flags(device, ip, POLICY)) == 1
+
+
+def test_the_shipment_index_finds_each_serials_distributor() -> None:
+    log = [
+        LoggedShipment.parse("S1\nD1\n5\n10-19,40-40"),
+        LoggedShipment.parse("S2\nD2\n6\n20-29"),
+    ]
+    index = ShipmentIndex.empty().extended(log[:1], 1).extended(log[1:], 2)
+    serials = np.array([9, 10, 19, 20, 29, 30, 40, 41], dtype=np.int64)
+    names = [
+        None if n == NOT_SHIPPED else index.distributors[n]
+        for n in index.distributor_numbers(serials)
+    ]
+    assert names == [None, "D1", "D1", "D2", "D2", None, "D1", None]
+    assert index.log_length == 2
+    assert ShipmentIndex.empty().distributor_of(5) is None
+
+
+def test_script_refusals_name_the_serial_and_the_other_party() -> None:
+    conflict = ShipmentConflict.from_reply("SHIP_OVERLAP 1234 D 17")
+    assert (conflict.reason, conflict.serial, conflict.other) == ("SHIP_OVERLAP", 1234, "D 17")
+    assert ShipmentConflict.from_reply("AGG_PARENT_FULL").serial is None
