@@ -38,6 +38,10 @@ class FraudPolicy:
     guess_flag_ip: int = 100
     guess_block_ip: int = 300
     guess_cooldown_s: int = 900
+    # aggregate alerts: over this window, with at least this many scans, past this share
+    alert_window_s: int = 86_400
+    alert_min_scans: int = 20
+    alert_share: float = 0.2
     verdicts: Mapping[str, Outcome] = field(default_factory=lambda: dict(DEFAULT_OUTCOMES))
 
     @classmethod

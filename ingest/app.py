@@ -11,7 +11,16 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ingest.api import batches, codes, distributors, health, scans, shipments, tokens
+from ingest.api import (
+    alerts,
+    batches,
+    codes,
+    distributors,
+    health,
+    scans,
+    shipments,
+    tokens,
+)
 from ingest.auth import Handler
 from ingest.batch_store import BatchStore
 from ingest.client_address import ClientAddress
@@ -126,7 +135,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(redis_and_stores)
     app.cleanup_ctx.append(scan_pipeline)
-    for module in (batches, codes, distributors, health, scans, shipments, tokens):
+    for module in (alerts, batches, codes, distributors, health, scans, shipments, tokens):
         for route in module.routes:
             assert isinstance(route, web.RouteDef)
             guarded = json_errors(route.handler)

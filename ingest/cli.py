@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 import sys
@@ -25,7 +26,7 @@ from codes.batches import BatchOrder, BatchStatus
 from codes.errors import CodesError
 from codes.export import CodeExport, ExportFormat
 from codes.keyring import Keyring
-from ingest import clickhouse_client, json_logging, local_services, query_output
+from ingest import alerts, clickhouse_client, json_logging, local_services, query_output
 from ingest.batch_store import BatchStore
 from ingest.clickhouse_schema import apply_migrations
 from ingest.config import ConfigError, Settings
@@ -36,6 +37,8 @@ from ingest.server import serve, wait_until_serving
 from ingest.sink import run_sink
 from ingest.supervisor import Supervisor, when_orphaned
 from ingest.tokens import Role, TokenStore
+
+log = logging.getLogger(__name__)
 
 
 class CommandError(Exception):
@@ -263,6 +266,31 @@ def sink_command(args: argparse.Namespace) -> None:
     run_sink(settings, stop)
 
 
+def alerts_command(args: argparse.Namespace) -> None:
+    """``detect`` once, ``list`` the open alerts, or ``run``: detect every interval until
+    stopped (a failed run is logged and tried again at the next interval)."""
+    settings = _settings(args, needs_clickhouse=True)
+    client = _clickhouse(settings)
+    if args.action == "list":
+        _print_json(alerts.open_alerts(client, args.limit, args.kind, args.distributor))
+        return
+    if args.action == "detect":
+        alerts.detect(client, settings.fraud_policy)
+        return
+    json_logging.configure()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if args.supervised:
+        when_orphaned(stop.set)
+    while not stop.is_set():
+        try:
+            alerts.detect(client, settings.fraud_policy)
+        except Exception as error:  # ClickHouse down or restarting: the next run catches up
+            log.warning("alert detection failed: %s", clickhouse_client.describe(error))
+        stop.wait(settings.alert_interval_s)
+
+
 # --- up -------------------------------------------------------------------------------------
 
 
@@ -302,6 +330,7 @@ def up_command(args: argparse.Namespace) -> None:
         supervisor = stack.enter_context(Supervisor(environment))
         add_workers(supervisor, settings.workers)
         supervisor.add("sink", ["sink", "--supervised"], stop_group=1)
+        supervisor.add("alerts", ["alerts", "run", "--supervised"], stop_group=1)
         _wait_until_serving(api_url)
         if args.demo:
             asyncio.run(_announce_demo(settings, api_url))
@@ -443,6 +472,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sink.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     sink.set_defaults(run=sink_command)
+
+    alert = commands.add_parser(
+        "alerts", parents=[common], help="detect fraud alerts in ClickHouse, or list open ones"
+    )
+    alert.add_argument("action", choices=["run", "detect", "list"])
+    alert.add_argument("--kind", help="list: only this kind (diversion_batch, device_farm, ...)")
+    alert.add_argument("--distributor", help="list: only this distributor's")
+    alert.add_argument("--limit", type=_positive, default=100, help="list: at most this many")
+    alert.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    alert.set_defaults(run=alerts_command)
     return parser
 
 

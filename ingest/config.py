@@ -96,6 +96,7 @@ class Settings:
     sink_batch_rows: int = 100_000
     sink_flush_ms: int = 1_000
     access_log: bool = False
+    alert_interval_s: int = 60
     fraud_policy: FraudPolicy = field(default_factory=FraudPolicy)
 
     @property
@@ -146,6 +147,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "sink_batch_rows": _positive,
     "sink_flush_ms": _positive,
     "access_log": _flag,
+    "alert_interval_s": _positive,
     "fraud_policy": FraudPolicy.from_json,
 }
 

@@ -6,6 +6,8 @@ A test that talks to a server must say so with ``@pytest.mark.redis`` or
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,9 @@ from codes.keyring import Keyring
 from ingest import local_services
 from ingest.app import create_app
 from ingest.config import Settings
+from ingest.sink import run_sink
 from tests.helpers import ADMIN_TOKEN, AiohttpClient
+from tests.sink_support import fresh_database
 
 KEYRING_SECRET = "test keyring secret"
 
@@ -75,6 +79,27 @@ def settings(redis_url: str, keyring_path: Path, tmp_path: Path) -> Settings:
         resolver_url="https://id.example.com",
         max_batch_quantity=2_000_000,
     )
+
+
+@pytest.fixture
+def sunk_settings(settings: Settings, clickhouse_url: str) -> Iterator[Settings]:
+    """The app's settings with a fresh, migrated ClickHouse database and a sink running on it."""
+    with fresh_database(clickhouse_url) as database:
+        sunk = dataclasses.replace(settings, clickhouse_url=database, sink_flush_ms=100)
+        stop = threading.Event()
+        sink = threading.Thread(target=run_sink, args=(sunk, stop))
+        sink.start()
+        try:
+            yield sunk
+        finally:
+            stop.set()
+            sink.join(30)
+
+
+@pytest.fixture
+async def app_client(aiohttp_client: AiohttpClient, sunk_settings: Settings) -> Any:
+    """The app with ClickHouse and a running sink."""
+    return await aiohttp_client(create_app(sunk_settings))
 
 
 @pytest.fixture

@@ -63,7 +63,9 @@ def test_migrations_apply_once_and_are_recorded(empty_database: str) -> None:
         assert apply_migrations(client) == []
     finally:
         client.disconnect()
-    assert query(empty_database, "SELECT version, name FROM schema_migrations ORDER BY version") == [
+    assert query(
+        empty_database, "SELECT version, name FROM schema_migrations ORDER BY version"
+    ) == [
         (1, "0001_scans"),
         (2, "0002_scan_fraud_columns"),
     ]

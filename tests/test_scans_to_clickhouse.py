@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ingest.app import create_app
 from ingest.config import Settings
-from ingest.sink import run_sink
-from tests.helpers import AiohttpClient, batch_codes, order_shipped_batch, post_scan
-from tests.sink_support import fresh_database, query, wait_until
+from tests.helpers import batch_codes, order_shipped_batch, post_scan
+from tests.sink_support import query, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
-
-
-@pytest.fixture
-def sunk_settings(settings: Settings, clickhouse_url: str) -> Iterator[Settings]:
-    """The app's settings with a fresh, migrated ClickHouse database and a sink running on it."""
-    with fresh_database(clickhouse_url) as database:
-        sunk = dataclasses.replace(settings, clickhouse_url=database, sink_flush_ms=100)
-        stop = threading.Event()
-        sink = threading.Thread(target=run_sink, args=(sunk, stop))
-        sink.start()
-        try:
-            yield sunk
-        finally:
-            stop.set()
-            sink.join(30)
-
-
-@pytest.fixture
-async def app_client(aiohttp_client: AiohttpClient, sunk_settings: Settings) -> Any:
-    return await aiohttp_client(create_app(sunk_settings))
 
 
 def _rows(settings: Settings, sql: str) -> list[Any]:

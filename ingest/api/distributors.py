@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from fraud.territory import TerritoryError
 
 from fraud.distributors import Distributor, DistributorError
+from fraud.territory import TerritoryError
 from ingest.auth import requires
 from ingest.errors import NotFound, ValidationFailed
 from ingest.redis_scripts import RedisPyCommands, ScriptRunner
