@@ -59,7 +59,11 @@ def empty_database(clickhouse_url: str) -> Iterator[str]:
 def test_migrations_apply_once_and_are_recorded(empty_database: str) -> None:
     client = connect(empty_database)
     try:
-        assert apply_migrations(client) == ["0001_scans", "0002_scan_fraud_columns"]
+        assert apply_migrations(client) == [
+            "0001_scans",
+            "0002_scan_fraud_columns",
+            "0003_fraud_alerts",
+        ]
         assert apply_migrations(client) == []
     finally:
         client.disconnect()
@@ -68,6 +72,7 @@ def test_migrations_apply_once_and_are_recorded(empty_database: str) -> None:
     ) == [
         (1, "0001_scans"),
         (2, "0002_scan_fraud_columns"),
+        (3, "0003_fraud_alerts"),
     ]
 
 
@@ -137,4 +142,8 @@ def test_malformed_migration_files_are_refused(
 
 
 def test_the_migrations_ship_with_the_package() -> None:
-    assert [m.name for m in load_migrations()] == ["0001_scans", "0002_scan_fraud_columns"]
+    assert [m.name for m in load_migrations()] == [
+        "0001_scans",
+        "0002_scan_fraud_columns",
+        "0003_fraud_alerts",
+    ]
