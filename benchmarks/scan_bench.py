@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import platform
 import shutil
@@ -32,10 +33,14 @@ from typing import Any, cast
 import orjson
 import redis
 
-from codes.batches import BatchOrder
+from codes.batches import Batch, BatchOrder
 from codes.keyring import Keyring
+from fraud import shipments
+from fraud.distributors import Distributor
+from fraud.shipments import SerialRange
 from ingest import local_services
 from ingest.batch_store import BatchStore
+from ingest.redis_scripts import RedisPyCommands, ScriptRunner
 from ingest.scan_events import STREAM_KEYS
 from ingest.server import wait_until_serving
 from ingest.sink_streams import STATS_KEY
@@ -43,6 +48,7 @@ from ingest.sink_streams import STATS_KEY
 SECRET = "bench keyring secret"
 LOAD_SCRIPT = Path(__file__).with_name("scan_load.lua")
 RESULTS = Path(__file__).with_name("results")
+SHANGHAI = (31.3, 121.5)  # where scan_load.lua puts its phones
 
 
 def _wrk(url: str, env: Mapping[str, str], duration_s: int, connections: int) -> dict[str, Any]:
@@ -84,15 +90,40 @@ def _scanward(*args: str) -> list[str]:
     return [sys.executable, "-m", "ingest.cli", *args]
 
 
-async def _order_codes(redis_url: str, keyring: Keyring, quantity: int, sample: int) -> bytes:
+async def _order_codes(
+    redis_url: str, keyring: Keyring, quantity: int, sample: int, territories: int
+) -> bytes:
     client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     try:
         order = BatchOrder.create("BENCH", "4006381333931", quantity, max_quantity=quantity)
         batch = await BatchStore(client).create(order, keyring.current.key_id)
+        if territories:
+            await _ship_to_territories(client, batch, territories)
     finally:
         await client.aclose()
     blob = keyring.signer(batch.key_id, batch.batch_id).sign_range(batch.first_serial, sample)
     return b"\n".join(blob[i : i + 20] for i in range(0, len(blob), 20)) + b"\n"
+
+
+async def _ship_to_territories(client: redis.asyncio.Redis, batch: Batch, count: int) -> None:
+    """``count`` distributors with square territories tiling a grid over eastern China; the
+    batch is shipped to the one around Shanghai, where the load's phones are."""
+    scripts = ScriptRunner(RedisPyCommands(client))
+    side = math.ceil(math.sqrt(count))
+    cell = 0.5  # degrees
+    # the cell around Shanghai spans 31.05-31.55 N, 121.25-121.75 E: all of the load's phones
+    west, south = 121.25 - cell * (side // 2), 31.05 - cell * (side // 2)
+    home = ""
+    for number in range(count):
+        lon, lat = west + cell * (number % side), south + cell * (number // side)
+        ring = [[lon, lat], [lon + cell, lat], [lon + cell, lat + cell], [lon, lat + cell]]
+        territory = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+        distributor = Distributor.create(f"D{number}", f"Distributor {number}", territory, 0)
+        await scripts.run(distributor.put())
+        if lon <= SHANGHAI[1] < lon + cell and lat <= SHANGHAI[0] < lat + cell:
+            home = distributor.distributor_id
+    whole_batch = SerialRange(batch.first_serial, batch.last_serial, expand=False)
+    await scripts.run(shipments.ship(home, "S-BENCH", 0, [whole_batch]))
 
 
 def _stream_length(client: redis.Redis) -> int:
@@ -107,7 +138,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             keyring = Keyring.new()
             keyring.save(data / "keyring.bin", SECRET)
-            codes = asyncio.run(_order_codes(redis_server.url, keyring, args.codes, args.sample))
+            codes = asyncio.run(
+                _order_codes(redis_server.url, keyring, args.codes, args.sample, args.territories)
+            )
             (data / "codes.txt").write_bytes(codes)
             port = local_services.free_port()
             url = f"http://127.0.0.1:{port}"
@@ -117,6 +150,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "SCANWARD_REDIS_URL": redis_server.url,
                 "SCANWARD_CLICKHOUSE_URL": clickhouse.url,
                 "SCANWARD_PORT": str(port),
+                "SCANWARD_TRUSTED_PROXIES": "127.0.0.1",
                 "SCAN_CODES": str(data / "codes.txt"),
             }
             return _measure(args, url, port, env)
@@ -153,6 +187,7 @@ def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str])
         "git_commit": _git_commit(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "workers": workers,
+        "territories": args.territories,
         "connections": connections,
         "duration_s": seconds,
         "ceiling": ceiling,
@@ -193,11 +228,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--codes", type=int, default=1_000_000, help="codes issued")
     parser.add_argument("--sample", type=int, default=200_000, help="codes scanned from")
+    parser.add_argument(
+        "--territories",
+        type=int,
+        default=0,
+        help="distributors with territories to load; the codes are then shipped (0: unshipped)",
+    )
     args = parser.parse_args(argv)
     result = run(args)
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
     RESULTS.mkdir(exist_ok=True)
-    name = f"scan-{time.strftime('%Y%m%d-%H%M%S')}-w{args.workers}.json"
+    name = f"scan-{time.strftime('%Y%m%d-%H%M%S')}-w{args.workers}-t{args.territories}.json"
     (RESULTS / name).write_bytes(text + b"\n")
     sys.stdout.write(text.decode() + "\n")
 

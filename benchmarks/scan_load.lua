@@ -1,11 +1,13 @@
 -- wrk script for POST /v1/scans with realistic traffic: mostly first scans of issued codes,
 -- repeat scans of codes already scanned, a few counterfeits, phones around a city.
+-- Each request comes from one of 65,536 client addresses (X-Forwarded-For, believed because
+-- the server trusts 127.0.0.1 as a proxy), as a public endpoint sees it.
 -- Environment: SCAN_CODES (file, one code per line), SCAN_RATE (requests/s for all
 -- connections, 0 = as fast as possible), SCAN_CONNECTIONS (the -c given to wrk).
 local codes = {}
 local rate = tonumber(os.getenv("SCAN_RATE") or "0")
 local connections = tonumber(os.getenv("SCAN_CONNECTIONS") or "1")
-local headers = { ["Content-Type"] = "application/json" }
+local headers = { ["Content-Type"] = "application/json", ["X-Forwarded-For"] = "" }
 local counter, thread_id = 0, 0
 local threads = {}
 
@@ -42,6 +44,7 @@ function request()
         '{"code":"%s","lat":%.5f,"lon":%.5f,"accuracy_m":15,"device_id":"dev-%d","member_id":"m-%d"}',
         code, 31.2 + math.random() * 0.2, 121.4 + math.random() * 0.2,
         math.random(100000), math.random(50000))
+    headers["X-Forwarded-For"] = string.format("198.18.%d.%d", math.random(0, 255), math.random(0, 255))
     return wrk.format("POST", "/v1/scans", headers, body)
 end
 
