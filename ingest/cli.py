@@ -26,7 +26,7 @@ from codes.batches import BatchOrder, BatchStatus
 from codes.errors import CodesError
 from codes.export import CodeExport, ExportFormat
 from codes.keyring import Keyring
-from ingest import alerts, clickhouse_client, json_logging, local_services, query_output
+from ingest import alerts, clickhouse_client, demo, json_logging, local_services, query_output
 from ingest.batch_store import BatchStore
 from ingest.clickhouse_schema import apply_migrations
 from ingest.config import ConfigError, Settings
@@ -294,9 +294,6 @@ def alerts_command(args: argparse.Namespace) -> None:
 # --- up -------------------------------------------------------------------------------------
 
 
-DEMO_SKU, DEMO_GTIN = "DEMO-BEER-500ML", "04006381333931"
-
-
 def up_command(args: argparse.Namespace) -> None:
     """Redis and ClickHouse (unless configured), the schema, API workers and the sink."""
     settings = _settings(args).with_overrides(workers=args.workers)
@@ -363,29 +360,9 @@ def _stopping(server: local_services.ServerProcess) -> Iterator[str]:
 
 
 async def _announce_demo(settings: Settings, api_url: str) -> None:
-    """A demo batch (made once per data folder) and curl commands that use it."""
     async with _redis(settings) as redis:
-        store = BatchStore(redis)
-        demo = next((b for b in await store.index() if b.sku == DEMO_SKU), None)
-        if demo is None:
-            keyring = Keyring.load(settings.keyring_file, _secret(settings))
-            order = BatchOrder.create(DEMO_SKU, DEMO_GTIN, 1000, max_quantity=1000)
-            demo = await store.create(order, keyring.current.key_id)
-    token = settings.admin_token or "<SCANWARD_ADMIN_TOKEN>"
-    auth = f"-H 'Authorization: Bearer {token}'"
-    print(
-        f"""
-demo batch {demo.batch_id}: {demo.quantity} codes of {demo.sku}
-  curl -s {auth} '{api_url}/v1/batches/{demo.batch_id}/codes?format=url&limit=3'
-  curl -s {api_url}/v1/codes/<one of those codes>
-  curl -s -H 'Content-Type: application/json' \\
-       -d '{{"code": "<one of those URLs>", "lat": 31.23, "lon": 121.47}}' {api_url}/v1/scans
-  .venv/bin/scanward sql --data-dir {settings.data_dir} "SELECT time, code, verdict FROM scans"
-  curl -s {auth} -H 'Content-Type: application/json' \\
-       -d '{{"sku": "BEER-500", "gtin": "{DEMO_GTIN}", "quantity": 1000000}}' {api_url}/v1/batches
-""",
-        flush=True,
-    )
+        batch = await demo.demo_batch(redis, settings.keyring_file, _secret(settings))
+    print(demo.instructions(settings, api_url, batch), flush=True)
 
 
 # --- argument parsing -------------------------------------------------------------------------
