@@ -1,12 +1,14 @@
-"""The scan path: micro-batches of scans, verified in-process and decided in one Redis round trip.
+"""The scan path: micro-batches of scans, verified in-process, judged by the fraud stage and
+decided in one Redis round trip.
 
 Handlers ``submit`` parsed scans and await their futures. The first submission of a loop tick
 starts a drain task; by the time it runs, every request parsed in that tick is queued. While a
 batch waits on Redis the next one gathers, and up to ``MAX_BATCHES_IN_FLIGHT`` batches wait at
-once (one alone left the loop idle while its reply sat behind other work). A batch costs one
-pipelined round trip: one ``scan_state.lua`` call per partition, each of which updates the
-scan state and appends the events in one atomic step. An answer is given only after Redis has
-acknowledged its event.
+once (one alone left the loop idle while its reply sat behind other work). A batch costs two
+pipelined round trips: the fraud stage's (code histories and actor counters, see
+``ingest.fraud_stage``), then one ``scan_state.lua`` call per partition, each of which updates
+the scan state and appends the events in one atomic step. An answer is given only after Redis
+has acknowledged its event.
 """
 
 from __future__ import annotations
