@@ -168,18 +168,20 @@ def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str])
         ceiling = _wrk(url, env, seconds, connections)
     subprocess.run(_scanward("migrate"), env={**os.environ, **env}, check=True, capture_output=True)
     serve = _scanward("serve", "--workers", str(workers))
-    with _process(_scanward("sink"), env), _process(serve, env):
+    with _process(_scanward("sink"), env), _process(serve, env) as api:
         _wait_healthy(url)
         _wrk(url, env, 2, connections)
+        client = redis.Redis.from_url(env["SCANWARD_REDIS_URL"])
+        cpu_before = _cpu_seconds(api.pid, client)
         peak = _wrk(url, env, seconds, connections)
-        client = redis.Redis.from_url(env["SCANWARD_REDIS_URL"], decode_responses=True)
+        cpu_after = _cpu_seconds(api.pid, client)
         backlog_at_end = _stream_length(client)
         drained = time.monotonic()
         while _stream_length(client) > 0 and time.monotonic() - drained < 60:
             time.sleep(0.1)
         drain_s = time.monotonic() - drained
-        stats = cast(dict[str, str], client.hgetall(STATS_KEY))
-        sink = {name: float(value) for name, value in stats.items()}
+        stats = cast(dict[bytes, bytes], client.hgetall(STATS_KEY))
+        sink = {name.decode(): float(value) for name, value in stats.items()}
         half_rate = peak["per_s"] // 2
         half = _wrk(url, {**env, "SCAN_RATE": str(half_rate)}, seconds, connections)
     return {
@@ -194,6 +196,11 @@ def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str])
         "peak": peak,
         "half_load": {**half, "target_per_s": half_rate},
         "ceiling_ratio": round(peak["per_s"] / ceiling["per_s"], 3),
+        # CPU per scan at peak: steadier than rates when other work shares the machine
+        "cpu_us_per_scan": {
+            name: round((cpu_after[name] - cpu_before[name]) / peak["requests"] * 1e6, 1)
+            for name in cpu_before
+        },
         "sink": {
             "stats": sink,
             "backlog_at_end_of_peak": backlog_at_end,
@@ -206,6 +213,39 @@ def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str])
             "half_load_p99_met": half["p99_ms"] <= 10,
         },
     }
+
+
+def _cpu_seconds(api_pid: int, client: redis.Redis) -> dict[str, float]:
+    """CPU seconds used so far by the API (its process and its workers) and by Redis."""
+    redis_cpu = cast(dict[str, float], client.info("cpu"))
+    return {
+        "api": sum(_process_cpu_seconds(pid) for pid in _process_tree(api_pid)),
+        "redis": redis_cpu["used_cpu_user"] + redis_cpu["used_cpu_sys"],
+    }
+
+
+def _process_tree(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, grew = {root}, True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grew = bool(children)
+    return sorted(tree)
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 @contextmanager

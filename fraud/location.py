@@ -25,7 +25,8 @@ NO_SERIAL = -1
 class Placement(NamedTuple):
     flags: tuple[dict[str, object], ...]
     distributor_id: str  # shipped to; "" when not shipped or not a valid code
-    surfaced_in: str  # the territory the scan lies in; "" when none or no location
+    surfaced_in: str  # the territory the scan lies in: its own when inside it, the one it lies
+    # in when out of territory, "" otherwise (not shipped, no location, outside every territory)
     distance_km: float  # outside the shipped-to territory by this much; NaN when not measured
 
 
@@ -41,37 +42,67 @@ def place(
     coordinates and accuracies are NaN when not sent."""
     lat, lon = np.asarray(lats, dtype=np.float64), np.asarray(lons, dtype=np.float64)
     accuracy = np.asarray(accuracies_m, dtype=np.float64)
-    serial = np.asarray(serials, dtype=np.int64)
     located = _plausible(lat, lon, accuracy, policy)
-    owners = reference.shipments.distributor_numbers(serial)
-    surfaced = reference.territories.locate(
-        np.where(located, lat, np.nan), np.where(located, lon, np.nan)
-    )
+    owners = reference.shipments.distributor_numbers(np.asarray(serials, dtype=np.int64))
     distance = _distances(owners, lat, lon, located, reference)
-    tolerance = (
-        policy.territory_tolerance_km
-        + policy.territory_accuracy_factor * np.nan_to_num(accuracy) / 1000
+    tolerance = policy.territory_tolerance_km + policy.territory_accuracy_factor / 1000 * (
+        np.nan_to_num(accuracy)
     )
+    outside = distance > tolerance  # NaN (not measured) is never outside
+    surfaced = _surfaced(outside, lat, lon, reference)
+    names = reference.shipments.distributors
     placements = []
-    for i in range(len(serial)):
+    # plain lists: indexing numpy arrays one scalar at a time costs more than the rules
+    for serial, owner, is_located, is_outside, km, allowed_km, where, latitude, acc in zip(
+        serials,
+        owners.tolist(),
+        located.tolist(),
+        outside.tolist(),
+        distance.tolist(),
+        tolerance.tolist(),
+        surfaced,
+        lat.tolist(),
+        accuracy.tolist(),
+        strict=True,
+    ):
+        shipped_to = names[owner] if owner != NOT_SHIPPED else ""
         flags: list[dict[str, object]] = []
-        owner = reference.shipments.distributors[owners[i]] if owners[i] != NOT_SHIPPED else ""
-        if not located[i]:
-            flags.append(_no_location(lat[i], accuracy[i], policy))
-        if serial[i] != NO_SERIAL and not owner:
+        if not is_located:
+            flags.append(_no_location(latitude, acc, policy))
+        if serial != NO_SERIAL and not shipped_to:
             flags.append({"flag": "not_shipped"})
-        if distance[i] > tolerance[i]:
+        if is_outside:
             flags.append(
                 {
                     "flag": "out_of_territory",
-                    "distributor": owner,
-                    "distance_km": round(float(distance[i]), 1),
-                    "tolerance_km": round(float(tolerance[i]), 1),
-                    "surfaced_in": surfaced[i],
+                    "distributor": shipped_to,
+                    "distance_km": round(km, 1),
+                    "tolerance_km": round(allowed_km, 1),
+                    "surfaced_in": where,
                 }
             )
-        placements.append(Placement(tuple(flags), owner, surfaced[i] or "", float(distance[i])))
+        inside = km == 0.0
+        placements.append(
+            Placement(tuple(flags), shipped_to, shipped_to if inside else where or "", km)
+        )
     return placements
+
+
+def _surfaced(
+    outside: npt.NDArray[np.bool_],
+    lat: npt.NDArray[np.float64],
+    lon: npt.NDArray[np.float64],
+    reference: ReferenceData,
+) -> list[str | None]:
+    """The territory each scan outside its own lies in (the grid index is asked only for
+    those, usually few); None for the others."""
+    surfaced: list[str | None] = [None] * len(outside)
+    away = np.flatnonzero(outside)
+    if len(away):
+        found = reference.territories.locate(lat[away], lon[away])
+        for at, where in zip(away.tolist(), found, strict=True):
+            surfaced[at] = where
+    return surfaced
 
 
 def _plausible(

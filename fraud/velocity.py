@@ -1,15 +1,16 @@
 """What devices and client IPs do over time: the device_farm and guessing rules.
 
-Counters live in Redis under ``{actors:N}`` tags (an actor's partition comes from a digest of
-its name); ``velocity.lua`` updates them for a micro-batch and replies with the counts, which
-the rules here turn into flags. A guesser past its block limit is refused (429) for the
+Counters live in Redis, one small hash per actor under ``{actors:N}`` tags (an actor's
+partition comes from a digest of its name); ``velocity.lua`` updates them for a micro-batch and
+replies with the counts, which the rules here turn into flags. Distinct codes and members are
+counted exactly up to one past their limit, which is all the rules ask. A guesser past its block limit is refused (429) for the
 cool-down without being counted further.
 """
 
 from __future__ import annotations
 
-import hashlib
 import struct
+import zlib
 from collections.abc import Sequence
 from enum import IntEnum
 from typing import NamedTuple
@@ -18,9 +19,10 @@ from codes.commands import LuaScript, ScriptCall
 from fraud.policy import FraudPolicy
 
 VELOCITY = LuaScript.load(__package__ or "fraud", "velocity.lua")
-ACTOR_PARTITIONS = 16
+ACTOR_PARTITIONS = 4
 NO_MEMBER = bytes(8)
 
+_KEEP_IDLE_S = 2 * 86_400  # an actor's counts cover at most a day; a block its cool-down
 _OBSERVATION = struct.Struct("<BBQ8sH")
 _COUNTS = struct.Struct("<IIII")
 
@@ -60,7 +62,7 @@ NOT_OBSERVED = ActorCounts(0, 0, 0, 0)
 
 
 def actor_partition(actor: str) -> int:
-    return hashlib.blake2b(actor.encode(), digest_size=2).digest()[0] % ACTOR_PARTITIONS
+    return zlib.crc32(actor.encode()) % ACTOR_PARTITIONS
 
 
 def count(
@@ -76,6 +78,9 @@ def count(
             policy.guess_block_device,
             policy.guess_block_ip,
             policy.guess_cooldown_s,
+            policy.farm_codes_per_hour,
+            policy.farm_members_per_day,
+            _KEEP_IDLE_S,
             b"".join(o.pack() for o in observations),
         ),
     )

@@ -136,5 +136,6 @@ def _encode(command: Command) -> bytes:
             argument = argument.encode()
         elif isinstance(argument, int):
             argument = b"%d" % argument
-        parts.append(b"$%d\r\n%s\r\n" % (len(argument), argument))
+        # the payload joined as it is: formatting it in would copy a scan batch's bytes again
+        parts += (b"$%d\r\n" % len(argument), argument, b"\r\n")
     return b"".join(parts)
