@@ -3,8 +3,8 @@
 Counters live in Redis, one small hash per actor under ``{actors:N}`` tags (an actor's
 partition comes from a digest of its name); ``velocity.lua`` updates them for a micro-batch and
 replies with the counts, which the rules here turn into flags. Distinct codes and members are
-counted exactly up to one past their limit, which is all the rules ask. A guesser past its block limit is refused (429) for the
-cool-down without being counted further.
+counted exactly up to one past their limit, which is all the rules ask. A guesser past its
+block limit is refused (429) for the cool-down without being counted further.
 """
 
 from __future__ import annotations
