@@ -17,7 +17,7 @@ import numpy.typing as npt
 from fraud.policy import FraudPolicy
 from fraud.reference import ReferenceData
 from fraud.shipments import NOT_SHIPPED
-from fraud.territory import distances_km
+from fraud.territory import contains, distances_km
 
 NO_SERIAL = -1
 
@@ -137,15 +137,23 @@ def _distances(
     reference: ReferenceData,
 ) -> npt.NDArray[np.float64]:
     """Km outside the shipped-to territory (0 inside); NaN where there is nothing to measure:
-    no location, not shipped, or a distributor without a territory."""
+    no location, not shipped, or a distributor without a territory. Most scans are inside:
+    the cheaper containment test goes first, and only the others are measured."""
     distance = np.full(len(owners), np.nan)
-    names = reference.shipments.distributors
+    names, known = reference.shipments.distributors, reference.distributors
+    owner_list = owners.tolist()
     measured = [
         i
         for i in np.flatnonzero(located & (owners != NOT_SHIPPED)).tolist()
-        if names[owners[i]] in reference.distributors
+        if names[owner_list[i]] in known
     ]
-    if measured:
-        territories = [reference.distributors[names[owners[i]]].territory for i in measured]
-        distance[measured] = distances_km(territories, lat[measured], lon[measured])
+    if not measured:
+        return distance
+    territories = [known[names[owner_list[i]]].territory for i in measured]
+    inside = contains(territories, lat[measured], lon[measured])
+    distance[measured] = 0.0
+    away = [i for i, is_inside in zip(measured, inside.tolist(), strict=True) if not is_inside]
+    if away:
+        territories = [t for t, is_inside in zip(territories, inside, strict=True) if not is_inside]
+        distance[away] = distances_km(territories, lat[away], lon[away])
     return distance

@@ -346,3 +346,10 @@ def test_invalid_geojson_names_the_problem(document: object, message: str) -> No
     with pytest.raises(TerritoryError) as caught:
         Territory.from_geojson(document)
     assert str(caught.value).startswith(message)
+
+
+def test_haversine_of_floats_matches_the_array_path() -> None:
+    single = haversine_km(31.23, 121.47, 39.90, 116.40)
+    [array] = haversine_km(np.array([31.23]), np.array([121.47]), 39.90, 116.40)
+    assert isinstance(single, float)
+    assert single == pytest.approx(float(array), rel=1e-12)
