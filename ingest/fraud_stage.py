@@ -28,8 +28,7 @@ from ingest.scan_state import (
     device_digest,
     history_of,
     member_digest,
-    partition_of_serial,
-    read_histories,
+    read_history,
 )
 
 REFERENCE_MAX_AGE_S = 0.1
@@ -102,33 +101,26 @@ class FraudStage:
         self, scans: Sequence[FraudInput], facts: Sequence[ScanFacts], now_ms: int
     ) -> tuple[list[CodeHistory | None], list[ActorCounts], list[ActorCounts]]:
         """The codes' histories and the devices' and IPs' counts, in one round trip."""
-        by_partition: dict[int, list[int]] = defaultdict(list)
-        for at, fact in enumerate(facts):
-            if fact.serial != location.NO_SERIAL:
-                by_partition[partition_of_serial(fact.serial)].append(at)
+        read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
         by_actor_partition: dict[int, list[tuple[int, Observation]]] = defaultdict(list)
         for at, (scan, fact) in enumerate(zip(scans, facts, strict=True)):
             for observation in _observations(scan, fact):
                 partition = velocity.actor_partition(observation.actor)
                 by_actor_partition[partition].append((at, observation))
-        history_calls = [
-            read_histories(partition, [facts[at].serial for at in ats])
-            for partition, ats in by_partition.items()
-        ]
+        history_reads = [read_history(facts[at].serial) for at in read]
         velocity_calls = [
             velocity.count(partition, [o for _, o in observed], now_ms // 1000, self._policy)
             for partition, observed in by_actor_partition.items()
         ]
-        replies = await self._scripts.run_many(history_calls + velocity_calls)
+        replies = await self._scripts.run_many([*history_reads, *velocity_calls])
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         histories: list[CodeHistory | None] = [None] * len(facts)
-        for ats, records in zip(by_partition.values(), replies[: len(history_calls)], strict=True):
-            for at, record in zip(ats, records, strict=True):
-                histories[at] = history_of(record)
+        for at, record in zip(read, replies[: len(read)], strict=True):
+            histories[at] = history_of(record)
         devices, ips = [NOT_OBSERVED] * len(facts), [NOT_OBSERVED] * len(facts)
-        counted = replies[len(history_calls) :]
+        counted = replies[len(history_reads) :]
         for observed, counts in zip(by_actor_partition.values(), counted, strict=True):
             for (at, observation), reply in zip(observed, counts, strict=True):
                 target = devices if observation.kind is ActorKind.DEVICE else ips

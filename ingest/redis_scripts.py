@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -44,8 +44,9 @@ class ScriptRunner:
             raise reply
         return reply
 
-    async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """All calls in one round trip; where a call failed its reply is the exception.
+    async def run_many(self, calls: Sequence[ScriptCall | Command]) -> list[Any]:
+        """All calls in one round trip; where a call failed its reply is the exception. Plain
+        commands may go in the same round trip (a single-key read needs no script).
 
         A call answered NOSCRIPT did not run, so after loading the script only those are sent
         again (redis-py's own pipelined scripts ask SCRIPT EXISTS on every execute instead).
@@ -55,17 +56,19 @@ class ScriptRunner:
         replies = await self._evaluate(calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            scripts = {calls[i].script for i in missing}
+            scripts = {cast(ScriptCall, calls[i]).script for i in missing}
             await self._commands.execute([("SCRIPT", "LOAD", s.source) for s in scripts])
             retried = await self._evaluate([calls[i] for i in missing])
             for i, reply in zip(missing, retried, strict=True):
                 replies[i] = reply
         return replies
 
-    async def _evaluate(self, calls: Sequence[ScriptCall]) -> list[Any]:
+    async def _evaluate(self, calls: Sequence[ScriptCall | Command]) -> list[Any]:
         return await self._commands.execute(
             [
                 ("EVALSHA", self._digest(call.script), len(call.keys), *call.keys, *call.args)
+                if isinstance(call, ScriptCall)
+                else call
                 for call in calls
             ]
         )

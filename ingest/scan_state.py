@@ -31,11 +31,11 @@ from typing import NamedTuple
 
 from codes.commands import LuaScript, ScriptCall
 from fraud.clones import CodeHistory
-from ingest.scan_events import PARTITIONS, stream_key, unsunk_key
+from ingest.scan_events import PARTITIONS, partition_tag, stream_key, unsunk_key
 
 SCAN_STATE = LuaScript.load(__package__ or "ingest", "scan_state.lua")
-SCAN_HISTORY = LuaScript.load(__package__ or "ingest", "scan_history.lua")
 SEEN_RANGE = 65_472
+_RECORD_BUCKET = 128  # as in scan_state.lua
 NO_LOCATION_E7 = -(2**31)
 
 _SCAN = struct.Struct("<BQQii4s8s")
@@ -109,13 +109,14 @@ def member_digest(member_id: str) -> bytes:
     return _digest(member_id, 8)
 
 
-def read_histories(partition: int, serials: Sequence[int]) -> ScriptCall:
-    """One call for the records of a partition's codes, for ``history_of``."""
-    packed = b"".join(serial.to_bytes(8, "little") for serial in serials)
-    return ScriptCall(SCAN_HISTORY, (stream_key(partition),), (packed,))
+def read_history(serial: int) -> tuple[str, str, str]:
+    """The command that reads a code's record, for ``history_of`` (a plain HGET: a script
+    call per partition cost Redis and the client more than the reads it saved)."""
+    tag = partition_tag(partition_of_serial(serial))
+    return ("HGET", f"{tag}:rec:{serial // _RECORD_BUCKET}", str(serial % _RECORD_BUCKET))
 
 
-def history_of(record: bytes) -> CodeHistory | None:
+def history_of(record: bytes | None) -> CodeHistory | None:
     """A code's record as the fraud rules read it; None for a code never scanned."""
     if not record:
         return None
