@@ -254,14 +254,20 @@ def sql_command(args: argparse.Namespace) -> None:
         sys.stdout.writelines(query_output.tab_separated(rows))
 
 
-def sink_command(args: argparse.Namespace) -> None:
-    settings = _settings(args, needs_redis=True, needs_clickhouse=True)
+def _background_service(supervised: bool) -> threading.Event:
+    """JSON logs, and an event set by SIGTERM, SIGINT or (supervised) the supervisor's death."""
     json_logging.configure()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    if args.supervised:
+    if supervised:
         when_orphaned(stop.set)
+    return stop
+
+
+def sink_command(args: argparse.Namespace) -> None:
+    settings = _settings(args, needs_redis=True, needs_clickhouse=True)
+    stop = _background_service(args.supervised)
     collect_less_often()
     run_sink(settings, stop)
 
@@ -277,12 +283,7 @@ def alerts_command(args: argparse.Namespace) -> None:
     if args.action == "detect":
         alerts.detect(client, settings.fraud_policy)
         return
-    json_logging.configure()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    if args.supervised:
-        when_orphaned(stop.set)
+    stop = _background_service(args.supervised)
     while not stop.is_set():
         try:
             alerts.detect(client, settings.fraud_policy)

@@ -14,7 +14,7 @@ from ingest.clickhouse_client import connect
 from ingest.config import Settings
 from tests.helpers import ADMIN, batch_codes, order_batch, post_scan
 from tests.sink_support import query, wait_until
-from tests.test_api_fraud import EAST, IN_BEIJING, IN_SHANGHAI, NORTH
+from tests.test_api_fraud import IN_BEIJING, IN_SHANGHAI, put_east_and_north
 
 POLICY = FraudPolicy(alert_min_scans=5, alert_share=0.2, farm_codes_per_hour=3)
 
@@ -28,10 +28,7 @@ def settings(settings: Settings) -> Settings:
 
 async def _scan_a_world(client: Client) -> dict[str, Any]:
     """Ten units shipped east: four surface in Beijing, one is cloned, a farm scans three."""
-    for distributor_id, territory in (("EAST", EAST), ("NORTH", NORTH)):
-        body = {"name": distributor_id, "territory": territory}
-        reply = await client.put(f"/v1/distributors/{distributor_id}", json=body, headers=ADMIN)
-        assert reply.status == 201
+    await put_east_and_north(client)
     batch = await order_batch(client, quantity=10)
     reply = await client.post(
         "/v1/shipments",

@@ -39,6 +39,12 @@ async def _put_distributor(client: Client, distributor_id: str, territory: objec
     return await client.put(f"/v1/distributors/{distributor_id}", json=body, headers=ADMIN)
 
 
+async def put_east_and_north(client: Client) -> None:
+    """The distributors EAST (Shanghai, with a hole at the airport) and NORTH (Beijing)."""
+    for distributor_id, territory in (("EAST", EAST), ("NORTH", NORTH)):
+        assert (await _put_distributor(client, distributor_id, territory)).status == 201
+
+
 async def _ship(client: Client, body: dict[str, object], status: int = 201) -> dict[str, Any]:
     reply = await client.post("/v1/shipments", json=body, headers=ADMIN)
     assert reply.status == status, await reply.text()
@@ -53,8 +59,7 @@ def _flags(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 async def world(client: Client) -> dict[str, Any]:
     """Two distributors; units and cases, the first case holding units 0-5, shipped east."""
-    for distributor_id, territory in (("EAST", EAST), ("NORTH", NORTH)):
-        assert (await _put_distributor(client, distributor_id, territory)).status == 201
+    await put_east_and_north(client)
     units = await order_batch(client, quantity=100)
     cases = await order_batch(client, quantity=5, kind="case")
     unit_codes = await batch_codes(client, units["batch_id"], limit=100)

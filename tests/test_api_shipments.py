@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.helpers import ADMIN, batch_codes, order_batch, post_scan
-from tests.test_api_fraud import EAST, IN_SHANGHAI, NORTH
+from tests.test_api_fraud import IN_SHANGHAI, put_east_and_north
 
 pytestmark = pytest.mark.redis
 
@@ -17,10 +17,7 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture
 async def goods(client: Client) -> dict[str, Any]:
-    for distributor_id, territory in (("EAST", EAST), ("NORTH", NORTH)):
-        body = {"name": distributor_id, "territory": territory}
-        reply = await client.put(f"/v1/distributors/{distributor_id}", json=body, headers=ADMIN)
-        assert reply.status == 201
+    await put_east_and_north(client)
     units = await order_batch(client, quantity=20)
     cases = await order_batch(client, quantity=3, kind="case")
     return {
