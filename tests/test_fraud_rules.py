@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from fraud.clones import NO_DEVICE, CodeHistory, clone_flag
+from fraud.distributors import Distributor
+from fraud.location import NO_SERIAL, Placement, place
 from fraud.policy import FraudPolicy
+from fraud.reference import ReferenceData
 from fraud.shipments import NOT_SHIPPED, LoggedShipment, ShipmentConflict, ShipmentIndex
 from fraud.velocity import NOT_OBSERVED, ActorCounts, velocity_flags
 from fraud.verdicts import DEFAULT_OUTCOMES, Outcome, Verdict, judge
@@ -177,3 +180,42 @@ def test_script_refusals_name_the_serial_and_the_other_party() -> None:
     conflict = ShipmentConflict.from_reply("SHIP_OVERLAP 1234 D 17")
     assert (conflict.reason, conflict.serial, conflict.other) == ("SHIP_OVERLAP", 1234, "D 17")
     assert ShipmentConflict.from_reply("AGG_PARENT_FULL").serial is None
+
+
+def _reference() -> ReferenceData:
+    """EAST (a square around Shanghai) holds serials 100-199; NORTH (Beijing) holds none."""
+    square = [[120.9, 30.7], [121.9, 30.7], [121.9, 31.7], [120.9, 31.7], [120.9, 30.7]]
+    north = [[116.0, 39.6], [116.8, 39.6], [116.8, 40.2], [116.0, 40.2], [116.0, 39.6]]
+    distributors = {
+        name: Distributor.create(name, name, {"type": "Polygon", "coordinates": [ring]}, 0)
+        for name, ring in (("EAST", square), ("NORTH", north))
+    }
+    shipped = [LoggedShipment("S1", "EAST", 0, ((100, 199),))]
+    return ReferenceData.empty().with_distributors(distributors, 1).with_shipments(shipped, 1)
+
+
+def test_placement_flags_where_a_scan_happened_against_where_its_code_went() -> None:
+    nan = math.nan
+    placements = place(
+        serials=[150, 150, 150, 500, NO_SERIAL, 150, 150],
+        lats=[31.2, 39.9, 31.2, 31.2, 31.2, nan, 0.0],
+        lons=[121.4, 116.4, 121.93, 121.4, 121.4, nan, 0.0],
+        accuracies_m=[10.0, 10.0, 10.0, 10.0, 10.0, nan, 10.0],
+        reference=_reference(),
+        policy=POLICY,
+    )
+    inside, in_beijing, just_outside, unshipped, counterfeit, missing, null_island = placements
+    assert inside == Placement((), "EAST", "EAST", 0.0)
+    [diverted] = in_beijing.flags
+    assert (diverted["flag"], diverted["distributor"], diverted["surfaced_in"]) == (
+        "out_of_territory",
+        "EAST",
+        "NORTH",
+    )
+    assert in_beijing.distance_km == pytest.approx(diverted["distance_km"], abs=0.05)
+    assert 2.0 < just_outside.distance_km < 3.5
+    assert just_outside.surfaced_in == ""  # outside every territory
+    assert unshipped.flags == ({"flag": "not_shipped"},)
+    assert (counterfeit.flags, counterfeit.distributor_id) == ((), "")
+    assert math.isnan(counterfeit.distance_km)
+    assert [f["reason"] for f in missing.flags + null_island.flags] == ["missing", "implausible"]
