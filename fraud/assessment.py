@@ -18,13 +18,18 @@ from fraud.verdicts import Verdict, judge
 
 
 class ScanFacts(NamedTuple):
+    """What the rules need of a scan."""
+
     serial: int  # NO_SERIAL when the code did not verify
     code_flags: tuple[dict[str, object], ...]  # what verification found: counterfeit, revoked
     lat: float  # NaN without a location
     lon: float
     accuracy_m: float  # NaN when not reported
-    device: bytes  # digest of the device id, fraud.clones.NO_DEVICE when none
     now_ms: int
+    device_id: str  # "" when not sent
+    device: bytes  # its digest as scan records keep it, fraud.clones.NO_DEVICE when none
+    member: bytes  # digest of the member id, fraud.velocity.NO_MEMBER when none
+    ip: str
 
 
 class Assessment(NamedTuple):

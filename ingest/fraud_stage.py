@@ -2,8 +2,8 @@
 
 Territory and shipment rules need no I/O (the reference data is cached in the worker). The
 clone, farm and guessing rules need what Redis remembers, fetched in one round trip before the
-scan state is decided: the codes' histories (one call per scan partition) and the devices' and
-IPs' counters (one call per actor partition). A device or IP blocked for guessing is refused
+scan state is decided: the codes' records (an HGET each) and the devices' and IPs' counters
+(one ``velocity.lua`` call per actor partition). A device or IP blocked for guessing is refused
 with 429; this worker then refuses it without asking Redis until the cool-down ends.
 """
 
@@ -13,7 +13,6 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from fraud import location, velocity
 from fraud.assessment import Assessment, ScanFacts, assess
@@ -24,28 +23,12 @@ from fraud.verdicts import COUNTERFEIT_FLAGS
 from ingest.errors import TooManyRequests
 from ingest.redis_scripts import ScriptRunner
 from ingest.reference_source import ReferenceSource
-from ingest.scan_state import (
-    device_digest,
-    history_of,
-    member_digest,
-    read_history,
-)
+from ingest.scan_state import history_of, read_history
 
 REFERENCE_MAX_AGE_S = 0.1
 _MAX_REMEMBERED_BLOCKS = 10_000
 # what guessers send; a genuine code in a URL with the wrong GTIN is a fake label, not a guess
 _GUESS_FLAGS = frozenset(COUNTERFEIT_FLAGS) - {"gtin_mismatch"}
-
-
-class FraudInput(NamedTuple):
-    serial: int | None  # None when the code did not verify
-    code_flags: tuple[dict[str, object], ...]
-    lat: float | None
-    lon: float | None
-    accuracy_m: float | None
-    device_id: str
-    member_id: str
-    ip: str
 
 
 class FraudStage:
@@ -58,7 +41,7 @@ class FraudStage:
         self._blocked_until: dict[tuple[ActorKind, str], float] = {}
 
     async def judge(
-        self, scans: Sequence[FraudInput], now_ms: int
+        self, scans: Sequence[ScanFacts], now_ms: int
     ) -> list[Assessment | TooManyRequests]:
         """An assessment per scan, or the refusal of a blocked device or IP."""
         refused: dict[int, TooManyRequests] = {}
@@ -67,7 +50,7 @@ class FraudStage:
             if refusal is not None:
                 refused[i] = refusal
         judged = [i for i in range(len(scans)) if i not in refused]
-        facts = [_facts(scans[i], now_ms) for i in judged]
+        facts = [scans[i] for i in judged]
         reference = await self._references.current(REFERENCE_MAX_AGE_S)
         placements = location.place(
             [f.serial for f in facts],
@@ -77,7 +60,7 @@ class FraudStage:
             reference,
             self._policy,
         )
-        histories, devices, ips = await self._remembered([scans[i] for i in judged], facts, now_ms)
+        histories, devices, ips = await self._remembered(facts, now_ms)
         for at, i in enumerate(judged):
             blocked_s = max(devices[at].blocked_s, ips[at].blocked_s)
             if blocked_s:
@@ -98,13 +81,13 @@ class FraudStage:
         return results
 
     async def _remembered(
-        self, scans: Sequence[FraudInput], facts: Sequence[ScanFacts], now_ms: int
+        self, facts: Sequence[ScanFacts], now_ms: int
     ) -> tuple[list[CodeHistory | None], list[ActorCounts], list[ActorCounts]]:
         """The codes' histories and the devices' and IPs' counts, in one round trip."""
         read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
         by_actor_partition: dict[int, list[tuple[int, Observation]]] = defaultdict(list)
-        for at, (scan, fact) in enumerate(zip(scans, facts, strict=True)):
-            for observation in _observations(scan, fact):
+        for at, fact in enumerate(facts):
+            for observation in _observations(fact):
                 partition = velocity.actor_partition(observation.actor)
                 by_actor_partition[partition].append((at, observation))
         history_reads = [read_history(facts[at].serial) for at in read]
@@ -127,7 +110,7 @@ class FraudStage:
                 target[at] = ActorCounts.from_reply(reply)
         return histories, devices, ips
 
-    def _known_block(self, scan: FraudInput) -> TooManyRequests | None:
+    def _known_block(self, scan: ScanFacts) -> TooManyRequests | None:
         now = time.monotonic()
         for actor in ((ActorKind.DEVICE, scan.device_id), (ActorKind.IP, scan.ip)):
             until = self._blocked_until.get(actor)
@@ -135,7 +118,7 @@ class FraudStage:
                 return _refusal(actor[0], math.ceil(until - now))
         return None
 
-    def _block(self, scan: FraudInput, device: ActorCounts, ip: ActorCounts) -> TooManyRequests:
+    def _block(self, scan: ScanFacts, device: ActorCounts, ip: ActorCounts) -> TooManyRequests:
         if len(self._blocked_until) >= _MAX_REMEMBERED_BLOCKS:
             now = time.monotonic()
             self._blocked_until = {a: t for a, t in self._blocked_until.items() if t > now}
@@ -158,23 +141,13 @@ def _refusal(kind: ActorKind, seconds: int) -> TooManyRequests:
     )
 
 
-def _facts(scan: FraudInput, now_ms: int) -> ScanFacts:
-    return ScanFacts(
-        location.NO_SERIAL if scan.serial is None else scan.serial,
-        scan.code_flags,
-        math.nan if scan.lat is None else scan.lat,
-        math.nan if scan.lon is None else scan.lon,
-        math.nan if scan.accuracy_m is None else scan.accuracy_m,
-        device_digest(scan.device_id),
-        now_ms,
-    )
-
-
-def _observations(scan: FraudInput, fact: ScanFacts) -> list[Observation]:
+def _observations(scan: ScanFacts) -> list[Observation]:
+    """The scan as its IP made it and, when it sent one, as its device made it."""
     invalid = any(flag["flag"] in _GUESS_FLAGS for flag in scan.code_flags)
-    serial = 0 if fact.serial == location.NO_SERIAL else fact.serial
-    member = member_digest(scan.member_id)
-    observations = [Observation(ActorKind.IP, scan.ip, invalid, 0, member)]
+    observations = [Observation(ActorKind.IP, scan.ip, invalid, 0, scan.member)]
     if scan.device_id:
-        observations.append(Observation(ActorKind.DEVICE, scan.device_id, invalid, serial, member))
+        serial = 0 if scan.serial == location.NO_SERIAL else scan.serial
+        observations.append(
+            Observation(ActorKind.DEVICE, scan.device_id, invalid, serial, scan.member)
+        )
     return observations

@@ -32,11 +32,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from codes.batches import BatchStatus
 from codes.errors import CodeError
 from codes.verify import VerifiedCode, Verifier
-from fraud.assessment import Assessment
+from fraud.assessment import Assessment, ScanFacts
+from fraud.location import NO_SERIAL
 from fraud.verdicts import Verdict
 from ingest import metrics
 from ingest.errors import ApiError, Unavailable
-from ingest.fraud_stage import FraudInput, FraudStage
+from ingest.fraud_stage import FraudStage
 from ingest.redis_scripts import ScriptRunner
 from ingest.scan_events import MAX_EVENTS_PER_ENTRY, ScanEvent
 from ingest.scan_request import ScanRequest
@@ -44,6 +45,8 @@ from ingest.scan_state import (
     STREAM_FULL,
     ScanState,
     decide_scans,
+    device_digest,
+    member_digest,
     pack_scan,
     partition_of_serial,
     partition_of_text,
@@ -206,7 +209,7 @@ class ScanPipeline:
 
     async def _judge(self, decisions: list[_Decision], now_ms: int) -> list[_Decision]:
         """The fraud stage's verdicts; the scans it refuses are answered here and left out."""
-        results = await self._fraud.judge([_fraud_input(d) for d in decisions], now_ms)
+        results = await self._fraud.judge([_scan_facts(d, now_ms) for d in decisions], now_ms)
         judged = []
         for decision, result in zip(decisions, results, strict=True):
             if isinstance(result, ApiError):
@@ -219,16 +222,18 @@ class ScanPipeline:
         return judged
 
 
-def _fraud_input(decision: _Decision) -> FraudInput:
+def _scan_facts(decision: _Decision, now_ms: int) -> ScanFacts:
     request, verified = decision.request, decision.verified
-    return FraudInput(
-        None if verified is None else verified.serial,
+    return ScanFacts(
+        NO_SERIAL if verified is None else verified.serial,
         decision.flags,
-        request.lat,
-        request.lon,
-        request.accuracy_m,
+        math.nan if request.lat is None else request.lat,
+        math.nan if request.lon is None else request.lon,
+        math.nan if request.accuracy_m is None else request.accuracy_m,
+        now_ms,
         request.device_id,
-        request.member_id,
+        device_digest(request.device_id),
+        member_digest(request.member_id),
         request.ip,
     )
 
