@@ -16,23 +16,25 @@ from aiohttp import web
 
 from benchmarks import fraud_eval
 from benchmarks.fraud_eval import Outcome, evaluate, farm_over_threshold, predecessors, run_world
-from benchmarks.synthetic_world import (
+from benchmarks.world import (
     CLONE_MIN_KM,
     DIVERTED_MIN_KM,
     IP_NETWORK,
-    MAX_CODES_PER_CONSUMER,
+    MAX_CODES_PER_PHONE,
     MAX_CODES_PER_SHIPMENT,
     REGION,
     Aggregation,
     CodeForm,
     CodeRef,
     CodeShipment,
+    Consumer,
     Floats,
     Forged,
     Label,
     PlannedScan,
     RangeShipment,
     Territory,
+    Trait,
     World,
     WorldParams,
     build_world,
@@ -41,6 +43,7 @@ from benchmarks.synthetic_world import (
     ring_contains,
     ring_distance_km,
 )
+from benchmarks.world.honest import FRIENDS_WITHIN_KM, TRIP_MIN_KM
 from codes import crockford, digital_link, signing
 
 SMALL = WorldParams(
@@ -219,19 +222,28 @@ def test_scans_are_in_time_order_and_interleaved(world: World) -> None:
         assert any(mine[0] < i < mine[-1] for i in positions)
 
 
-def test_honest_scans_are_at_home_inside_the_territory_their_code_went_to(world: World) -> None:
+def test_honest_scans_are_inside_the_territory_their_code_went_to(world: World) -> None:
+    """At or near home, at a friend's table nearby, or (travellers) in another territory."""
     shipped, territories = _shipped_to(world), _territories(world)
-    consumers = {c.device_id: c for c in world.consumers}
+    consumers = {(c.device_id, c.member_id): c for c in world.consumers}
+    friends_codes = {s.code for s in _of(world, Label.HONEST) if Trait.FRIENDS in s.traits}
     for scan in _of(world, Label.HONEST):
         assert isinstance(scan.code, CodeRef)
-        consumer = consumers[scan.actor]
-        assert shipped[scan.code] == consumer.distributor_id
-        assert (scan.ip, scan.member_id) == (consumer.ip, consumer.member_id)
-        if scan.location is not None:
-            lon, lat = _point(scan)
-            assert territories[consumer.distributor_id].contains(lon, lat)[0]
-            home = haversine_km(np.array(consumer.lon), np.array(consumer.lat), lon, lat)
-            assert float(home[0]) < 10
+        consumer = consumers[scan.actor, scan.member_id]
+        assert scan.ip == consumer.ip
+        assert scan.traits >= consumer.traits
+        if scan.code not in friends_codes:
+            assert shipped[scan.code] == consumer.distributor_id
+        if scan.location is None:
+            continue
+        lon, lat = _point(scan)
+        home = float(haversine_km(np.array(consumer.lon), np.array(consumer.lat), lon, lat)[0])
+        shipped_to = territories[shipped[scan.code]]
+        if Trait.TRAVELLER in scan.traits:
+            assert shipped_to.outside_km(lon, lat)[0] >= TRIP_MIN_KM - 20
+        else:
+            assert shipped_to.contains(lon, lat)[0]
+            assert home < (FRIENDS_WITHIN_KM + 10 if Trait.FRIENDS in scan.traits else 10)
     for consumer in world.consumers:
         assert territories[consumer.distributor_id].contains(
             np.array([consumer.lon]), np.array([consumer.lat])
@@ -247,11 +259,11 @@ def test_honest_people_stay_under_the_rule_thresholds(world: World) -> None:
         if scan.label in (Label.HONEST, Label.DIVERTED, Label.HARVESTED):
             codes[scan.actor].add(scan.code)
             members[scan.actor].add(scan.member_id)
-    assert max(len(c) for c in codes.values()) <= MAX_CODES_PER_CONSUMER
-    assert max(len(m) for m in members.values()) == 1
+    assert max(len(c) for c in codes.values()) <= MAX_CODES_PER_PHONE
+    assert max(len(m) for m in members.values()) == 3  # a shared household phone
     for scan in world.scans:
         if scan.label is not Label.CLONED and isinstance(scan.code, CodeRef):
-            assert len(devices[scan.code]) == 1, scan
+            assert len(devices[scan.code]) <= (5 if Trait.FRIENDS in scan.traits else 1), scan
     guessers = {scan.ip for scan in _of(world, Label.GUESSING)}
     assert not guessers & {scan.ip for scan in _of(world, Label.HONEST)}
     assert all(ipaddress.ip_address(scan.ip) in IP_NETWORK for scan in world.scans)
@@ -259,12 +271,115 @@ def test_honest_people_stay_under_the_rule_thresholds(world: World) -> None:
 
 def test_some_honest_scans_repeat_and_a_few_have_no_location(world: World) -> None:
     honest = _of(world, Label.HONEST)
-    repeats = len(honest) - len({scan.code for scan in honest})
-    assert 0.08 < repeats / len(honest) < 0.25
+    ordinary = [s for s in honest if not s.traits & {Trait.REPEAT, Trait.FRIENDS}]
+    repeats = len(ordinary) - len({scan.code for scan in ordinary})
+    assert 0.08 < repeats / len(ordinary) < 0.25
     without = sum(scan.location is None for scan in honest) / len(honest)
     assert 0.01 < without < 0.06
     forms = Counter(scan.form for scan in honest)
     assert forms[CodeForm.URL] > forms[CodeForm.BARE] > forms[CodeForm.TYPED] > 0
+
+
+def test_honest_traits_come_in_their_shares(world: World) -> None:
+    params, consumers = world.params, world.consumers
+    honest = _of(world, Label.HONEST)
+    share = {
+        trait: sum(trait in c.traits for c in consumers) / len(consumers)
+        for trait in (Trait.BORDER, Trait.SHARED_PHONE, Trait.NAT, Trait.REPEAT)
+    }
+    assert share[Trait.BORDER] == pytest.approx(params.border_share, abs=0.015)
+    assert share[Trait.SHARED_PHONE] == pytest.approx(params.shared_phone_share, abs=0.015)
+    assert share[Trait.NAT] == pytest.approx(params.nat_share, abs=0.03)
+    assert share[Trait.REPEAT] == pytest.approx(params.repeat_scanner_share, abs=0.015)
+    travelling = sum(Trait.TRAVELLER in s.traits for s in honest) / len(honest)
+    assert travelling == pytest.approx(params.traveller_share, rel=0.5)
+    tables = {s.code for s in honest if Trait.FRIENDS in s.traits}
+    assert len(tables) / len({s.code for s in honest}) == pytest.approx(
+        params.friends_share, rel=0.5
+    )
+
+
+def test_border_dwellers_live_half_a_km_to_three_km_inside_the_border(world: World) -> None:
+    territories = _territories(world)
+    dwellers = [c for c in world.consumers if Trait.BORDER in c.traits]
+    for consumer in dwellers:
+        lon, lat = np.array([consumer.lon]), np.array([consumer.lat])
+        territory = territories[consumer.distributor_id]
+        assert territory.contains(lon, lat)[0]
+        assert 0.5 <= territory.edge_km(lon, lat)[0] <= 3.0
+    others = [c for c in world.consumers if Trait.BORDER not in c.traits]
+    lon, lat = np.array([c.lon for c in others]), np.array([c.lat for c in others])
+    edge = np.concatenate(
+        [
+            territories[d].edge_km(lon[mine], lat[mine])
+            for d in territories
+            if (mine := np.array([c.distributor_id == d for c in others])).any()
+        ]
+    )
+    assert (edge < 3.0).mean() < 0.01  # without them, hardly anyone lives that close
+
+
+def test_households_share_a_phone_and_routers_an_ip(world: World) -> None:
+    by_device: dict[str, list[Consumer]] = defaultdict(list)
+    by_ip: dict[str, list[Consumer]] = defaultdict(list)
+    for consumer in world.consumers:
+        by_device[consumer.device_id].append(consumer)
+        by_ip[consumer.ip].append(consumer)
+    for people in by_device.values():
+        shared = Trait.SHARED_PHONE in people[0].traits
+        assert len(people) in ((2, 3) if shared else (1,))
+        assert len({(p.lon, p.lat, p.ip) for p in people}) == 1
+        assert len({p.member_id for p in people}) == len(people)
+    for people in by_ip.values():
+        behind_router = Trait.NAT in people[0].traits
+        if behind_router:
+            assert 2 <= len(people) <= 8
+            assert len({p.device_id for p in people}) == len(people)
+        else:
+            assert len({p.device_id for p in people}) == 1
+
+
+def test_repeat_scanners_scan_each_code_three_to_eight_times(world: World) -> None:
+    scans: dict[object, list[PlannedScan]] = defaultdict(list)
+    for scan in _of(world, Label.HONEST):
+        if Trait.REPEAT in scan.traits and Trait.FRIENDS not in scan.traits:
+            scans[scan.code].append(scan)
+    assert scans
+    for repeated in scans.values():
+        assert 3 <= len(repeated) <= 8
+        assert len({s.device_id for s in repeated}) == 1
+
+
+def test_friends_scan_one_bottle_at_one_table_within_minutes(world: World) -> None:
+    tables: dict[object, list[PlannedScan]] = defaultdict(list)
+    for scan in _of(world, Label.HONEST):
+        if Trait.FRIENDS in scan.traits:
+            tables[scan.code].append(scan)
+    sizes = Counter(len(scans) for scans in tables.values())
+    assert set(sizes) <= {2, 3, 4, 5}
+    assert sizes[2] > sizes[5] > 0
+    for scans in tables.values():
+        assert len({s.device_id for s in scans}) == len(scans)
+        assert scans[-1].t_s - scans[0].t_s <= 600
+        points = {
+            (s.location.true_lon, s.location.true_lat) for s in scans if s.location is not None
+        }
+        assert len(points) <= 1
+
+
+def test_travellers_scan_in_another_territory(world: World) -> None:
+    territories = _territories(world)
+    consumers = {(c.device_id, c.member_id): c for c in world.consumers}
+    trips = [s for s in _of(world, Label.HONEST) if Trait.TRAVELLER in s.traits]
+    assert trips
+    for scan in trips:
+        if scan.location is None:
+            continue
+        home = consumers[scan.actor, scan.member_id].distributor_id
+        lon, lat = _point(scan)
+        inside = [d for d, territory in territories.items() if territory.contains(lon, lat)[0]]
+        assert len(inside) == 1
+        assert inside[0] != home
 
 
 def test_gps_fixes_are_noisy_as_their_accuracy_says(world: World) -> None:
@@ -396,7 +511,8 @@ def _perfect(world: World) -> list[Outcome]:
         flags = set() if scan.location is not None else {"no_location"}
         if scan.label is Label.CLONED and (scan.clone_index or 0) >= 1:
             flags.add("cloned")
-        flags |= {"out_of_territory"} if scan.label is Label.DIVERTED else set()
+        if scan.label is Label.DIVERTED or Trait.TRAVELLER in scan.traits:
+            flags.add("out_of_territory")
         flags |= {"not_shipped"} if scan.label is Label.HARVESTED else set()
         flags |= {"device_farm"} if farm_over else set()
         if scan.label is Label.GUESSING:
@@ -408,7 +524,11 @@ def _perfect(world: World) -> list[Outcome]:
 def test_perfect_answers_meet_every_goal(small: World) -> None:
     report = evaluate(small, _perfect(small), 1.0, 2.0)
     assert all(rate.value == 1.0 for rate in report.recall.values())
-    assert all(rate.value == 1.0 for rate in report.precision.values())
+    precision = dict(report.precision)
+    diverted = precision.pop(Label.DIVERTED.value)  # travellers are rightly out of territory
+    assert all(rate.value == 1.0 for rate in precision.values())
+    travellers = sum(Trait.TRAVELLER in scan.traits for scan in small.scans)
+    assert diverted.total - diverted.hits == travellers > 0
     assert report.honest_false_positives.hits == 0
     figures = report.to_json()
     assert figures["goals_met"] is True
@@ -417,7 +537,11 @@ def test_perfect_answers_meet_every_goal(small: World) -> None:
 
 def test_false_positives_and_misses_are_counted(small: World) -> None:
     outcomes = _perfect(small)
-    honest = [i for i, scan in enumerate(small.scans) if scan.label is Label.HONEST]
+    honest = [
+        i
+        for i, scan in enumerate(small.scans)
+        if scan.label is Label.HONEST and Trait.TRAVELLER not in scan.traits
+    ]
     outcomes[honest[0]] = Outcome(200, "suspicious", frozenset({"cloned", "no_location"}))
     outcomes[honest[1]] = Outcome(429, None, frozenset())
     outcomes[honest[2]] = Outcome(200, "genuine", frozenset({"no_location"}))
@@ -425,11 +549,43 @@ def test_false_positives_and_misses_are_counted(small: World) -> None:
     outcomes[second_clone] = Outcome(200, "genuine", frozenset())
     report = evaluate(small, outcomes)
     assert report.honest_false_positives == fraud_eval.Rate(2, len(honest))
+    assert [example["scan"] for example in report.false_positive_examples] == honest[:2]
+    assert report.statuses_by_label[Label.HONEST.value]["429"] == 1
     cloned = report.recall["cloned"]
     assert cloned.hits == cloned.total - 1
     precision = report.precision[Label.CLONED.value]
     assert precision.total - precision.hits == 1
     assert report.goals()["cloned_recall"]["met"] is (cloned.hits / cloned.total >= 0.99)
+
+
+def test_travellers_are_counted_apart_from_the_honest_false_positives(small: World) -> None:
+    outcomes = _perfect(small)
+    trips = [i for i, scan in enumerate(small.scans) if Trait.TRAVELLER in scan.traits]
+    assert trips
+    outcomes[trips[0]] = Outcome(200, "genuine", frozenset())
+    report = evaluate(small, outcomes)
+    assert report.honest_false_positives.hits == 0
+    assert report.travellers == fraud_eval.Rate(len(trips) - 1, len(trips))
+    figures = report.to_json()
+    assert figures["travellers"]["scans"] == len(trips)  # type: ignore[index]
+    assert "excludes travellers" in figures["honest"]["note"]  # type: ignore[index]
+
+
+def test_false_positives_are_broken_down_by_trait_with_examples(small: World) -> None:
+    outcomes = _perfect(small)
+    table = next(i for i, s in enumerate(small.scans) if Trait.FRIENDS in s.traits)
+    detail = {"flag": "cloned", "reason": "devices", "distinct_devices": 5, "limit": 4}
+    outcomes[table] = Outcome(200, "counterfeit", frozenset({"cloned"}), (detail,))
+    report = evaluate(small, outcomes)
+    assert report.honest_by_trait[Trait.FRIENDS.value].hits == 1
+    assert report.false_positive_examples == [
+        {
+            "scan": table,
+            "traits": sorted(small.scans[table].traits),
+            "status": 200,
+            "flags": [detail],
+        }
+    ]
 
 
 def test_a_scan_waits_for_the_last_scan_of_its_code_and_of_its_actor(small: World) -> None:
