@@ -60,21 +60,28 @@ def clone_flag(
     policy: FraudPolicy,
 ) -> dict[str, object] | None:
     """``cloned`` with the numbers behind it, or None. A scan without a device id cannot be
-    told apart from the first scanner's, but it can still be in an impossible place."""
+    told apart from the first scanner's, but it can still be in an impossible place.
+
+    The device limit does not count phones gathered where the code was scanned before: five
+    friends scanning one bottle at a table are not five clones."""
     if history is None or (history.devices and device == history.devices[0]):
         return None
     new_device = device != NO_DEVICE and device not in history.devices
-    if new_device and history.distinct_devices >= policy.clone_max_devices:
+    earlier = [(history.first_ms, history.first_lat, history.first_lon)]
+    if new_device or device == NO_DEVICE:  # the last scan was someone else's
+        earlier.append((history.last_ms, history.last_lat, history.last_lon))
+    slack_km = policy.clone_slack_km + (0.0 if math.isnan(accuracy_m) else accuracy_m / 1000)
+    if (
+        new_device
+        and history.distinct_devices >= policy.clone_max_devices
+        and not _near_any(lat, lon, earlier, slack_km)
+    ):
         return {
             "flag": "cloned",
             "reason": "devices",
             "distinct_devices": history.distinct_devices + 1,
             "limit": policy.clone_max_devices,
         }
-    earlier = [(history.first_ms, history.first_lat, history.first_lon)]
-    if new_device or device == NO_DEVICE:  # the last scan was someone else's
-        earlier.append((history.last_ms, history.last_lat, history.last_lon))
-    slack_km = policy.clone_slack_km + (0.0 if math.isnan(accuracy_m) else accuracy_m / 1000)
     fastest: dict[str, object] | None = None
     top_speed = policy.clone_speed_kmh
     for then_ms, then_lat, then_lon in earlier:
@@ -94,3 +101,13 @@ def clone_flag(
                 "limit_kmh": policy.clone_speed_kmh,
             }
     return fastest
+
+
+def _near_any(
+    lat: float, lon: float, places: list[tuple[int, float, float]], slack_km: float
+) -> bool:
+    """Within GPS slack of one of the earlier places (False when either place is unknown)."""
+    return not math.isnan(lat) and any(
+        not math.isnan(then_lat) and haversine_km(then_lat, then_lon, lat, lon) <= slack_km
+        for _, then_lat, then_lon in places
+    )

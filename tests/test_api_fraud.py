@@ -214,12 +214,21 @@ async def test_too_many_phones_on_one_code_is_a_clone(
     client: Client, world: dict[str, Any]
 ) -> None:
     code = world["unit_codes"][4]
+    answers = []
+    for n in range(6):  # 2.8 km apart: not one gathering, and no impossible journey
+        place = {**IN_SHANGHAI, "lat": IN_SHANGHAI["lat"] + 0.025 * n}
+        answers.append(await post_scan(client, {"code": code, **place, "device_id": f"p{n}"}))
+    assert [a["verdict"] for a in answers] == ["genuine"] * 4 + ["counterfeit"] * 2
+    assert [_flags(a)["cloned"]["reason"] for a in answers[4:]] == ["devices", "devices"]
+
+
+async def test_friends_at_one_table_are_not_clones(client: Client, world: dict[str, Any]) -> None:
+    code = world["unit_codes"][4]
     answers = [
-        await post_scan(client, {"code": code, **IN_SHANGHAI, "device_id": f"phone-{n}"})
+        await post_scan(client, {"code": code, **IN_SHANGHAI, "device_id": f"friend-{n}"})
         for n in range(6)
     ]
-    assert [a["verdict"] for a in answers] == ["genuine"] * 4 + ["counterfeit"] * 2
-    assert _flags(answers[4])["cloned"]["reason"] == "devices"
+    assert [a["verdict"] for a in answers] == ["genuine"] * 6
 
 
 @pytest.fixture

@@ -111,17 +111,29 @@ def test_a_scan_without_location_cannot_be_judged_on_travel() -> None:
     assert clone_flag(_history(OWNER), 1_000, math.nan, math.nan, math.nan, OTHER, POLICY) is None
 
 
-def test_more_devices_than_the_limit_is_a_clone_wherever_they_are() -> None:
+def test_more_devices_than_the_limit_elsewhere_is_a_clone() -> None:
     devices = [bytes([n]) * 4 for n in range(1, POLICY.clone_max_devices + 1)]
     history = _history(*devices)
-    flag = clone_flag(history, 0, *SHANGHAI, 10.0, b"\x09" * 4, POLICY)
+    elsewhere = (SHANGHAI[0] + 0.1, SHANGHAI[1])  # 11 km away, two days later: no travel flag
+    flag = clone_flag(history, 2 * 86_400_000, *elsewhere, 10.0, b"\x09" * 4, POLICY)
     assert flag == {
         "flag": "cloned",
         "reason": "devices",
         "distinct_devices": POLICY.clone_max_devices + 1,
         "limit": POLICY.clone_max_devices,
     }
-    assert clone_flag(history, 0, *SHANGHAI, 10.0, devices[1], POLICY) is None  # known device
+    assert clone_flag(history, 0, *elsewhere, 10.0, devices[1], POLICY) is None  # known device
+
+
+def test_friends_gathered_round_one_bottle_are_not_clones() -> None:
+    devices = [bytes([n]) * 4 for n in range(1, POLICY.clone_max_devices + 1)]
+    at_the_table = (SHANGHAI[0] + 0.002, SHANGHAI[1])  # 220 m: GPS indoors
+    fifth = clone_flag(_history(*devices), MINUTE_MS, *at_the_table, 30.0, b"\x09" * 4, POLICY)
+    assert fifth is None
+    no_location = clone_flag(
+        _history(*devices), MINUTE_MS, math.nan, math.nan, math.nan, b"\x09" * 4, POLICY
+    )
+    assert no_location is not None  # where it cannot be told, the limit holds
 
 
 def test_a_new_device_is_compared_with_the_last_scan_too() -> None:
