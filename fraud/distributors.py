@@ -4,7 +4,6 @@ worker, which reloads them when the version counter moves."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -75,10 +74,3 @@ class Distributor:
             Territory.from_geojson(document["territory"]),
             document["updated_ms"],
         )
-
-
-def load_all(stored: Mapping[bytes | str, bytes | str]) -> dict[str, Distributor]:
-    """The distributors of ``HGETALL {geo}:distributors``; stored ones are valid by
-    construction, so an error here is a bug or a hand edit and is raised."""
-    distributors = (Distributor.from_stored(raw) for raw in stored.values())
-    return {d.distributor_id: d for d in distributors}
