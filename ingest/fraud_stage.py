@@ -44,41 +44,40 @@ class FraudStage:
         self, scans: Sequence[ScanFacts], now_ms: int
     ) -> list[Assessment | TooManyRequests]:
         """An assessment per scan, or the refusal of a blocked device or IP."""
-        refused: dict[int, TooManyRequests] = {}
-        for i, scan in enumerate(scans):
-            refusal = self._known_block(scan)
-            if refusal is not None:
-                refused[i] = refusal
-        judged = [i for i in range(len(scans)) if i not in refused]
-        facts = [scans[i] for i in judged]
+        known_blocks = [self._known_block(scan) for scan in scans]
+        fresh = [scan for scan, block in zip(scans, known_blocks, strict=True) if block is None]
+        judged = iter(await self._judge_fresh(fresh, now_ms))
+        return [block or next(judged) for block in known_blocks]
+
+    async def _judge_fresh(
+        self, scans: Sequence[ScanFacts], now_ms: int
+    ) -> list[Assessment | TooManyRequests]:
         reference = await self._references.current(REFERENCE_MAX_AGE_S)
         placements = location.place(
-            [f.serial for f in facts],
-            [f.lat for f in facts],
-            [f.lon for f in facts],
-            [f.accuracy_m for f in facts],
+            [s.serial for s in scans],
+            [s.lat for s in scans],
+            [s.lon for s in scans],
+            [s.accuracy_m for s in scans],
             reference,
             self._policy,
         )
-        histories, devices, ips = await self._remembered(facts, now_ms)
-        for at, i in enumerate(judged):
-            blocked_s = max(devices[at].blocked_s, ips[at].blocked_s)
-            if blocked_s:
-                refused[i] = self._block(scans[i], devices[at], ips[at])
-        kept = [at for at, i in enumerate(judged) if i not in refused]
-        assessments = assess(
-            [facts[at] for at in kept],
-            [placements[at] for at in kept],
-            [histories[at] for at in kept],
-            [devices[at] for at in kept],
-            [ips[at] for at in kept],
-            self._policy,
+        histories, devices, ips = await self._remembered(scans, now_ms)
+        blocks = [
+            self._block(scan, device, ip) if device.blocked_s or ip.blocked_s else None
+            for scan, device, ip in zip(scans, devices, ips, strict=True)
+        ]
+        kept = [at for at, block in enumerate(blocks) if block is None]
+        assessed = iter(
+            assess(
+                [scans[at] for at in kept],
+                [placements[at] for at in kept],
+                [histories[at] for at in kept],
+                [devices[at] for at in kept],
+                [ips[at] for at in kept],
+                self._policy,
+            )
         )
-        results: list[Assessment | TooManyRequests] = []
-        answers = iter(assessments)
-        for i in range(len(scans)):
-            results.append(refused[i] if i in refused else next(answers))
-        return results
+        return [block or next(assessed) for block in blocks]
 
     async def _remembered(
         self, facts: Sequence[ScanFacts], now_ms: int
