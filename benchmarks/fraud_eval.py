@@ -38,7 +38,6 @@ import contextlib
 import ipaddress
 import itertools
 import os
-import platform
 import secrets
 import signal
 import subprocess
@@ -55,6 +54,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from benchmarks.report import provenance, publish
 from benchmarks.world import (
     Aggregation,
     BatchPlan,
@@ -75,7 +75,6 @@ from benchmarks.world import (
 from ingest import local_services
 from ingest.server import wait_until_serving
 
-RESULTS = Path(__file__).with_name("results")
 FLAG_OF = {
     Label.CLONED: "cloned",
     Label.DIVERTED: "out_of_territory",
@@ -667,14 +666,6 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _git_commit() -> str:
-    try:
-        command = ["git", "rev-parse", "--short", "HEAD"]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.fraud_eval",
@@ -726,17 +717,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("\nfraud_eval: interrupted")
     result = {
         **report.to_json(),
-        "git_commit": _git_commit(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **provenance(),
         "target": "url" if args.url is not None else f"own stack, {args.workers} worker(s)",
         "concurrency": args.concurrency,
         "world": asdict(params),
     }
-    text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    RESULTS.mkdir(exist_ok=True)
-    name = f"fraud-eval-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    (RESULTS / name).write_bytes(text + b"\n")
-    sys.stdout.write(text.decode() + "\n")
+    publish(result, f"fraud-eval-{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 if __name__ == "__main__":

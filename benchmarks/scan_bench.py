@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from typing import Any, cast
 import orjson
 import redis
 
+from benchmarks.report import provenance, publish
 from codes.batches import Batch, BatchOrder
 from codes.keyring import Keyring
 from fraud import shipments
@@ -47,7 +47,6 @@ from ingest.sink_streams import STATS_KEY
 
 SECRET = "bench keyring secret"
 LOAD_SCRIPT = Path(__file__).with_name("scan_load.lua")
-RESULTS = Path(__file__).with_name("results")
 SHANGHAI = (31.3, 121.5)  # where scan_load.lua puts its phones
 
 
@@ -186,8 +185,7 @@ def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str])
         half = _wrk(url, {**env, "SCAN_RATE": str(half_rate)}, seconds, connections)
     return {
         "benchmark": "scan_path",
-        "git_commit": _git_commit(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **provenance(),
         "workers": workers,
         "territories": args.territories,
         "connections": connections,
@@ -253,14 +251,6 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def _git_commit() -> str:
-    try:
-        command = ["git", "rev-parse", "--short", "HEAD"]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=1, choices=[1, 2])
@@ -276,11 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     result = run(args)
-    text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    RESULTS.mkdir(exist_ok=True)
-    name = f"scan-{time.strftime('%Y%m%d-%H%M%S')}-w{args.workers}-t{args.territories}.json"
-    (RESULTS / name).write_bytes(text + b"\n")
-    sys.stdout.write(text.decode() + "\n")
+    publish(result, f"scan-{time.strftime('%Y%m%d-%H%M%S')}-w{args.workers}-t{args.territories}")
 
 
 if __name__ == "__main__":
