@@ -195,6 +195,9 @@ def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, by
     stream_index = (np.arange(count) - entry_starts).astype(np.uint16)
     # one decode and split for all rows: the fields of a row are consecutive
     string_rows = _SEPARATOR_BYTES.join(strings).decode().split(SEPARATOR)
+    if count and len(string_rows) != count * len(STRING_FIELDS):
+        # an event of another layout (an older writer): never insert it misaligned
+        raise ValueError(f"{len(string_rows)} string fields for {count} events")
     fixed = np.frombuffer(b"".join(fixed_parts), dtype=FIXED, count=count)
     state = np.frombuffer(b"".join(state_parts), dtype=STATE, count=count)
     time_ms = fixed["time_ms"]

@@ -227,7 +227,8 @@ def test_a_crash_between_insert_and_ack_inserts_nothing_twice(
     streams: redis.Redis, redis_url: str, database: str
 ) -> None:
     add_events(streams, make_events(400))
-    settings = _settings(redis_url, database)
+    # a flush interval long enough that all 400 go in the first insert, even on a busy machine
+    settings = _settings(redis_url, database, sink_flush_ms=2_000)
     with _sink_with(settings, streams=_CrashBeforeAck) as (sink, _), pytest.raises(_Crash):
         sink.run()
     assert stored(database) == (400, 400)
