@@ -26,7 +26,14 @@ from fraud.verdicts import Verdict
 from ingest import local_services
 from ingest.redis_scripts import RedisPyCommands, ScriptRunner
 from ingest.scan_events import STREAM_KEYS, ScanEvent
-from ingest.scan_state import decide_scans, pack_scan, partition_of_serial, scan_argument
+from ingest.scan_state import (
+    decide_scans,
+    device_digest,
+    member_digest,
+    pack_scan,
+    partition_of_serial,
+    scan_argument,
+)
 
 CALL_SIZE = 8  # scans of one partition per call: a micro-batch of ~128 scans
 
@@ -59,7 +66,8 @@ async def _scan(redis: Redis, serials: list[int], devices: int, now_ms: int) -> 
     runner = ScriptRunner(RedisPyCommands(redis))
     by_partition: dict[int, list[bytes]] = {}
     for serial in serials:
-        packed = pack_scan(serial, now_ms, 31.23, 121.47, f"device-{devices}-{serial}", "m")
+        device = device_digest(f"device-{devices}-{serial}")
+        packed = pack_scan(serial, now_ms, 31.23, 121.47, device, member_digest("m"))
         argument = scan_argument(packed, "", _event(serial, now_ms))
         by_partition.setdefault(partition_of_serial(serial), []).append(argument)
     calls = [

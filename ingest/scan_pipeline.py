@@ -104,6 +104,7 @@ class _Decision:
     verdict: Verdict = Verdict.GENUINE
     flags: tuple[dict[str, object], ...] = ()  # what verification found, then every rule's
     assessment: Assessment | None = None
+    facts: ScanFacts | None = None  # what the fraud stage was given, digests included
     product: dict[str, object] | None = None
     partition: int = 0
     argument: bytes = b""
@@ -209,15 +210,16 @@ class ScanPipeline:
 
     async def _judge(self, decisions: list[_Decision], now_ms: int) -> list[_Decision]:
         """The fraud stage's verdicts; the scans it refuses are answered here and left out."""
-        results = await self._fraud.judge([_scan_facts(d, now_ms) for d in decisions], now_ms)
+        facts = [_scan_facts(d, now_ms) for d in decisions]
+        results = await self._fraud.judge(facts, now_ms)
         judged = []
-        for decision, result in zip(decisions, results, strict=True):
+        for decision, fact, result in zip(decisions, facts, results, strict=True):
             if isinstance(result, ApiError):
                 metrics.SCANS_BLOCKED.inc()
                 decision.future.set_exception(result)
             else:
                 decision.verdict, decision.flags = result.verdict, result.flags
-                decision.assessment = result
+                decision.assessment, decision.facts = result, fact
                 judged.append(decision)
         return judged
 
@@ -278,7 +280,9 @@ def _verify(decision: _Decision, verifier: Verifier) -> bool:
 
 def _prepare(decision: _Decision, now_ms: int) -> None:
     request, verified, assessment = decision.request, decision.verified, decision.assessment
+    facts = decision.facts
     assert assessment is not None
+    assert facts is not None
     decision.scan_id = request.scan_id or next(_SCAN_IDS)
     latency_us = (time.monotonic_ns() - request.received_ns) // 1000
     if verified is not None:
@@ -321,9 +325,7 @@ def _prepare(decision: _Decision, now_ms: int) -> None:
         surfaced_in=assessment.surfaced_in,
         distance_km=assessment.distance_km,
     )
-    packed = pack_scan(
-        serial, now_ms, request.lat, request.lon, request.device_id, request.member_id
-    )
+    packed = pack_scan(serial, now_ms, request.lat, request.lon, facts.device, facts.member)
     key = retry_key(request.scan_id, code, request.device_id, request.member_id)
     decision.argument = scan_argument(packed, key, event.encode())
 

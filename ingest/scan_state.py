@@ -74,10 +74,11 @@ def pack_scan(
     now_ms: int,
     lat: float | None,
     lon: float | None,
-    device_id: str,
-    member_id: str,
+    device: bytes,
+    member: bytes,
 ) -> bytes:
-    """What the script needs to update a code's record; ``serial`` None leaves state alone."""
+    """What the script needs to update a code's record; ``serial`` None leaves state alone.
+    ``device`` and ``member`` are the digests of ``device_digest`` and ``member_digest``."""
     if lat is None or lon is None:
         lat_e7 = lon_e7 = NO_LOCATION_E7
     else:
@@ -88,8 +89,8 @@ def pack_scan(
         now_ms,
         lat_e7,
         lon_e7,
-        device_digest(device_id),
-        member_digest(member_id),
+        device,
+        member,
     )
 
 

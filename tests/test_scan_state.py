@@ -19,6 +19,8 @@ from ingest.scan_state import (
     STREAM_FULL,
     ScanState,
     decide_scans,
+    device_digest,
+    member_digest,
     pack_scan,
     partition_of_serial,
     partition_of_text,
@@ -69,7 +71,7 @@ def _framed(event: bytes) -> bytes:
 
 
 def _scan(device: str = "", member: str = "", serial: int | None = SERIAL) -> bytes:
-    return pack_scan(serial, NOW, 31.2, 121.4, device, member)
+    return pack_scan(serial, NOW, 31.2, 121.4, device_digest(device), member_digest(member))
 
 
 @pytest.mark.redis
