@@ -1,8 +1,13 @@
-"""Territories as polygons: Voronoi cells with an enclave and an exclave, point tests, sampling."""
+"""Territories as polygons: Voronoi cells with an enclave and an exclave, point tests, sampling.
+
+The world keeps its own point-in-polygon and distances rather than using ``fraud.territory``:
+its ground truth must not come from the code it evaluates.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -202,18 +207,7 @@ def territories(rng: np.random.Generator, count: int) -> list[Territory]:
 def uniform_inside(
     rng: np.random.Generator, territory: Territory, count: int
 ) -> tuple[Floats, Floats]:
-    west, south, east, north = territory.bounds
-    lons: list[Floats] = []
-    lats: list[Floats] = []
-    found = 0
-    while found < count:
-        lon = rng.uniform(west, east, size=4 * count + 16)
-        lat = rng.uniform(south, north, size=lon.size)
-        inside = territory.contains(lon, lat)
-        lons.append(lon[inside])
-        lats.append(lat[inside])
-        found += int(inside.sum())
-    return np.concatenate(lons)[:count], np.concatenate(lats)[:count]
+    return _sample(rng, territory, count, 4 * count + 16, _everywhere)
 
 
 def inside_near_edge(
@@ -221,20 +215,41 @@ def inside_near_edge(
 ) -> tuple[Floats, Floats]:
     """Points spread evenly over the band inside the territory ``min_km``-``max_km`` from its
     edge."""
+
+    def in_band(lon: Floats, lat: Floats) -> Bools:
+        edge = territory.edge_km(lon, lat)
+        band: Bools = (edge >= min_km) & (edge <= max_km)
+        return band
+
+    return _sample(rng, territory, count, 2_000, in_band)
+
+
+def _everywhere(lon: Floats, lat: Floats) -> Bools:
+    return np.ones(lon.size, dtype=np.bool_)
+
+
+def _sample(
+    rng: np.random.Generator,
+    territory: Territory,
+    count: int,
+    draws: int,
+    keep: Callable[[Floats, Floats], Bools],
+) -> tuple[Floats, Floats]:
+    """``count`` uniform points inside the territory that ``keep`` accepts (rejection
+    sampling over its bounds, ``draws`` points a round)."""
     west, south, east, north = territory.bounds
     lons: list[Floats] = []
     lats: list[Floats] = []
     found = 0
     while found < count:
-        lon = rng.uniform(west, east, size=2_000)
+        lon = rng.uniform(west, east, size=draws)
         lat = rng.uniform(south, north, size=lon.size)
         inside = territory.contains(lon, lat)
         lon, lat = lon[inside], lat[inside]
-        edge = territory.edge_km(lon, lat)
-        in_band = (edge >= min_km) & (edge <= max_km)
-        lons.append(lon[in_band])
-        lats.append(lat[in_band])
-        found += int(in_band.sum())
+        kept = keep(lon, lat)
+        lons.append(lon[kept])
+        lats.append(lat[kept])
+        found += int(kept.sum())
     return np.concatenate(lons)[:count], np.concatenate(lats)[:count]
 
 
