@@ -147,11 +147,12 @@ class ShipmentIndex:
 
     def distributor_numbers(self, serials: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
         """For each serial the number of its distributor in ``distributors``, or NOT_SHIPPED."""
+        if not len(self):
+            return np.full(len(serials), NOT_SHIPPED, dtype=np.int32)
         position = np.searchsorted(self._starts, serials, side="right") - 1
         clipped = np.maximum(position, 0)
-        shipped = (position >= 0) & (serials <= self._ends[clipped] if len(self) else False)
-        owners = self._distributor_of_range[clipped] if len(self) else np.zeros_like(position)
-        return np.where(shipped, owners, NOT_SHIPPED).astype(np.int32)
+        shipped = (position >= 0) & (serials <= self._ends[clipped])
+        return np.where(shipped, self._distributor_of_range[clipped], NOT_SHIPPED).astype(np.int32)
 
     def distributor_of(self, serial: int) -> str | None:
         [number] = self.distributor_numbers(np.array([serial], dtype=np.int64))
