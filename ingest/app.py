@@ -14,15 +14,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ingest.api import (
     alerts,
     batches,
+    campaigns,
     codes,
     distributors,
     health,
+    members,
     scans,
     shipments,
     tokens,
 )
 from ingest.auth import Handler
 from ingest.batch_store import BatchStore
+from ingest.campaign_source import CampaignSource
 from ingest.client_address import ClientAddress
 from ingest.config import Settings
 from ingest.errors import ApiError, Unavailable
@@ -32,9 +35,11 @@ from ingest.redis_pipe import RedisPipe
 from ingest.redis_scripts import ScriptRunner
 from ingest.reference_source import ReferenceSource
 from ingest.responses import error_response, json_response
+from ingest.reward_stage import RewardStage
 from ingest.scan_pipeline import ScanPipeline
 from ingest.state import (
     BATCHES,
+    CAMPAIGNS,
     CLIENT_ADDRESS,
     KEYRING,
     REDIS,
@@ -108,6 +113,7 @@ async def redis_and_stores(app: web.Application) -> AsyncIterator[None]:
     app[TOKENS] = TokenStore(redis, settings.admin_token)
     app[VERIFIERS] = VerifierSource(app[KEYRING], app[BATCHES])
     app[REFERENCES] = ReferenceSource(redis)
+    app[CAMPAIGNS] = CampaignSource(redis, settings.member_tiers)
     yield
     await redis.aclose()
 
@@ -120,8 +126,14 @@ async def scan_pipeline(app: web.Application) -> AsyncIterator[None]:
     scripts = ScriptRunner(redis)
     app[CLIENT_ADDRESS] = ClientAddress(settings.trusted_proxies)
     fraud = FraudStage(scripts, app[REFERENCES], settings.fraud_policy)
+    rewards = RewardStage(scripts, app[CAMPAIGNS], settings.member_tiers, settings.scan_id_ttl_s)
     app[SCANS] = ScanPipeline(
-        scripts, app[VERIFIERS], fraud, settings.max_unsunk_events, settings.scan_id_ttl_s
+        scripts,
+        app[VERIFIERS],
+        fraud,
+        rewards,
+        settings.max_unsunk_events,
+        settings.scan_id_ttl_s,
     )
     yield
     await app[SCANS].close()
@@ -135,7 +147,18 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(redis_and_stores)
     app.cleanup_ctx.append(scan_pipeline)
-    for module in (alerts, batches, codes, distributors, health, scans, shipments, tokens):
+    for module in (
+        alerts,
+        batches,
+        campaigns,
+        codes,
+        distributors,
+        health,
+        members,
+        scans,
+        shipments,
+        tokens,
+    ):
         for route in module.routes:
             assert isinstance(route, web.RouteDef)
             guarded = json_errors(route.handler)

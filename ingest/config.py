@@ -68,6 +68,13 @@ def _networks(text: str) -> tuple[str, ...]:
     return networks
 
 
+def _tiers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise ValueError("must be between 1 and 100")
+    return value
+
+
 def _flag(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
@@ -98,6 +105,8 @@ class Settings:
     access_log: bool = False
     alert_interval_s: int = 60
     fraud_policy: FraudPolicy = field(default_factory=FraudPolicy)
+    member_tiers: int = 5
+    """Members are of tier 0 to ``member_tiers - 1``; campaigns weight prizes by tier."""
 
     @property
     def keyring_file(self) -> Path:
@@ -149,6 +158,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "access_log": _flag,
     "alert_interval_s": _positive,
     "fraud_policy": FraudPolicy.from_json,
+    "member_tiers": _tiers,
 }
 
 

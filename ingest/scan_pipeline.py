@@ -1,5 +1,5 @@
-"""The scan path: micro-batches of scans, verified in-process, judged by the fraud stage and
-decided in one Redis round trip.
+"""The scan path: micro-batches of scans, verified in-process, judged by the fraud stage,
+decided in Redis, and drawn for prizes.
 
 Handlers ``submit`` parsed scans and await their futures. The first submission of a loop tick
 starts a drain task; by the time it runs, every request parsed in that tick is queued. While a
@@ -7,8 +7,10 @@ batch waits on Redis the next one gathers, and up to ``MAX_BATCHES_IN_FLIGHT`` b
 once (one alone left the loop idle while its reply sat behind other work). A batch costs two
 pipelined round trips: the fraud stage's (code histories and actor counters, see
 ``ingest.fraud_stage``), then one ``scan_state.lua`` call per partition, each of which updates
-the scan state and appends the events in one atomic step. An answer is given only after Redis
-has acknowledged its event.
+the scan state and appends the events in one atomic step (with the tiers of the members who may
+win a prize). A batch with scans under an open campaign takes a third: one ``draw.lua`` call per
+campaign (``ingest.reward_stage``), only for scans whose events Redis has recorded. An answer is
+given only after Redis has acknowledged its event.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ingest import metrics
 from ingest.errors import ApiError, Unavailable
 from ingest.fraud_stage import FraudStage
 from ingest.redis_scripts import ScriptRunner
+from ingest.reward_stage import Candidate, RewardStage, Won
 from ingest.scan_events import MAX_EVENTS_PER_ENTRY, ScanEvent
 from ingest.scan_request import ScanRequest
 from ingest.scan_state import (
@@ -76,6 +79,7 @@ class ScanResult(NamedTuple):
     flags: tuple[dict[str, object], ...]
     product: dict[str, object] | None
     state: ScanState
+    prize: Won | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -88,6 +92,7 @@ class ScanResult(NamedTuple):
             "distinct_devices": self.state.distinct_devices,
             "flags": list(self.flags),
             "product": self.product,
+            "prize": self.prize.to_json() if self.prize else None,
         }
 
 
@@ -108,6 +113,7 @@ class _Decision:
     product: dict[str, object] | None = None
     partition: int = 0
     argument: bytes = b""
+    retry_key: str = ""
     verified: VerifiedCode | None = None
     canonical: str = ""
 
@@ -118,12 +124,14 @@ class ScanPipeline:
         scripts: ScriptRunner,
         verifiers: VerifierSource,
         fraud: FraudStage,
+        rewards: RewardStage,
         max_unsunk_events: int,
         scan_id_ttl_s: int,
     ) -> None:
         self._scripts = scripts
         self._verifiers = verifiers
         self._fraud = fraud
+        self._rewards = rewards
         self._max_unsunk_per_partition = unsunk_limit_per_partition(max_unsunk_events)
         self._scan_id_ttl_s = scan_id_ttl_s
         self._queue: list[_Queued] = []
@@ -184,8 +192,9 @@ class ScanPipeline:
             if fresh is not verifier:
                 verified = _alone(list(verified), lambda d: _verify(d, fresh))
         judged = await self._judge(list(verified), now_ms)
+        prepared = list(_alone(judged, lambda d: _prepare(d, now_ms)))
         by_partition: dict[int, list[_Decision]] = defaultdict(list)
-        for decision in _alone(judged, lambda d: _prepare(d, now_ms)):
+        for decision in prepared:
             by_partition[decision.partition].append(decision)
         groups = [
             (partition, decisions[start : start + MAX_EVENTS_PER_ENTRY])
@@ -201,12 +210,22 @@ class ScanPipeline:
             )
             for partition, group in groups
         ]
+        contenders = [d for d in prepared if _may_win(d)]
+        candidates = [_candidate(d) for d in contenders]
+        plan = await self._rewards.plan(candidates, now_ms)
         started = time.perf_counter()
-        replies = await self._scripts.run_many(calls)
+        replies = await self._scripts.run_many([*calls, *plan.reads()])
         metrics.REDIS_ROUND_TRIP.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(decisions))
-        for (_, group), reply in zip(groups, replies, strict=True):
-            _answer(group, reply)
+        states: dict[_Decision, ScanState] = {}
+        for (_, group), reply in zip(groups, replies[: len(calls)], strict=True):
+            states.update(_recorded(group, reply))
+        won = await self._rewards.draw(
+            plan, candidates, replies[len(calls) :], [d in states for d in contenders]
+        )
+        prizes = {contenders[index]: prize for index, prize in won.items()}
+        for decision, state in states.items():
+            _answer(decision, state, prizes.get(decision))
 
     async def _judge(self, decisions: list[_Decision], now_ms: int) -> list[_Decision]:
         """The fraud stage's verdicts; the scans it refuses are answered here and left out."""
@@ -326,11 +345,37 @@ def _prepare(decision: _Decision, now_ms: int) -> None:
         distance_km=assessment.distance_km,
     )
     packed = pack_scan(serial, now_ms, request.lat, request.lon, facts.device, facts.member)
-    key = retry_key(request.scan_id, code, request.device_id, request.member_id)
-    decision.argument = scan_argument(packed, key, event.encode())
+    decision.retry_key = retry_key(request.scan_id, code, request.device_id, request.member_id)
+    decision.argument = scan_argument(packed, decision.retry_key, event.encode())
 
 
-def _answer(decisions: list[_Decision], reply: object) -> None:
+def _may_win(decision: _Decision) -> bool:
+    """Prizes go to genuine scans of members (risk is the draw's business)."""
+    return (
+        decision.verdict is Verdict.GENUINE
+        and decision.verified is not None
+        and bool(decision.request.member_id)
+    )
+
+
+def _candidate(decision: _Decision) -> Candidate:
+    verified, assessment = decision.verified, decision.assessment
+    assert verified is not None
+    assert assessment is not None
+    return Candidate(
+        decision.scan_id,
+        decision.retry_key,
+        decision.request.member_id,
+        assessment.risk,
+        verified.serial,
+        decision.canonical,
+        verified.batch.sku,
+        verified.batch.batch_id,
+    )
+
+
+def _recorded(decisions: list[_Decision], reply: object) -> dict[_Decision, ScanState]:
+    """The state of each scan the script recorded; on an error its scans are answered here."""
     if isinstance(reply, ResponseError) and str(reply).startswith(STREAM_FULL):
         metrics.SCANS_REFUSED.inc(len(decisions))
         _fail(
@@ -341,30 +386,32 @@ def _answer(decisions: list[_Decision], reply: object) -> None:
                 _RETRY_AFTER_S,
             ),
         )
-        return
+        return {}
     if isinstance(reply, Exception):
         log.error("scan state script failed: %s", reply)
         _fail([(d.request, d.future) for d in decisions], ApiError("internal error"))
-        return
+        return {}
     assert isinstance(reply, list)
-    counts: Counter[Verdict] = Counter()
-    for decision, state_reply in zip(decisions, reply, strict=True):
-        state = ScanState.from_reply(state_reply)
-        if not state.retried:
-            counts[decision.verdict] += 1
-        if not decision.future.done():
-            decision.future.set_result(
-                ScanResult(
-                    decision.scan_id,
-                    decision.verdict,
-                    decision.assessment.risk if decision.assessment else 0,
-                    decision.flags,
-                    decision.product,
-                    state,
-                )
-            )
+    states = {d: ScanState.from_reply(r) for d, r in zip(decisions, reply, strict=True)}
+    counts = Counter(d.verdict for d, state in states.items() if not state.retried)
     for verdict, count in counts.items():
         metrics.SCANS.labels(verdict.label).inc(count)
+    return states
+
+
+def _answer(decision: _Decision, state: ScanState, prize: Won | None) -> None:
+    if not decision.future.done():
+        decision.future.set_result(
+            ScanResult(
+                decision.scan_id,
+                decision.verdict,
+                decision.assessment.risk if decision.assessment else 0,
+                decision.flags,
+                decision.product,
+                state,
+                prize,
+            )
+        )
 
 
 def _outcome_unknown(error: Exception) -> Unavailable:

@@ -6,6 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from ingest.batch_store import BatchStore
+from ingest.campaign_source import CampaignSource
 from ingest.client_address import ClientAddress
 from ingest.config import Settings
 from ingest.keyring_source import KeyringSource
@@ -21,5 +22,6 @@ BATCHES = web.AppKey("batches", BatchStore)
 TOKENS = web.AppKey("tokens", TokenStore)
 VERIFIERS = web.AppKey("verifiers", VerifierSource)
 REFERENCES = web.AppKey("references", ReferenceSource)
+CAMPAIGNS = web.AppKey("campaigns", CampaignSource)
 SCANS = web.AppKey("scans", ScanPipeline)
 CLIENT_ADDRESS = web.AppKey("client_address", ClientAddress)

@@ -18,6 +18,7 @@ class _GatedPipeline(ScanPipeline):
             scripts=None,  # type: ignore[arg-type]
             verifiers=None,  # type: ignore[arg-type]
             fraud=None,  # type: ignore[arg-type]
+            rewards=None,  # type: ignore[arg-type]
             max_unsunk_events=16,
             scan_id_ttl_s=1,
         )

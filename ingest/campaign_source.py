@@ -1,0 +1,88 @@
+"""Keeps this worker's copy of the campaigns (configuration, version, day seeds) as fresh as
+Redis, asking at most once per ``max_age_s`` whether any was saved."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import cast
+
+import orjson
+from redis.asyncio import Redis
+
+from rewards import store
+from rewards.campaigns import Campaign, CampaignError
+from rewards.draws import LiveCampaign
+
+log = logging.getLogger(__name__)
+
+
+class Campaigns:
+    """The saved campaigns, indexed by the SKUs and batches they cover."""
+
+    def __init__(self, live: Sequence[LiveCampaign], version: int) -> None:
+        self.version = version
+        self.by_id = {c.campaign.campaign_id: c for c in live}
+        self._by_sku: dict[str, list[LiveCampaign]] = defaultdict(list)
+        self._by_batch: dict[str, list[LiveCampaign]] = defaultdict(list)
+        for c in sorted(live, key=lambda c: c.campaign.campaign_id):
+            for sku in c.campaign.skus:
+                self._by_sku[sku].append(c)
+            for batch_id in c.campaign.batches:
+                self._by_batch[batch_id].append(c)
+
+    def covering(self, sku: str, batch_id: str, now_ms: int) -> list[LiveCampaign]:
+        """The campaigns open at ``now_ms`` for a code of this SKU and batch, by id."""
+        found = self._by_sku.get(sku, []) + self._by_batch.get(batch_id, [])
+        unique = {c.campaign.campaign_id: c for c in found if c.campaign.active(now_ms)}
+        return [unique[cid] for cid in sorted(unique)]
+
+
+class CampaignSource:
+    """Needs a client made with ``decode_responses=True``."""
+
+    def __init__(self, redis: Redis, tiers: int) -> None:
+        self._redis = redis
+        self._tiers = tiers
+        self._campaigns = Campaigns([], 0)
+        self._checked_at = -float("inf")
+        self._refreshing = asyncio.Lock()
+
+    def expire(self) -> None:
+        """A campaign was saved: the next look must ask Redis."""
+        self._checked_at = -float("inf")
+
+    async def current(self, max_age_s: float = 0.0) -> Campaigns:
+        if time.monotonic() - self._checked_at < max_age_s:
+            return self._campaigns
+        async with self._refreshing:
+            checked_at = time.monotonic()
+            version = int(await self._redis.get(store.VERSION_KEY) or 0)
+            if version != self._campaigns.version:
+                self._campaigns = Campaigns(await self._load(), version)
+            self._checked_at = checked_at
+        return self._campaigns
+
+    async def _load(self) -> list[LiveCampaign]:
+        ids = sorted(cast(set[str], await self._redis.smembers(store.CAMPAIGNS_KEY)))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.get(store.campaign_key(cid, "config"))
+                pipe.get(store.campaign_key(cid, "version"))
+                pipe.hgetall(store.campaign_key(cid, "seeds"))
+            replies = await pipe.execute()
+        live = []
+        for at, cid in enumerate(ids):
+            config, version, seeds = replies[3 * at : 3 * at + 3]
+            if config is None:
+                continue
+            try:
+                campaign = Campaign.from_json(cid, orjson.loads(config), self._tiers)
+            except CampaignError as error:  # saved under other settings (fewer tiers)
+                log.error("campaign %s cannot run: %s", cid, error)
+                continue
+            live.append(LiveCampaign(campaign, int(version), store.parse_seeds(seeds)))
+        return live

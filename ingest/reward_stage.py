@@ -1,0 +1,189 @@
+"""The reward stage of the scan path: the prize draws of a micro-batch.
+
+A scan enters the draw of every campaign open for its code when it is genuine and carries a
+member id (a prize needs someone to go to). The members' tiers are read in the scan state's
+round trip (``plan`` returns the reads); once Redis has recorded the scans, one ``draw.lua``
+call per campaign draws for all of them (``draw``): the script decides which codes have not
+drawn yet, so concurrent batches and server processes never draw a code twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from redis.exceptions import ResponseError
+
+from codes.commands import ScriptCall
+from ingest.campaign_source import CampaignSource
+from ingest.redis_scripts import Command, ScriptRunner
+from rewards.draws import STALE_CAMPAIGN, Entrant, LiveCampaign
+from rewards.members import TierReads
+
+log = logging.getLogger(__name__)
+
+CAMPAIGNS_MAX_AGE_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A genuine scan with a member id, after its scan id is settled."""
+
+    scan_id: str
+    retry_key: str
+    member_id: str
+    risk: int
+    serial: int
+    code: str
+    sku: str
+    batch_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Won:
+    campaign_id: str
+    prize_id: str
+    kind: str
+    value: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "prize_id": self.prize_id,
+            "kind": self.kind,
+            "value": self.value,
+            "campaign_id": self.campaign_id,
+        }
+
+
+@dataclass(slots=True)
+class RewardPlan:
+    now_ms: int
+    entries: dict[int, list[LiveCampaign]] = field(default_factory=dict)
+    """Candidate index -> the campaigns it draws in."""
+    tier_reads: TierReads = field(default_factory=lambda: TierReads(()))
+
+    def reads(self) -> list[Command]:
+        return list(self.tier_reads.commands())
+
+
+class RewardStage:
+    def __init__(
+        self, scripts: ScriptRunner, campaigns: CampaignSource, tiers: int, retry_ttl_s: int
+    ) -> None:
+        self._scripts = scripts
+        self._campaigns = campaigns
+        self._tiers = tiers
+        self._retry_ttl_s = retry_ttl_s
+
+    async def plan(self, candidates: Sequence[Candidate], now_ms: int) -> RewardPlan:
+        plan = RewardPlan(now_ms)
+        if not candidates:
+            return plan
+        campaigns = await self._campaigns.current(CAMPAIGNS_MAX_AGE_S)
+        for index, candidate in enumerate(candidates):
+            covering = campaigns.covering(candidate.sku, candidate.batch_id, now_ms)
+            if covering:
+                plan.entries[index] = covering
+        plan.tier_reads = TierReads([candidates[i].member_id for i in plan.entries])
+        return plan
+
+    async def draw(
+        self,
+        plan: RewardPlan,
+        candidates: Sequence[Candidate],
+        tier_replies: Sequence[object],
+        recorded: Sequence[bool],
+    ) -> dict[int, Won]:
+        """The prize each candidate won (its first win by campaign id), for the candidates
+        whose scan Redis ``recorded``."""
+        if not plan.entries:
+            return {}
+        if any(isinstance(reply, Exception) for reply in tier_replies):
+            log.error("member tiers could not be read; no draws in this batch: %s", tier_replies)
+            return {}
+        tiers = plan.tier_reads.tiers(tier_replies)
+        draws: dict[str, tuple[LiveCampaign, list[int]]] = {}
+        for index, campaigns in plan.entries.items():
+            if recorded[index]:
+                for live in campaigns:
+                    draws.setdefault(live.campaign.campaign_id, (live, []))[1].append(index)
+        entrants = {
+            cid: [_entrant(candidates[i], tiers[candidates[i].member_id]) for i in indexes]
+            for cid, (_, indexes) in draws.items()
+        }
+        outcomes = await self._run({cid: live for cid, (live, _) in draws.items()}, entrants, plan)
+        won: dict[int, Won] = {}
+        for cid in sorted(draws):
+            for index, prize in zip(draws[cid][1], outcomes[cid], strict=True):
+                if prize is not None:
+                    won.setdefault(index, prize)
+        return won
+
+    async def _run(
+        self,
+        campaigns: dict[str, LiveCampaign],
+        entrants: dict[str, list[Entrant]],
+        plan: RewardPlan,
+    ) -> dict[str, list[Won | None]]:
+        """Every campaign's draws in one round trip; a campaign saved since this worker last
+        looked is looked up again and drawn once more."""
+        order = list(campaigns)
+        replies = dict(
+            zip(
+                order,
+                await self._scripts.run_many(
+                    [self._call(campaigns[cid], entrants[cid], plan) for cid in order]
+                ),
+                strict=True,
+            )
+        )
+        stale = [cid for cid in order if _stale(replies[cid])]
+        if stale:
+            self._campaigns.expire()
+            fresh = (await self._campaigns.current()).by_id
+            again = [cid for cid in stale if cid in fresh]
+            for cid in again:
+                campaigns[cid] = fresh[cid]
+            retried = await self._scripts.run_many(
+                [self._call(campaigns[cid], entrants[cid], plan) for cid in again]
+            )
+            replies.update(zip(again, retried, strict=True))
+        return {
+            cid: self._prizes(campaigns[cid], replies[cid], len(entrants[cid])) for cid in order
+        }
+
+    @staticmethod
+    def _prizes(campaign: LiveCampaign, reply: object, count: int) -> list[Won | None]:
+        cid = campaign.campaign.campaign_id
+        if isinstance(reply, Exception):
+            log.error("draws in %s failed: %s", cid, reply)
+            return [None] * count
+        assert isinstance(reply, list)
+        return [
+            Won(cid, o.prize.prize_id, o.prize.kind.value, o.prize.value) if o.prize else None
+            for o in campaign.outcomes(reply)
+        ]
+
+    def _call(
+        self, campaign: LiveCampaign, entrants: list[Entrant], plan: RewardPlan
+    ) -> ScriptCall:
+        return campaign.call(entrants, plan.now_ms, self._tiers, self._retry_ttl_s)
+
+
+def _stale(reply: object) -> bool:
+    return isinstance(reply, ResponseError) and str(reply).startswith(STALE_CAMPAIGN)
+
+
+def _entrant(candidate: Candidate, tier: int) -> Entrant:
+    return Entrant(
+        candidate.scan_id,
+        candidate.retry_key,
+        candidate.member_id,
+        tier,
+        candidate.risk,
+        candidate.serial,
+        candidate.code,
+        candidate.sku,
+        candidate.batch_id,
+    )

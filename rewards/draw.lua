@@ -1,0 +1,146 @@
+-- The draws of a micro-batch in one campaign, atomically: who may still win, budget and cap
+-- reservation, the member's daily limit, the points credit and the draw log (rewards/odds.py
+-- states the rule; this is its atomic form).
+--
+-- KEYS[1]  the campaign's draw stream "{camp:C}:draws", KEYS[2] its unsunk count
+--          (every other key is built here with the same hash tag)
+-- ARGV[1]  the campaign version the caller computed the arguments from; another one stored
+--          means the campaign changed: nothing is done and STALE_CAMPAIGN is answered
+-- ARGV[2]  the campaign's local day 'YYYY-MM-DD'   ARGV[3] now, ms
+-- ARGV[4]  the member daily win limit               ARGV[5] seconds a retry key is kept
+-- ARGV[6]  member tiers                             ARGV[7] the prizes as JSON ([{id, kind,
+--          value}], the stream entry's 'p')
+-- ARGV[8]  per prize: PRIZE, then per tier its slice of the draw values ('<I8I8')
+-- ARGV[9]  the draws back to back: DRAW, then the member id, the retry key (both framed by
+--          '<I2') and the request JSON framed by '<I4' (the entry's 'r')
+--
+-- Reply: one string per draw: 'N' + OUTCOME (drawn now), 'R' + OUTCOME (a retried scan id:
+-- the outcome it had), or 'D' (the code drew in this campaign before: no draw).
+local PRIZE = '<I4I4I4BBBi8'  -- total budget, released today so far, guaranteed count owed
+                              -- now, min tier, high value?, points?, value
+local DRAW = '<I8I8BB'        -- serial, draw value, tier, risk
+local OUTCOME = '<I8i2BI4i8'  -- seq, prize index (-1 none), guaranteed?, available mask,
+                              -- points balance after
+local SEEN_RANGE = 65472      -- as in ingest/scan_state.lua: one 8 KiB bitmap per range
+local EMPTY_BITMAP = string.rep('\0', SEEN_RANGE / 8)
+local DAY_KEYS_TTL = 3 * 86400
+local RECENT_AWARDS = 10
+
+local stream = KEYS[1]
+local tag = string.sub(stream, 1, string.find(stream, '}', 1, true))
+if redis.call('GET', tag .. ':version') ~= ARGV[1] then
+    return redis.error_reply('STALE_CAMPAIGN the campaign changed; reload it')
+end
+local day, now_ms, limit, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local tiers, prize_json = tonumber(ARGV[6]), ARGV[7]
+local described = cjson.decode(prize_json)
+
+local prizes, ids, packed, at = {}, {}, ARGV[8], 1
+while at <= #packed do
+    local p = {low = {}, high = {}}
+    p.total, p.released, p.owed, p.min_tier, p.high_value, p.points, p.value, at =
+        struct.unpack(PRIZE, packed, at)
+    for tier = 0, tiers - 1 do
+        p.low[tier], p.high[tier], at = struct.unpack('<I8I8', packed, at)
+    end
+    prizes[#prizes + 1] = p
+    ids[#ids + 1] = described[#prizes].id
+end
+
+local awarded_key, today_key = tag .. ':awarded', tag .. ':day:' .. day
+local wins_key, points_key = tag .. ':wins:' .. day, tag .. ':points'
+local awarded = redis.call('HMGET', awarded_key, unpack(ids))
+local today = redis.call('HMGET', today_key, unpack(ids))
+for i = 1, #prizes do
+    awarded[i], today[i] = tonumber(awarded[i]) or 0, tonumber(today[i]) or 0
+end
+
+local function award(index, member, request)
+    local p = prizes[index]
+    awarded[index], today[index] = awarded[index] + 1, today[index] + 1
+    redis.call('HINCRBY', awarded_key, ids[index], 1)
+    redis.call('HINCRBY', today_key, ids[index], 1)
+    redis.call('HINCRBY', wins_key, member, 1)
+    local balance = 0
+    if p.points == 1 then balance = redis.call('HINCRBY', points_key, member, p.value) end
+    local recent_key = tag .. ':recent:' .. member
+    local scan = cjson.decode(request)
+    redis.call('LPUSH', recent_key, cjson.encode({
+        prize_id = ids[index], kind = described[index].kind, value = p.value,
+        scan_id = scan.scan_id, code = scan.code, time_ms = now_ms, day = day}))
+    redis.call('LTRIM', recent_key, 0, RECENT_AWARDS - 1)
+    return balance
+end
+
+local function draw(value, tier, risk, member, request)
+    local wins = tonumber(redis.call('HGET', wins_key, member)) or 0
+    local mask, available = 0, {}
+    for i, p in ipairs(prizes) do
+        available[i] = risk < 4 and tier >= p.min_tier and (risk < 3 or p.high_value == 0)
+            and wins < limit and awarded[i] < p.total and today[i] < p.released
+        if available[i] then mask = mask + 2 ^ (i - 1) end
+    end
+    local chosen, guaranteed = 0, 0
+    for i, p in ipairs(prizes) do
+        if available[i] and today[i] < p.owed then chosen, guaranteed = i, 1; break end
+    end
+    if chosen == 0 then
+        for i, p in ipairs(prizes) do
+            if available[i] and p.low[tier] <= value and value < p.high[tier] then
+                chosen = i; break
+            end
+        end
+    end
+    local balance = 0
+    if chosen > 0 then balance = award(chosen, member, request) end
+    local seq = redis.call('INCR', tag .. ':seq')
+    return struct.pack(OUTCOME, seq, chosen - 1, guaranteed, mask, balance)
+end
+
+local bitmaps_known = {}
+local function first_draw_of(serial)
+    local key = tag .. ':drawn:' .. math.floor(serial / SEEN_RANGE)
+    if not bitmaps_known[key] then
+        if redis.call('EXISTS', key) == 0 then redis.call('SET', key, EMPTY_BITMAP) end
+        bitmaps_known[key] = true
+    end
+    return redis.call('SETBIT', key, serial % SEEN_RANGE, 1) == 0
+end
+
+local replies, requests, outcomes = {}, {}, {}
+local draws, DRAW_SIZE = ARGV[9], struct.size(DRAW)
+at = 1
+while at <= #draws do
+    local serial, value, tier, risk = struct.unpack(DRAW, draws, at)
+    at = at + DRAW_SIZE
+    local length = struct.unpack('<I2', draws, at)
+    local member = string.sub(draws, at + 2, at + 1 + length)
+    at = at + 2 + length
+    length = struct.unpack('<I2', draws, at)
+    local retry_key = string.sub(draws, at + 2, at + 1 + length)
+    at = at + 2 + length
+    length = struct.unpack('<I4', draws, at)
+    local request = string.sub(draws, at + 4, at + 3 + length)
+    at = at + 4 + length
+    local id_key = retry_key ~= '' and (tag .. ':sid:' .. retry_key) or nil
+    local stored = id_key and redis.call('GET', id_key)
+    if stored then
+        replies[#replies + 1] = 'R' .. stored
+    elseif not first_draw_of(serial) then
+        replies[#replies + 1] = 'D'
+    else
+        local outcome = draw(value, tier, risk, member, request)
+        if id_key then redis.call('SET', id_key, outcome, 'EX', ttl) end
+        requests[#requests + 1] = struct.pack('<I4', #request) .. request
+        outcomes[#outcomes + 1] = outcome
+        replies[#replies + 1] = 'N' .. outcome
+    end
+end
+if #outcomes > 0 then
+    redis.call('XADD', stream, '*', 'r', table.concat(requests), 'o', table.concat(outcomes),
+        'p', prize_json)
+    redis.call('INCRBY', KEYS[2], #outcomes)
+    redis.call('EXPIRE', today_key, DAY_KEYS_TTL)
+    redis.call('EXPIRE', wins_key, DAY_KEYS_TTL)
+end
+return replies
