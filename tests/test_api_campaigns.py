@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from fraud.policy import FraudPolicy
 from ingest.app import create_app
 from ingest.config import Settings
+from ingest.reward_stage import CAMPAIGNS_MAX_AGE_S
 from tests.helpers import ADMIN, AiohttpClient, batch_codes, order_shipped_batch, post_scan
 
 pytestmark = pytest.mark.redis
@@ -317,6 +318,6 @@ async def test_a_campaign_saved_through_one_worker_is_drawn_by_another(
     [code] = await codes_of_a_shipped_batch(one, 1)
     await post_scan(other, {"code": "0" * 20})  # the other worker has looked already
     await put_campaign(one, campaign())
-    time.sleep(0.15)  # past the other worker's cache age
+    await asyncio.sleep(CAMPAIGNS_MAX_AGE_S * 1.5)
     answer = await post_scan(other, {"code": code, "member_id": "alice"})
     assert answer["prize"] is not None
