@@ -13,12 +13,14 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 import uvloop
 from clickhouse_driver.errors import Error as ClickHouseError
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -26,7 +28,15 @@ from codes.batches import BatchOrder, BatchStatus
 from codes.errors import CodesError
 from codes.export import CodeExport, ExportFormat
 from codes.keyring import Keyring
-from ingest import alerts, clickhouse_client, demo, json_logging, local_services, query_output
+from ingest import (
+    alerts,
+    clickhouse_client,
+    demo,
+    json_logging,
+    local_services,
+    query_output,
+    reward_audit,
+)
 from ingest.batch_store import BatchStore
 from ingest.clickhouse_schema import apply_migrations
 from ingest.config import ConfigError, Settings
@@ -292,6 +302,26 @@ def alerts_command(args: argparse.Namespace) -> None:
         stop.wait(settings.alert_interval_s)
 
 
+def rewards_command(args: argparse.Namespace) -> None:
+    """``audit``: recompute a campaign day's draws; exit status 1 when any does not match."""
+    settings = _settings(args, needs_redis=True, needs_clickhouse=True)
+    assert settings.redis_url is not None
+    redis = SyncRedis.from_url(settings.redis_url)
+    client = _clickhouse(settings)
+    try:
+        report = reward_audit.audit_day(
+            redis, client, args.campaign, args.day, settings.member_tiers, args.seed
+        )
+    except reward_audit.AuditError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        client.disconnect()
+        redis.close()
+    _print_json(report)
+    if not report["ok"]:
+        raise CommandError(f"{report['mismatch_count']} draw(s) do not match the rule")
+
+
 # --- up -------------------------------------------------------------------------------------
 
 
@@ -460,6 +490,18 @@ def _parser() -> argparse.ArgumentParser:
     alert.add_argument("--limit", type=_positive, default=100, help="list: at most this many")
     alert.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     alert.set_defaults(run=alerts_command)
+
+    rewards = commands.add_parser("rewards", help="audit a campaign's prize draws")
+    reward_actions = rewards.add_subparsers(dest="action", required=True)
+    audit = reward_actions.add_parser(
+        "audit", parents=[common], help="recompute a day's draws from ClickHouse and the seed"
+    )
+    audit.add_argument("--campaign", required=True)
+    audit.add_argument("--day", required=True, type=date.fromisoformat, help="YYYY-MM-DD, local")
+    audit.add_argument(
+        "--seed", type=bytes.fromhex, help="the day's revealed seed (hex); default: the stored one"
+    )
+    rewards.set_defaults(run=rewards_command)
     return parser
 
 

@@ -46,6 +46,13 @@ def campaign(**changes: object) -> dict[str, Any]:
     }
 
 
+def zone_where_it_is(hour: int) -> str:
+    """A fixed-offset IANA zone whose local time is now ``hour`` o'clock."""
+    offset = (hour - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 14 else offset  # zones run from UTC-12 to UTC+14
+    return f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT"  # POSIX signs: GMT-8 is UTC+8
+
+
 def prize(**fields: object) -> dict[str, object]:
     return {
         "id": "p",

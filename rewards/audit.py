@@ -1,0 +1,112 @@
+"""Recomputing a day's draws from the draw log and the day's revealed seed (no I/O).
+
+The log is replayed in draw order (``seq``) from the prizes given out before the day. For each
+draw the audit recomputes its value from the seed and the scan id, which prizes were available
+to it (tier, risk, the member's wins that day, the day's release of each cap, each budget),
+whether a guarantee was owed, and the prize the rule gives; any difference from the row is a
+mismatch. The replay goes on from what the rule gives, not from what the row says, so a
+tampered row is reported alone instead of throwing every later draw off.
+
+What it cannot check: the tier and risk level the server recorded (they come from the member
+registry and the fraud rules), and draws missing from the log.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from rewards.calendar import CampaignDay
+from rewards.campaigns import Campaign
+from rewards.odds import NO_PRIZE, choose, draw_value, eligible, slices
+
+
+@dataclass(frozen=True, slots=True)
+class DrawRow:
+    seq: int
+    time_ms: int
+    scan_id: str
+    member_id: str
+    tier: int
+    risk: int
+    draw_value: int
+    prize_id: str
+    """'' for a draw that won nothing."""
+    guaranteed: bool
+    available: frozenset[str]
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    seq: int
+    scan_id: str
+    field: str
+    recorded: object
+    expected: object
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "seq": self.seq,
+            "scan_id": self.scan_id,
+            "field": self.field,
+            "recorded": self.recorded,
+            "expected": self.expected,
+        }
+
+
+def audit(
+    rows: Iterable[DrawRow],
+    versions: Mapping[int, Campaign],
+    day: date,
+    seed: bytes,
+    awarded_before: Mapping[str, int],
+) -> list[Mismatch]:
+    awarded = Counter(awarded_before)
+    today: Counter[str] = Counter()
+    wins: Counter[str] = Counter()
+    seen: set[int] = set()
+    found: list[Mismatch] = []
+    for row in sorted(rows, key=lambda r: r.seq):
+
+        def mismatch(field: str, recorded: object, expected: object, row: DrawRow = row) -> None:
+            found.append(Mismatch(row.seq, row.scan_id, field, recorded, expected))
+
+        if row.seq in seen:
+            mismatch("seq", row.seq, "a draw number used once")
+            continue
+        seen.add(row.seq)
+        campaign = versions.get(row.version)
+        if campaign is None:
+            mismatch("version", row.version, sorted(versions))
+            continue
+        value = draw_value(seed, row.scan_id)
+        if value != row.draw_value:
+            mismatch("draw_value", row.draw_value, value)
+        clock = CampaignDay.at(row.time_ms, campaign.zone)
+        if clock.day != day:
+            mismatch("day", clock.day.isoformat(), day.isoformat())
+        prizes = campaign.prizes
+        available = [
+            eligible(p, row.tier, row.risk)
+            and wins[row.member_id] < campaign.member_daily_win_limit
+            and today[p.prize_id] < clock.released(p.daily_cap)
+            and awarded[p.prize_id] < p.total_budget
+            for p in prizes
+        ]
+        available_ids = frozenset(p.prize_id for p, a in zip(prizes, available, strict=True) if a)
+        if available_ids != row.available:
+            mismatch("available", sorted(row.available), sorted(available_ids))
+        due = clock.guarantee_due(row.time_ms, campaign.guarantee_window_minutes)
+        owed = [due and today[p.prize_id] < p.guaranteed_daily for p in prizes]
+        choice = choose(value, slices(prizes, row.tier), available, owed)
+        prize_id = prizes[choice.prize].prize_id if choice.prize != NO_PRIZE else ""
+        if (prize_id, choice.guaranteed) != (row.prize_id, row.guaranteed):
+            mismatch("prize", [row.prize_id, row.guaranteed], [prize_id, choice.guaranteed])
+        if prize_id:
+            awarded[prize_id] += 1
+            today[prize_id] += 1
+            wins[row.member_id] += 1
+    return found
