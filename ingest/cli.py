@@ -393,6 +393,7 @@ def _stopping(server: local_services.ServerProcess) -> Iterator[str]:
 async def _announce_demo(settings: Settings, api_url: str) -> None:
     async with _redis(settings) as redis:
         batch = await demo.demo_batch(redis, settings.keyring_file, _secret(settings))
+        await demo.demo_campaign(redis, settings.member_tiers)
     print(demo.instructions(settings, api_url, batch), flush=True)
 
 

@@ -28,6 +28,8 @@ SCANS_REFUSED = Counter(
 SCANS_BLOCKED = Counter(
     "scanward_scans_blocked", "Scans answered 429: the device or IP is blocked for guessing"
 )
+DRAWS = Counter("scanward_draws", "Prize draws made (retries not counted again)")
+PRIZES = Counter("scanward_prizes", "Prizes won (retries not counted again)", ["kind"])
 BATCH_SIZE = Histogram(
     "scanward_scan_batch_size",
     "Scans decided per Redis round trip",

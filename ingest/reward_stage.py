@@ -10,34 +10,22 @@ drawn yet, so concurrent batches and server processes never draw a code twice.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from redis.exceptions import ResponseError
 
 from codes.commands import ScriptCall
+from ingest import metrics
 from ingest.campaign_source import CampaignSource
 from ingest.redis_scripts import Command, ScriptRunner
-from rewards.draws import STALE_CAMPAIGN, Entrant, LiveCampaign
+from rewards.draws import STALE_CAMPAIGN, DrawStatus, Entrant, LiveCampaign
 from rewards.members import TierReads
 
 log = logging.getLogger(__name__)
 
 CAMPAIGNS_MAX_AGE_S = 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A genuine scan with a member id, after its scan id is settled."""
-
-    scan_id: str
-    retry_key: str
-    member_id: str
-    risk: int
-    serial: int
-    code: str
-    sku: str
-    batch_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +48,7 @@ class Won:
 class RewardPlan:
     now_ms: int
     entries: dict[int, list[LiveCampaign]] = field(default_factory=dict)
-    """Candidate index -> the campaigns it draws in."""
+    """Entrant index -> the campaigns it draws in."""
     tier_reads: TierReads = field(default_factory=lambda: TierReads(()))
 
     def reads(self) -> list[Command]:
@@ -76,7 +64,7 @@ class RewardStage:
         self._tiers = tiers
         self._retry_ttl_s = retry_ttl_s
 
-    async def plan(self, candidates: Sequence[Candidate], now_ms: int) -> RewardPlan:
+    async def plan(self, candidates: Sequence[Entrant], now_ms: int) -> RewardPlan:
         plan = RewardPlan(now_ms)
         if not candidates:
             return plan
@@ -91,7 +79,7 @@ class RewardStage:
     async def draw(
         self,
         plan: RewardPlan,
-        candidates: Sequence[Candidate],
+        candidates: Sequence[Entrant],
         tier_replies: Sequence[object],
         recorded: Sequence[bool],
     ) -> dict[int, Won]:
@@ -109,7 +97,7 @@ class RewardStage:
                 for live in campaigns:
                     draws.setdefault(live.campaign.campaign_id, (live, []))[1].append(index)
         entrants = {
-            cid: [_entrant(candidates[i], tiers[candidates[i].member_id]) for i in indexes]
+            cid: [replace(candidates[i], tier=tiers[candidates[i].member_id]) for i in indexes]
             for cid, (_, indexes) in draws.items()
         }
         outcomes = await self._run({cid: live for cid, (live, _) in draws.items()}, entrants, plan)
@@ -129,15 +117,8 @@ class RewardStage:
         """Every campaign's draws in one round trip; a campaign saved since this worker last
         looked is looked up again and drawn once more."""
         order = list(campaigns)
-        replies = dict(
-            zip(
-                order,
-                await self._scripts.run_many(
-                    [self._call(campaigns[cid], entrants[cid], plan) for cid in order]
-                ),
-                strict=True,
-            )
-        )
+        calls = [self._call(campaigns[cid], entrants[cid], plan) for cid in order]
+        replies = dict(zip(order, await self._scripts.run_many(calls), strict=True))
         stale = [cid for cid in order if _stale(replies[cid])]
         if stale:
             self._campaigns.expire()
@@ -160,9 +141,14 @@ class RewardStage:
             log.error("draws in %s failed: %s", cid, reply)
             return [None] * count
         assert isinstance(reply, list)
+        outcomes = campaign.outcomes(reply)
+        fresh = [o for o in outcomes if o.status is DrawStatus.NEW]
+        metrics.DRAWS.inc(len(fresh))
+        for kind, wins in Counter(o.prize.kind.value for o in fresh if o.prize).items():
+            metrics.PRIZES.labels(kind).inc(wins)
         return [
             Won(cid, o.prize.prize_id, o.prize.kind.value, o.prize.value) if o.prize else None
-            for o in campaign.outcomes(reply)
+            for o in outcomes
         ]
 
     def _call(
@@ -173,17 +159,3 @@ class RewardStage:
 
 def _stale(reply: object) -> bool:
     return isinstance(reply, ResponseError) and str(reply).startswith(STALE_CAMPAIGN)
-
-
-def _entrant(candidate: Candidate, tier: int) -> Entrant:
-    return Entrant(
-        candidate.scan_id,
-        candidate.retry_key,
-        candidate.member_id,
-        tier,
-        candidate.risk,
-        candidate.serial,
-        candidate.code,
-        candidate.sku,
-        candidate.batch_id,
-    )

@@ -41,7 +41,7 @@ from ingest import metrics
 from ingest.errors import ApiError, Unavailable
 from ingest.fraud_stage import FraudStage
 from ingest.redis_scripts import ScriptRunner
-from ingest.reward_stage import Candidate, RewardStage, Won
+from ingest.reward_stage import RewardStage, Won
 from ingest.scan_events import MAX_EVENTS_PER_ENTRY, ScanEvent
 from ingest.scan_request import ScanRequest
 from ingest.scan_state import (
@@ -58,6 +58,7 @@ from ingest.scan_state import (
     unsunk_limit_per_partition,
 )
 from ingest.verifier_source import VerifierSource
+from rewards.draws import Entrant
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -211,7 +212,7 @@ class ScanPipeline:
             for partition, group in groups
         ]
         contenders = [d for d in prepared if _may_win(d)]
-        candidates = [_candidate(d) for d in contenders]
+        candidates = [_entrant(d) for d in contenders]
         plan = await self._rewards.plan(candidates, now_ms)
         started = time.perf_counter()
         replies = await self._scripts.run_many([*calls, *plan.reads()])
@@ -358,11 +359,11 @@ def _may_win(decision: _Decision) -> bool:
     )
 
 
-def _candidate(decision: _Decision) -> Candidate:
+def _entrant(decision: _Decision) -> Entrant:
     verified, assessment = decision.verified, decision.assessment
     assert verified is not None
     assert assessment is not None
-    return Candidate(
+    return Entrant(
         decision.scan_id,
         decision.retry_key,
         decision.request.member_id,

@@ -35,12 +35,13 @@ class Entrant:
     retry_key: str
     """As the scan state keeps it ('' without a client scan id): a retry gets the same outcome."""
     member_id: str
-    tier: int
     risk: int
     serial: int
     code: str
     sku: str
     batch_id: str
+    tier: int = 0
+    """The member's, looked up by the reward stage."""
 
 
 class DrawStatus(Enum):
