@@ -13,6 +13,7 @@ def test_defaults_and_environment() -> None:
     assert settings.data_dir == Path("/tmp/x")
     assert settings.keyring_file == Path("/tmp/x/keyring.bin")
     assert settings.redis_url is None
+    assert Settings.from_env({"SCANWARD_MEMBER_TIERS": "3"}).member_tiers == 3
 
 
 @pytest.mark.parametrize(
@@ -24,6 +25,7 @@ def test_defaults_and_environment() -> None:
         ("SCANWARD_ADMIN_TOKEN", "short"),
         ("SCANWARD_MAX_BATCH_QUANTITY", "0"),
         ("SCANWARD_CLICKHOUSE_URL", "clickhouse://"),
+        ("SCANWARD_MEMBER_TIERS", "0"),
     ],
 )
 def test_a_bad_variable_is_named(name: str, value: str) -> None:
