@@ -20,12 +20,16 @@ from codes.commands import ScriptCall
 from ingest import metrics
 from ingest.campaign_source import CampaignSource
 from ingest.redis_scripts import Command, ScriptRunner
+from ingest.scan_events import MAX_EVENTS_PER_ENTRY
 from rewards.draws import STALE_CAMPAIGN, DrawStatus, Entrant, LiveCampaign
 from rewards.members import TierReads
 
 log = logging.getLogger(__name__)
 
 CAMPAIGNS_MAX_AGE_S = 0.1
+MAX_DRAWS_PER_CALL = MAX_EVENTS_PER_ENTRY
+"""As the scan state's calls: keeps each script short and each stream entry of a size the sink
+reads by."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,20 @@ class RewardPlan:
 
     def reads(self) -> list[Command]:
         return list(self.tier_reads.commands())
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Up to ``MAX_DRAWS_PER_CALL`` draws in one campaign: one script call."""
+
+    campaign: LiveCampaign
+    indexes: list[int]
+    """The candidates', in the order of ``entrants``."""
+    entrants: list[Entrant] = field(default_factory=list)
+
+    @property
+    def campaign_id(self) -> str:
+        return self.campaign.campaign.campaign_id
 
 
 class RewardStage:
@@ -91,48 +109,43 @@ class RewardStage:
             log.error("member tiers could not be read; no draws in this batch: %s", tier_replies)
             return {}
         tiers = plan.tier_reads.tiers(tier_replies)
-        draws: dict[str, tuple[LiveCampaign, list[int]]] = {}
+        by_campaign: dict[str, tuple[LiveCampaign, list[int]]] = {}
         for index, campaigns in plan.entries.items():
             if recorded[index]:
                 for live in campaigns:
-                    draws.setdefault(live.campaign.campaign_id, (live, []))[1].append(index)
-        entrants = {
-            cid: [replace(candidates[i], tier=tiers[candidates[i].member_id]) for i in indexes]
-            for cid, (_, indexes) in draws.items()
-        }
-        outcomes = await self._run({cid: live for cid, (live, _) in draws.items()}, entrants, plan)
+                    by_campaign.setdefault(live.campaign.campaign_id, (live, []))[1].append(index)
+        chunks = [
+            _Chunk(live, indexes[start : start + MAX_DRAWS_PER_CALL])
+            for _, (live, indexes) in sorted(by_campaign.items())
+            for start in range(0, len(indexes), MAX_DRAWS_PER_CALL)
+        ]
+        for chunk in chunks:
+            chunk.entrants = [
+                replace(candidates[i], tier=tiers[candidates[i].member_id]) for i in chunk.indexes
+            ]
         won: dict[int, Won] = {}
-        for cid in sorted(draws):
-            for index, prize in zip(draws[cid][1], outcomes[cid], strict=True):
+        for chunk, reply in zip(chunks, await self._run(chunks, plan.now_ms), strict=True):
+            prizes = self._prizes(chunk.campaign, reply, len(chunk.indexes))
+            for index, prize in zip(chunk.indexes, prizes, strict=True):
                 if prize is not None:
                     won.setdefault(index, prize)
         return won
 
-    async def _run(
-        self,
-        campaigns: dict[str, LiveCampaign],
-        entrants: dict[str, list[Entrant]],
-        plan: RewardPlan,
-    ) -> dict[str, list[Won | None]]:
-        """Every campaign's draws in one round trip; a campaign saved since this worker last
-        looked is looked up again and drawn once more."""
-        order = list(campaigns)
-        calls = [self._call(campaigns[cid], entrants[cid], plan) for cid in order]
-        replies = dict(zip(order, await self._scripts.run_many(calls), strict=True))
-        stale = [cid for cid in order if _stale(replies[cid])]
+    async def _run(self, chunks: list[_Chunk], now_ms: int) -> list[object]:
+        """Every chunk's draws in one round trip; a campaign saved since this worker last
+        looked is looked up again and its chunks drawn once more."""
+        replies = await self._scripts.run_many([self._call(c, now_ms) for c in chunks])
+        stale = [at for at, reply in enumerate(replies) if _stale(reply)]
         if stale:
             self._campaigns.expire()
             fresh = (await self._campaigns.current()).by_id
-            again = [cid for cid in stale if cid in fresh]
-            for cid in again:
-                campaigns[cid] = fresh[cid]
-            retried = await self._scripts.run_many(
-                [self._call(campaigns[cid], entrants[cid], plan) for cid in again]
-            )
-            replies.update(zip(again, retried, strict=True))
-        return {
-            cid: self._prizes(campaigns[cid], replies[cid], len(entrants[cid])) for cid in order
-        }
+            again = [at for at in stale if chunks[at].campaign_id in fresh]
+            for at in again:
+                chunks[at].campaign = fresh[chunks[at].campaign_id]
+            retried = await self._scripts.run_many([self._call(chunks[at], now_ms) for at in again])
+            for at, reply in zip(again, retried, strict=True):
+                replies[at] = reply
+        return replies
 
     @staticmethod
     def _prizes(campaign: LiveCampaign, reply: object, count: int) -> list[Won | None]:
@@ -151,10 +164,8 @@ class RewardStage:
             for o in outcomes
         ]
 
-    def _call(
-        self, campaign: LiveCampaign, entrants: list[Entrant], plan: RewardPlan
-    ) -> ScriptCall:
-        return campaign.call(entrants, plan.now_ms, self._tiers, self._retry_ttl_s)
+    def _call(self, chunk: _Chunk, now_ms: int) -> ScriptCall:
+        return chunk.campaign.call(chunk.entrants, now_ms, self._tiers, self._retry_ttl_s)
 
 
 def _stale(reply: object) -> bool:

@@ -1,30 +1,44 @@
-"""The sink: scan events from the Redis streams into ClickHouse ``scans``, each exactly once.
+"""The sink: events from the Redis streams into ClickHouse, each exactly once.
 
-One process reads every partition's stream through the consumer group ``CONSUMER_GROUP`` as the
-one fixed consumer ``CONSUMER``, decodes the entries into columns, and makes one columnar insert
-per ``sink_batch_rows`` rows or ``sink_flush_ms``, whichever comes first. Then it acknowledges
-the entries and trims each stream past them, so a stream's length is its unsunk backlog (the
-scan path refuses scans beyond ``max_unsunk_events``).
+It moves every family of events (``ingest.sink_family``): scan events from the partitions'
+streams ``{scans:N}:events`` into ``scans``, and prize draws from each campaign's stream
+``{camp:<id>}:draws`` into ``draws``. A family's streams are read through the consumer group
+``CONSUMER_GROUP`` as the one fixed consumer ``CONSUMER``; entries are decoded into columns and
+written in one columnar insert per ``sink_batch_rows`` rows or ``sink_flush_ms``, whichever
+comes first. Then the sink acknowledges the entries and trims each stream past them, so a
+stream's length is its unsunk backlog (the scan path refuses scans beyond
+``max_unsunk_events``). Streams of campaigns added while the sink runs are found every
+``DISCOVER_S``: their consumer group is made and their pending entries written before their
+new ones are read.
 
 Exactly once, although ClickHouse 18.16 cannot deduplicate inserts into a MergeTree:
 
 - An entry stays pending (in the group's PEL) from its delivery until it is acknowledged, which
-  happens only after its row is in ClickHouse. A sink that dies at any point leaves every entry
-  whose insert may have happened pending; nothing is acknowledged that is not stored.
+  happens only after its rows are in ClickHouse. A sink that dies at any point leaves every
+  entry whose insert may have happened pending; nothing is acknowledged that is not stored.
 - The first insert of freshly delivered entries needs no check: no row of theirs can exist.
-- Every other write (the pending entries found at start, a retry after a failed insert or a
-  failed acknowledgement) first waits until ``system.processes`` shows no insert of a sink of
-  this database (each carries a recognisable query id: a dead sink's insert may still run on
-  the server), then asks ``scans`` which of the events (partition, entry id, place in the
-  entry) it already holds, searching only their days and partitions, and inserts only the
-  others. The check is per event, so even an insert cut half-way is completed, not repeated.
+- Every other write (the pending entries found at start or in a newly found stream, a retry
+  after a failed insert or a failed acknowledgement) first waits until ``system.processes``
+  shows no insert into the family's table by a sink of this database (each carries a
+  recognisable query id: a dead sink's insert may still run on the server), then asks the table
+  which of the events it already holds (``SinkTable.missing``: for scans the partition, entry
+  id and place in the entry, searching only their days and partitions; for draws the campaign
+  and seq, searching only their campaigns' seq ranges) and inserts only the others. The check
+  is per event, so even an insert cut half-way is completed, not repeated.
 
 Only one sink may write at a time (a second one would insert fresh entries while the first is
-checking): ``run_sink`` holds ``sink_lease.SinkLease`` while it runs. ClickHouse or Redis being
-down only delays the sink: it retries with a backoff capped at ``BACKOFF_CAP_S`` and never
-drops an entry. On stop (SIGTERM/SIGINT in ``scanward sink``) it writes and acknowledges the
-batch in hand, then returns; if ClickHouse fails that last write, the entries stay pending for
-the next start.
+checking): ``run_sink`` holds ``sink_lease.SinkLease`` while it runs, and under it runs one
+``Sink`` loop per family, each in its own thread with its own Redis connection and ClickHouse
+client. Separate loops keep the families independent: their batches fill at their own pace,
+and a failing or slow insert into one table (each retried with its own backoff) delays nothing
+of the other; as the waits for running inserts are per table, a busy family never holds up the
+other's checks. The loops share the stop event: when one ends (stop, a lost lease, a crash)
+the other writes its batch in hand and ends too.
+
+ClickHouse or Redis being down only delays the sink: it retries with a backoff capped at
+``BACKOFF_CAP_S`` and never drops an entry. On stop (SIGTERM/SIGINT in ``scanward sink``) each
+loop writes and acknowledges the batch in hand, then returns; if ClickHouse fails that last
+write, the entries stay pending for the next start.
 """
 
 from __future__ import annotations
@@ -32,6 +46,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 
 from clickhouse_driver.errors import Error as ClickHouseError
 from redis import Redis
@@ -41,25 +57,26 @@ from redis.retry import Retry
 
 from ingest.clickhouse_client import connect, describe
 from ingest.config import Settings
-from ingest.scan_events import MAX_EVENTS_PER_ENTRY, PARTITIONS, Columns
+from ingest.scan_events import Columns
 from ingest.sink_batch import Batch
+from ingest.sink_family import FAMILIES, EventFamily
 from ingest.sink_lease import SinkLease
 from ingest.sink_streams import NEW, InsertStats, SinkStreams
-from ingest.sink_table import ScanTable
+from ingest.sink_table import SinkTable
 
 log = logging.getLogger(__name__)
 
 MAX_READ_COUNT = 1_000
 IDLE_S = 0.02
+DISCOVER_S = 1.0
 BACKOFF_FIRST_S, BACKOFF_CAP_S = 0.1, 2.0
 _CLICKHOUSE_ERRORS = (ClickHouseError, OSError, EOFError)
-_NEW_ENTRIES = dict.fromkeys(range(PARTITIONS), NEW)
 
 
-def _entries_to_read(rows: int, partitions: int) -> int:
-    """Entries to ask each partition for: however full the entries, a read brings at most about
-    ``rows`` more rows (an entry holds up to ``MAX_EVENTS_PER_ENTRY`` events)."""
-    return max(1, min(MAX_READ_COUNT, rows // (partitions * MAX_EVENTS_PER_ENTRY)))
+def _entries_to_read(rows: int, streams: int, events_per_entry: int) -> int:
+    """Entries to ask each stream for: however full the entries, a read brings at most about
+    ``rows`` more rows (an entry holds up to ``events_per_entry`` events)."""
+    return max(1, min(MAX_READ_COUNT, rows // (max(streams, 1) * events_per_entry)))
 
 
 class _Stopped(Exception):
@@ -76,68 +93,85 @@ class Backoff:
 
 
 class Sink:
+    """The loop of one event family: ``streams`` and ``table`` are that family's."""
+
     def __init__(
-        self, streams: SinkStreams, table: ScanTable, settings: Settings, stop: threading.Event
+        self, streams: SinkStreams, table: SinkTable, settings: Settings, stop: threading.Event
     ) -> None:
         self._streams = streams
+        self._family = streams.family
         self._table = table
         self._batch_rows = settings.sink_batch_rows
         self._flush_ms = settings.sink_flush_ms
         self._stop = stop
+        self._log = {"family": self._family.name}
 
     def run(self) -> None:
         """Sinks until ``stop`` is set; the batch in hand is written before returning."""
         log.info(
             "sink started",
-            extra={"batch_rows": self._batch_rows, "flush_ms": self._flush_ms},
+            extra={**self._log, "batch_rows": self._batch_rows, "flush_ms": self._flush_ms},
         )
         backoff = Backoff()
         while not self._stop.is_set():
             try:
-                self._streams.ensure_groups()
-                self._recover()
+                self._streams.open()
+                self._recover(self._streams.keys)
                 backoff = Backoff()
                 self._follow()
             except RedisError as error:
                 # Pending entries may now include some whose reply was lost: recover them.
-                log.warning("redis failed; recovering", extra={"error": str(error)})
+                log.warning("redis failed; recovering", extra={**self._log, "error": str(error)})
                 backoff.wait(self._stop)
             except _Stopped:
                 break
-        log.info("sink stopped")
+        log.info("sink stopped", extra=self._log)
 
-    def _recover(self) -> None:
-        """Writes the entries left pending by an earlier run or a failed step, page by page."""
-        cursors = dict.fromkeys(range(PARTITIONS), b"0")
+    def _recover(self, keys: Collection[str]) -> None:
+        """Writes the entries of streams ``keys`` left pending by an earlier run or a failed
+        step, page by page."""
+        cursors = dict.fromkeys(keys, b"0")
         while cursors and not self._stop.is_set():
-            batch = Batch()
-            count = _entries_to_read(self._batch_rows, len(cursors))
-            for partition, entries in self._streams.read(cursors, count).items():
+            batch = Batch(self._family)
+            count = _entries_to_read(
+                self._batch_rows, len(cursors), self._family.max_events_per_entry
+            )
+            for key, entries in self._streams.read(cursors, count).items():
                 if entries:
-                    cursors[partition] = entries[-1][0]
-                    batch.add(partition, entries)
+                    cursors[key] = entries[-1][0]
+                    batch.add(key, entries)
                 else:
-                    del cursors[partition]
+                    del cursors[key]
             if batch.vanished:
                 log.warning(
                     "pending entries deleted from their stream by someone else: not stored",
-                    extra={"entries": batch.vanished},
+                    extra={**self._log, "entries": batch.vanished},
                 )
             if batch.size:
-                log.info("recovering pending entries", extra={"entries": batch.size})
+                log.info("recovering pending entries", extra={**self._log, "entries": batch.size})
                 self._write(batch, fresh=False)
 
     def _follow(self) -> None:
-        """Reads new entries and writes them in batches until stop."""
-        batch = Batch()
+        """Reads new entries and writes them in batches until stop; looks for new streams every
+        ``DISCOVER_S``."""
+        batch = Batch(self._family)
+        discovered = time.monotonic()
         while not self._stop.is_set():
-            count = _entries_to_read(self._batch_rows - batch.rows, PARTITIONS)
-            replies = self._streams.read(_NEW_ENTRIES, count)
-            for partition, entries in replies.items():
-                batch.add(partition, entries)
+            if time.monotonic() - discovered >= DISCOVER_S:
+                discovered = time.monotonic()
+                if added := self._streams.discover():
+                    log.info("new streams", extra={**self._log, "streams": added})
+                    self._recover(added)  # before any new entry of theirs is acknowledged
+            keys = self._streams.keys
+            count = _entries_to_read(
+                self._batch_rows - batch.rows, len(keys), self._family.max_events_per_entry
+            )
+            replies = self._streams.read(dict.fromkeys(keys, NEW), count)
+            for key, entries in replies.items():
+                batch.add(key, entries)
             if batch.size and (batch.rows >= self._batch_rows or batch.age_ms >= self._flush_ms):
                 self._write(batch, fresh=True)
-                batch = Batch()
+                batch = Batch(self._family)
             elif all(len(entries) < count for entries in replies.values()):
                 self._stop.wait(IDLE_S)
         if batch.size:
@@ -154,7 +188,7 @@ class Sink:
                 stats = self._insert(batch.columns() if fresh else self._missing(batch))
                 break
             except _CLICKHOUSE_ERRORS as error:
-                pending = {"entries": batch.size, "error": describe(error)}
+                pending = {**self._log, "entries": batch.size, "error": describe(error)}
                 if self._stop.is_set():
                     log.error("stopping with entries pending for the next start", extra=pending)
                     raise _Stopped from error
@@ -163,8 +197,13 @@ class Sink:
                 fresh = False
         if batch.undecodable:
             log.error(
-                "entries that are not scan events set aside in the dead-letter streams",
-                extra={"entries": [entry_id for _, (entry_id, _) in batch.undecodable]},
+                "entries that do not decode set aside in the dead-letter streams",
+                extra={
+                    **self._log,
+                    "entries": [
+                        f"{key} {entry_id.decode()}" for key, (entry_id, _) in batch.undecodable
+                    ],
+                },
             )
             self._streams.set_aside(batch.undecodable)
         self._streams.acknowledge(batch.ids, batch.events, stats)
@@ -173,14 +212,14 @@ class Sink:
         if not batch.rows:
             return {}
         if self._table.running_inserts():
-            log.info("waiting for an earlier insert to finish")
+            log.info("waiting for an earlier insert to finish", extra=self._log)
             while self._table.running_inserts():
                 if self._stop.wait(IDLE_S):
                     raise _Stopped
         missing = self._table.missing(batch.columns())
         log.info(
             "checked entries against clickhouse",
-            extra={"rows": batch.rows, "missing": len(missing["stream_ms"])},
+            extra={**self._log, "rows": batch.rows, "missing": len(missing["stream_ms"])},
         )
         return missing
 
@@ -199,33 +238,62 @@ class Sink:
         )
         log.info(
             "inserted",
-            extra={"rows": rows, "seconds": round(stats.seconds, 3), "lag_ms": stats.lag_ms},
+            extra={
+                **self._log,
+                "rows": rows,
+                "seconds": round(stats.seconds, 3),
+                "lag_ms": stats.lag_ms,
+            },
         )
         return stats
 
 
 def run_sink(settings: Settings, stop: threading.Event) -> None:
-    """Runs the sink of ``settings`` until ``stop`` is set (see the module's documentation)."""
-    if settings.redis_url is None or settings.clickhouse_url is None:
+    """Runs the sink of ``settings`` until ``stop`` is set: under the lease, one loop per event
+    family (see the module's documentation). A loop's failure ends the other and is raised."""
+    redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
+    if redis_url is None or clickhouse_url is None:
         raise ValueError("the sink needs redis_url and clickhouse_url")
-    # No silent retries: a read retried after a lost reply would leave entries pending unseen.
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=2,
-        socket_timeout=30,
-        retry=Retry(NoBackoff(), 0),
-    )
+    redis = _redis(redis_url)
     lease = SinkLease(redis)
     if not lease.acquire(stop):
         redis.close()
         return
     heartbeat = lease.keep(stop)
-    client = connect(settings.clickhouse_url)
     try:
-        Sink(SinkStreams(redis), ScanTable(client), settings, stop).run()
+        with ThreadPoolExecutor(len(FAMILIES), thread_name_prefix="sink") as pool:
+            loops = [
+                pool.submit(_run_family, family, redis_url, clickhouse_url, settings, stop)
+                for family in FAMILIES
+            ]
+        for loop in loops:
+            loop.result()
     finally:
-        client.disconnect()
         stop.set()
         heartbeat.join()
         lease.release()
         redis.close()
+
+
+def _run_family(
+    family: EventFamily,
+    redis_url: str,
+    clickhouse_url: str,
+    settings: Settings,
+    stop: threading.Event,
+) -> None:
+    redis = _redis(redis_url)
+    client = connect(clickhouse_url)
+    try:
+        Sink(SinkStreams(redis, family), family.table(client), settings, stop).run()
+    finally:
+        stop.set()  # the lease covers both loops: one ending ends the other
+        client.disconnect()
+        redis.close()
+
+
+def _redis(url: str) -> Redis:
+    # No silent retries: a read retried after a lost reply would leave entries pending unseen.
+    return Redis.from_url(
+        url, socket_connect_timeout=2, socket_timeout=30, retry=Retry(NoBackoff(), 0)
+    )

@@ -26,7 +26,13 @@ MAX_PRIZES = 32  # a draw records which prizes were available as a 32-bit mask
 MAX_DAYS = 366  # a seed per day is committed when the campaign is saved
 MAX_LIST = 1_000
 MAX_COUNT = 1_000_000_000
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ID_PATTERN = "[A-Za-z0-9_-]{1,64}"
+"""Campaign and prize ids: they go into Redis keys and hash tags."""
+_ID = re.compile(ID_PATTERN)
+
+
+def is_campaign_id(text: str) -> bool:
+    return _ID.fullmatch(text) is not None
 
 
 class CampaignError(ValueError):
@@ -127,7 +133,7 @@ class Campaign:
         """A validated campaign from the JSON an admin sent (or that was stored), for a
         programme with member tiers ``0 .. tiers - 1``; ``CampaignError`` names what is wrong."""
         fields = _Fields(document, "campaign")
-        if not _ID.fullmatch(campaign_id):
+        if not is_campaign_id(campaign_id):
             raise CampaignError("a campaign id is 1 to 64 letters, digits, '_' or '-'")
         name = fields.text("name")
         timezone = _checked_zone(fields.text("timezone"))

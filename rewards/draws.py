@@ -14,7 +14,7 @@ from codes.commands import LuaScript, ScriptCall
 from rewards.calendar import CampaignDay
 from rewards.campaigns import Campaign, Prize, PrizeKind
 from rewards.odds import NO_PRIZE, draw_value, slices
-from rewards.store import campaign_key, draw_stream
+from rewards.store import draw_stream, unsunk_key
 
 DRAW = LuaScript.load(__package__ or "rewards", "draw.lua")
 STALE_CAMPAIGN = "STALE_CAMPAIGN"
@@ -96,7 +96,7 @@ class LiveCampaign:
         cid = campaign.campaign_id
         return ScriptCall(
             DRAW,
-            (draw_stream(cid), campaign_key(cid, "draws:unsunk")),
+            (draw_stream(cid), unsunk_key(draw_stream(cid))),
             (
                 self.version,
                 day,

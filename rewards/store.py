@@ -40,6 +40,11 @@ def draw_stream(campaign_id: str) -> str:
     return campaign_key(campaign_id, "draws")
 
 
+def unsunk_key(stream: str) -> str:
+    """The count of a draw stream's draws not yet in ClickHouse."""
+    return stream + ":unsunk"
+
+
 def save(campaign: Campaign) -> ScriptCall:
     """Stores the campaign as a new version and a fresh secret seed for each of its days that
     has none (existing seeds are kept: their hashes may be published). Reply: the version."""

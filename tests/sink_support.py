@@ -1,4 +1,5 @@
-"""Scan events written straight into the streams, fresh ClickHouse databases, and waiting."""
+"""Scan events written straight into the streams, fresh ClickHouse databases, sinks run in
+threads (or made to crash), and waiting."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import contextlib
 import math
 import struct
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from fraud.verdicts import Verdict
 from ingest import local_services
 from ingest.clickhouse_client import connect
 from ingest.clickhouse_schema import apply_migrations
+from ingest.config import Settings
 from ingest.local_services import ServerProcess
 from ingest.scan_events import (
     EVENT_FIELD,
@@ -28,6 +31,10 @@ from ingest.scan_events import (
     stream_key,
     unsunk_key,
 )
+from ingest.sink import Sink, run_sink
+from ingest.sink_family import EventFamily
+from ingest.sink_streams import InsertStats, SinkStreams
+from ingest.sink_table import SinkTable
 
 DAY_MS = 86_400_000
 # 2026-01-31 12:00 UTC: events spread over two days and two months (two table partitions).
@@ -156,3 +163,64 @@ def restart_clickhouse(server: ServerProcess, data_dir: Path) -> ServerProcess:
             start_new_session=True,
         )
     return ServerProcess(server.name, server.url, process, server.log)
+
+
+def sink_settings(redis_url: str, clickhouse_url: str, **changes: Any) -> Settings:
+    """Small batches, flushed after 50 ms: quick tests."""
+    return Settings(
+        redis_url=redis_url, clickhouse_url=clickhouse_url, sink_batch_rows=500, sink_flush_ms=50
+    ).with_overrides(**changes)
+
+
+@contextlib.contextmanager
+def in_thread(run: Callable[[], None], stop: threading.Event) -> Iterator[None]:
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "the sink did not stop"
+
+
+def running_sink(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """``run_sink`` (every family) in a thread, stopped on leaving."""
+    stop = threading.Event()
+    return in_thread(lambda: run_sink(settings, stop), stop)
+
+
+@contextlib.contextmanager
+def sink_with(
+    settings: Settings,
+    family: EventFamily,
+    streams: Callable[[redis.Redis, EventFamily], SinkStreams] = SinkStreams,
+    table: Callable[[Any], SinkTable] | None = None,
+) -> Iterator[tuple[Sink, threading.Event]]:
+    """The sink loop of ``family``, whose Redis or ClickHouse side a test may replace, run by
+    the caller."""
+    assert settings.redis_url is not None
+    assert settings.clickhouse_url is not None
+    redis_client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings.clickhouse_url)
+    stop = threading.Event()
+    try:
+        sink_table = (table or family.table)(client)
+        yield Sink(streams(redis_client, family), sink_table, settings, stop), stop
+    finally:
+        client.disconnect()
+        redis_client.close()
+
+
+class Crash(BaseException):
+    """The process dies here: nothing of the sink runs after it."""
+
+
+class CrashBeforeAck(SinkStreams):
+    def acknowledge(
+        self,
+        ids: Mapping[str, Sequence[bytes]],
+        events: Mapping[str, Sequence[int]],
+        stats: InsertStats | None,
+    ) -> None:
+        raise Crash

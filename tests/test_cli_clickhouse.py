@@ -29,7 +29,9 @@ def database(clickhouse_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatc
 @pytest.mark.clickhouse
 def test_migrate_prints_what_it_applied(database: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate"]) == 0
-    assert capsys.readouterr().out == "0001_scans\n0002_scan_fraud_columns\n0003_fraud_alerts\n"
+    assert capsys.readouterr().out == (
+        "0001_scans\n0002_scan_fraud_columns\n0003_fraud_alerts\n0004_draws\n"
+    )
     assert main(["migrate"]) == 0
     output = capsys.readouterr()
     assert (output.out, output.err) == ("", "the schema is up to date\n")

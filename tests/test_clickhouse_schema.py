@@ -7,7 +7,7 @@ import pytest
 
 from ingest.clickhouse_client import connect
 from ingest.clickhouse_schema import MigrationError, apply_migrations, load_migrations
-from ingest.sink_table import COLUMNS
+from ingest.sink_table import COLUMNS, DRAW_COLUMNS
 from tests.sink_support import fresh_database, query
 
 SCANS = {
@@ -48,6 +48,33 @@ SCANS = {
     "stream_index": "UInt16",
 }
 
+DRAWS = {
+    "date": "Date",
+    "time": "DateTime",
+    "time_ms": "UInt64",
+    "campaign_id": "String",
+    "day": "Date",
+    "seq": "UInt64",
+    "config_version": "UInt32",
+    "scan_id": "String",
+    "member_id": "String",
+    "code": "String",
+    "serial": "UInt64",
+    "sku": "String",
+    "batch_id": "String",
+    "tier": "UInt8",
+    "risk": "UInt8",
+    "draw_value": "UInt64",
+    "won": "UInt8",
+    "prize_id": "String",
+    "prize_kind": "String",
+    "prize_value": "Int64",
+    "guaranteed": "UInt8",
+    "available": "Array(String)",
+    "points_balance": "Int64",
+    "stream_ms": "UInt64",
+}
+
 
 @pytest.fixture
 def empty_database(clickhouse_url: str) -> Iterator[str]:
@@ -63,6 +90,7 @@ def test_migrations_apply_once_and_are_recorded(empty_database: str) -> None:
             "0001_scans",
             "0002_scan_fraud_columns",
             "0003_fraud_alerts",
+            "0004_draws",
         ]
         assert apply_migrations(client) == []
     finally:
@@ -73,6 +101,7 @@ def test_migrations_apply_once_and_are_recorded(empty_database: str) -> None:
         (1, "0001_scans"),
         (2, "0002_scan_fraud_columns"),
         (3, "0003_fraud_alerts"),
+        (4, "0004_draws"),
     ]
 
 
@@ -97,6 +126,24 @@ def test_scans_has_the_columns_the_sink_writes_and_flags_from_flag_list(
         ("b", []),
     ]
     assert query(empty_database, "SELECT count() FROM scans WHERE has(flags, 'geo')") == [(1,)]
+
+
+@pytest.mark.clickhouse
+def test_draws_has_the_columns_the_sink_writes_and_awards_shows_the_won(
+    empty_database: str,
+) -> None:
+    client = connect(empty_database)
+    try:
+        apply_migrations(client)
+        draws = client.execute("DESCRIBE TABLE draws")
+        awards = client.execute("DESCRIBE TABLE awards")
+        client.execute("INSERT INTO draws (seq, won) VALUES", [(1, 0), (2, 1)])
+    finally:
+        client.disconnect()
+    assert {row[0]: row[1] for row in draws} == DRAWS
+    assert [row[0] for row in draws] == list(DRAW_COLUMNS)
+    assert [row[:2] for row in awards] == [row[:2] for row in draws]
+    assert query(empty_database, "SELECT seq FROM awards") == [(2,)]
 
 
 @pytest.mark.clickhouse
@@ -146,4 +193,5 @@ def test_the_migrations_ship_with_the_package() -> None:
         "0001_scans",
         "0002_scan_fraud_columns",
         "0003_fraud_alerts",
+        "0004_draws",
     ]

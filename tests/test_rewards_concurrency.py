@@ -96,9 +96,7 @@ def test_no_cap_is_exceeded_and_every_award_is_recorded_once(
     assert len({a["scan_id"] for a in answers}) == 2 * SCANS
     assert len({a["product"]["code"] for a in answers if a["prize"]}) == len(prizes)
     assert len(prizes) == budget["awarded"] == budget["released_today"] == 10
-    wait_until(
-        lambda: query(url, "SELECT count() FROM draws") == [(SCANS,)], 30, "every draw sunk"
-    )
+    wait_until(lambda: query(url, "SELECT count() FROM draws") == [(SCANS,)], 30, "every draw sunk")
     assert query(url, "SELECT count(), uniqExact(code), uniqExact(seq) FROM awards") == [
         (len(prizes),) * 3
     ]

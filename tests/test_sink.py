@@ -38,18 +38,25 @@ from ingest.scan_events import (
     Columns,
     ScanEvent,
 )
-from ingest.sink import Sink, run_sink
-from ingest.sink_batch import Batch, Entries, Entry
+from ingest.sink import run_sink
+from ingest.sink_batch import Batch
+from ingest.sink_family import SCANS, Entries, Entry
 from ingest.sink_lease import LEASE_KEY, SinkLease
-from ingest.sink_streams import STATS_KEY, InsertStats, SinkStreams, dead_letter_key
+from ingest.sink_streams import NEW, STATS_KEY, SinkStreams, dead_letter_key
 from ingest.sink_table import QUERY_ID_PREFIX, ScanTable
 from tests.sink_support import (
+    Crash,
+    CrashBeforeAck,
     add_events,
     backlog,
     fresh_database,
+    in_thread,
     make_events,
     query,
     restart_clickhouse,
+    running_sink,
+    sink_settings,
+    sink_with,
     state_of,
     stored,
     wait_until,
@@ -69,48 +76,6 @@ def streams(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
-
-
-def _settings(redis_url: str, clickhouse_url: str, **changes: Any) -> Settings:
-    return Settings(
-        redis_url=redis_url, clickhouse_url=clickhouse_url, sink_batch_rows=500, sink_flush_ms=50
-    ).with_overrides(**changes)
-
-
-@contextlib.contextmanager
-def _in_thread(run: Callable[[], None], stop: threading.Event) -> Iterator[None]:
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "the sink did not stop"
-
-
-def _running_sink(settings: Settings) -> contextlib.AbstractContextManager[None]:
-    stop = threading.Event()
-    return _in_thread(lambda: run_sink(settings, stop), stop)
-
-
-@contextlib.contextmanager
-def _sink_with(
-    settings: Settings,
-    streams: Callable[[redis.Redis], SinkStreams] = SinkStreams,
-    table: Callable[[Any], ScanTable] = ScanTable,
-) -> Iterator[tuple[Sink, threading.Event]]:
-    """A sink whose Redis or ClickHouse side a test replaces, run by the caller."""
-    assert settings.redis_url is not None
-    assert settings.clickhouse_url is not None
-    redis_client = redis.Redis.from_url(settings.redis_url)
-    client = connect(settings.clickhouse_url)
-    stop = threading.Event()
-    try:
-        yield Sink(streams(redis_client), table(client), settings, stop), stop
-    finally:
-        client.disconnect()
-        redis_client.close()
 
 
 def _pending(client: redis.Redis) -> int:
@@ -187,7 +152,7 @@ def test_every_event_becomes_one_row_with_its_values(
 ) -> None:
     events = make_events(1200)
     add_events(streams, events[:700])
-    with _running_sink(_settings(redis_url, database)):
+    with running_sink(sink_settings(redis_url, database)):
         wait_until(_caught_up(streams, database, 700), 10, "the first events")
         add_events(streams, events[700:], per_entry=7)  # as the scan script groups them
         wait_until(_caught_up(streams, database, 1200), 10, "the later events")
@@ -209,32 +174,18 @@ def test_every_event_becomes_one_row_with_its_values(
 # --- exactly once -----------------------------------------------------------------------------
 
 
-class _Crash(BaseException):
-    """The process dies here: nothing of the sink runs after it."""
-
-
-class _CrashBeforeAck(SinkStreams):
-    def acknowledge(
-        self,
-        ids: Mapping[int, Sequence[bytes]],
-        events: Mapping[int, Sequence[int]],
-        stats: InsertStats | None,
-    ) -> None:
-        raise _Crash
-
-
 def test_a_crash_between_insert_and_ack_inserts_nothing_twice(
     streams: redis.Redis, redis_url: str, database: str
 ) -> None:
     add_events(streams, make_events(400))
     # a flush interval long enough that all 400 go in the first insert, even on a busy machine
-    settings = _settings(redis_url, database, sink_flush_ms=2_000)
-    with _sink_with(settings, streams=_CrashBeforeAck) as (sink, _), pytest.raises(_Crash):
+    settings = sink_settings(redis_url, database, sink_flush_ms=2_000)
+    with sink_with(settings, SCANS, streams=CrashBeforeAck) as (sink, _), pytest.raises(Crash):
         sink.run()
     assert stored(database) == (400, 400)
     assert _pending(streams) == 400
 
-    with _running_sink(settings):
+    with running_sink(settings):
         wait_until(lambda: backlog(streams) == 0, 10, "the pending entries to be acknowledged")
     assert stored(database) == (400, 400)
     assert streams.hget(STATS_KEY, "rows_total") is None, "the restarted sink inserted rows"
@@ -245,20 +196,20 @@ def test_a_write_waits_for_an_insert_still_running_on_the_server(
 ) -> None:
     caplog.set_level(logging.INFO, "ingest.sink")
     add_events(streams, make_events(100))
-    settings = _settings(redis_url, database)
-    with _sink_with(settings, streams=_CrashBeforeAck) as (sink, _), pytest.raises(_Crash):
+    settings = sink_settings(redis_url, database)
+    with sink_with(settings, SCANS, streams=CrashBeforeAck) as (sink, _), pytest.raises(Crash):
         sink.run()
     database_name = database.rsplit("/", 1)[1]
     earlier = threading.Thread(
         target=query,
         args=(database, "SELECT sleep(1)"),
-        kwargs={"query_id": f"{QUERY_ID_PREFIX}{database_name}:earlier"},
+        kwargs={"query_id": f"{QUERY_ID_PREFIX}{database_name}:scans:earlier"},
     )
     earlier.start()
     running = "SELECT count() FROM system.processes WHERE query_id LIKE '%:earlier'"
     wait_until(lambda: query(database, running) == [(1,)], 5, "the earlier insert to run")
     visible = time.monotonic()
-    with _running_sink(settings):
+    with running_sink(settings):
         wait_until(lambda: backlog(streams) == 0, 10, "the pending entries to be acknowledged")
     assert time.monotonic() - visible > 0.5, "the sink went on while an insert was running"
     earlier.join()
@@ -283,8 +234,8 @@ def test_an_insert_cut_half_way_is_completed_not_repeated(
     streams: redis.Redis, redis_url: str, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     add_events(streams, make_events(410), per_entry=7)  # the cut falls inside an entry
-    settings = _settings(redis_url, database)
-    with _sink_with(settings, table=_HalfThenCut) as (sink, stop), _in_thread(sink.run, stop):
+    settings = sink_settings(redis_url, database)
+    with sink_with(settings, SCANS, table=_HalfThenCut) as (sink, stop), in_thread(sink.run, stop):
         wait_until(lambda: backlog(streams) == 0, 10, "the events to be acknowledged")
     assert stored(database) == (410, 410)
     assert "clickhouse insert failed; retrying" in caplog.messages
@@ -295,7 +246,7 @@ class _LostReply(SinkStreams):
 
     lost = False
 
-    def read(self, cursors: Mapping[int, bytes], count: int) -> dict[int, Entries]:
+    def read(self, cursors: Mapping[str, bytes], count: int) -> dict[str, Entries]:
         entries = super().read(cursors, count)
         if not self.lost and any(entries.values()):
             self.lost = True
@@ -307,8 +258,8 @@ def test_entries_delivered_without_a_reply_are_recovered_not_trimmed(
     streams: redis.Redis, redis_url: str, database: str
 ) -> None:
     add_events(streams, make_events(300))
-    settings = _settings(redis_url, database)
-    with _sink_with(settings, streams=_LostReply) as (sink, stop), _in_thread(sink.run, stop):
+    settings = sink_settings(redis_url, database)
+    with sink_with(settings, SCANS, streams=_LostReply) as (sink, stop), in_thread(sink.run, stop):
         wait_until(_caught_up(streams, database, 300), 10, "the delivered entries")
         add_events(streams, make_events(200, 300))
         wait_until(_caught_up(streams, database, 500), 10, "the later entries")
@@ -349,7 +300,7 @@ def _sink_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[by
 def test_sigterm_writes_the_batch_in_hand_then_exits(
     streams: redis.Redis, redis_url: str, database: str, tmp_path: Path
 ) -> None:
-    settings = _settings(redis_url, database, sink_batch_rows=100_000, sink_flush_ms=600_000)
+    settings = sink_settings(redis_url, database, sink_batch_rows=100_000, sink_flush_ms=600_000)
     with _sink_process(settings, tmp_path / "sink.log") as process:
         add_events(streams, make_events(250))
         wait_until(lambda: _pending(streams) == 250, 20, "the sink to read the events")
@@ -365,7 +316,7 @@ def test_sigterm_writes_the_batch_in_hand_then_exits(
 def test_kill_9_at_any_moment_loses_and_repeats_nothing(
     streams: redis.Redis, redis_url: str, database: str, tmp_path: Path
 ) -> None:
-    settings = _settings(redis_url, database, sink_batch_rows=200, sink_flush_ms=20)
+    settings = sink_settings(redis_url, database, sink_batch_rows=200, sink_flush_ms=20)
     log = tmp_path / "sink.log"
     written = 0
     for delay_s in (0.005, 0.015, 0.025, 0.04):
@@ -416,7 +367,7 @@ def test_a_clickhouse_outage_delays_events_and_loses_none(
         client = connect(server.url)
         apply_migrations(client)
         client.disconnect()
-        with _running_sink(_settings(redis_url, server.url)):
+        with running_sink(sink_settings(redis_url, server.url)):
             add_events(streams, make_events(300))
             wait_until(_caught_up(streams, server.url, 300), 10, "the events before the outage")
             # Killed: a graceful stop waits ~10 s for the sink's idle connection to go.
@@ -437,24 +388,24 @@ def test_a_clickhouse_outage_delays_events_and_loses_none(
 
 def test_acknowledging_twice_subtracts_the_events_once(streams: redis.Redis) -> None:
     add_events(streams, make_events(40), per_entry=4)
-    sink_streams = SinkStreams(streams)
-    sink_streams.ensure_groups()
-    replies = sink_streams.read(dict.fromkeys(range(PARTITIONS), b">"), 100)
-    batch = Batch()
-    for partition, entries in replies.items():
-        batch.add(partition, entries)
+    sink_streams = SinkStreams(streams, SCANS)
+    sink_streams.open()
+    replies = sink_streams.read(dict.fromkeys(STREAM_KEYS, NEW), 100)
+    batch = Batch(SCANS)
+    for key, entries in replies.items():
+        batch.add(key, entries)
     first = next(iter(batch.ids))
     ids, events = {first: batch.ids[first]}, {first: batch.events[first]}
     for _ in range(2):  # a retry after a lost reply
         sink_streams.acknowledge(ids, events, None)
     assert backlog(streams) == 40 - sum(batch.events[first])
-    assert streams.xlen(STREAM_KEYS[first]) == 0
+    assert streams.xlen(first) == 0
 
 
 def test_a_second_sink_waits_for_the_first(
     streams: redis.Redis, redis_url: str, database: str
 ) -> None:
-    settings = _settings(redis_url, database)
+    settings = sink_settings(redis_url, database)
     first_stop, second_stop = threading.Event(), threading.Event()
     first = threading.Thread(target=run_sink, args=(settings, first_stop))
     first.start()
@@ -491,9 +442,9 @@ def test_an_entry_that_is_not_a_scan_event_is_set_aside_not_retried(
     poison = {EVENT_FIELD: b"\x05\x00\x00\x00short", STATE_FIELD: b"\x01" * 7}
     poison_id = streams.xadd(STREAM_KEYS[0], poison)  # type: ignore[arg-type]
     streams.incrby(UNSUNK_KEYS[0], 1)
-    with _running_sink(_settings(redis_url, database)):
+    with running_sink(sink_settings(redis_url, database)):
         wait_until(_caught_up(streams, database, 30), 10, "the good events")
     assert stored(database) == (30, 30)
-    [(_, dead)] = cast(list[Entry], streams.xrange(dead_letter_key(0)))
+    [(_, dead)] = cast(list[Entry], streams.xrange(dead_letter_key(STREAM_KEYS[0])))
     assert (dead[b"id"], dead[EVENT_FIELD]) == (poison_id, poison[EVENT_FIELD])
     assert _pending(streams) == 0

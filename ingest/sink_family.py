@@ -1,0 +1,92 @@
+"""The families of events the sink moves, each from its Redis streams into its ClickHouse table.
+
+A family says which streams to read (a fixed set, or one discovered while the sink runs), where
+each keeps its count of unsunk events, how many events an entry holds, how entries decode into
+the table's columns (every family has ``stream_ms``, the entry id's time) and which table
+takes them, with its identity check for retried writes. Everything else, the exactly-once
+machinery, is the same for all families (``ingest.sink``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis import Redis
+
+from ingest import draw_events, scan_events
+from ingest.scan_events import Columns
+from ingest.sink_table import DrawTable, ScanTable, SinkTable
+from rewards import store
+from rewards.campaigns import is_campaign_id
+
+Fields = dict[bytes, bytes]
+Entry = tuple[bytes, Fields]
+Entries = Sequence[Entry]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFamily:
+    name: str
+    stats_key: str
+    """The hash where the sink keeps the stats of its inserts of this family."""
+    max_events_per_entry: int
+    """What the sink sizes its reads by."""
+    stream_keys: Callable[[Redis], Collection[str]]
+    """The family's streams now; a stream stays once the sink has seen it."""
+    unsunk_key: Callable[[str], str]
+    """The count of the unsunk events of a stream, which the sink's acknowledgement lowers."""
+    events_in: Callable[[Fields], int]
+    decode: Callable[[str, Entries], Columns]
+    """Columns for some entries of one stream; ``ValueError``, ``KeyError``, ``IndexError``,
+    ``UnicodeDecodeError`` or ``struct.error`` for entries not of the family's layout."""
+    table: Callable[[Any], SinkTable]
+    """The table, given a ClickHouse client."""
+
+
+_SCAN_PARTITIONS = {key: partition for partition, key in enumerate(scan_events.STREAM_KEYS)}
+_SCAN_UNSUNK_KEYS = dict(zip(scan_events.STREAM_KEYS, scan_events.UNSUNK_KEYS, strict=True))
+
+
+def _decode_scans(stream: str, entries: Entries) -> Columns:
+    return scan_events.decode_columns(_SCAN_PARTITIONS[stream], entries)
+
+
+SCANS = EventFamily(
+    name="scans",
+    stats_key="{sink}:stats",
+    max_events_per_entry=scan_events.MAX_EVENTS_PER_ENTRY,
+    stream_keys=lambda _: scan_events.STREAM_KEYS,
+    unsunk_key=_SCAN_UNSUNK_KEYS.__getitem__,
+    events_in=scan_events.events_in,
+    decode=_decode_scans,
+    table=ScanTable,
+)
+
+
+def _campaign_streams(redis: Redis) -> list[str]:
+    """The draw streams of the campaigns in ``CAMPAIGNS_KEY`` (a member that is not a campaign
+    id names no stream the draw script writes)."""
+    members = cast(set[bytes], redis.smembers(store.CAMPAIGNS_KEY))
+    ids = sorted(member.decode(errors="replace") for member in members)
+    return [store.draw_stream(cid) for cid in ids if is_campaign_id(cid)]
+
+
+def _decode_draws(stream: str, entries: Entries) -> Columns:
+    return draw_events.decode_columns(draw_events.campaign_of(stream), entries)
+
+
+DRAWS = EventFamily(
+    name="draws",
+    stats_key="{sink}:draws:stats",
+    max_events_per_entry=scan_events.MAX_EVENTS_PER_ENTRY,
+    stream_keys=_campaign_streams,
+    unsunk_key=store.unsunk_key,
+    events_in=draw_events.draws_in,
+    decode=_decode_draws,
+    table=DrawTable,
+)
+"""Entries of more draws than ``max_events_per_entry`` only make a read bring more rows."""
+
+FAMILIES = (SCANS, DRAWS)
