@@ -477,7 +477,9 @@ def _parser() -> argparse.ArgumentParser:
     sql.set_defaults(run=sql_command)
 
     sink = commands.add_parser(
-        "sink", parents=[common], help="move scan events from Redis to ClickHouse until stopped"
+        "sink",
+        parents=[common],
+        help="move scan and prize draw events from Redis to ClickHouse until stopped",
     )
     sink.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     sink.set_defaults(run=sink_command)

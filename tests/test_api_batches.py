@@ -119,6 +119,7 @@ async def test_health_without_clickhouse(client: TestClient[Any, Any]) -> None:
         "redis": "ok",
         "clickhouse": "not configured",
         "unsunk_events": 0,
+        "unsunk_draws": 0,
         "full_partitions": 0,
         "sink": {},
     }

@@ -94,6 +94,20 @@ async def test_a_member_wins_on_the_first_genuine_scan_and_only_then(client: Cli
     assert again["prize"] is None
 
 
+async def test_draws_show_in_health_and_metrics(client: Client) -> None:
+    await put_campaign(client, campaign())
+    [code] = await codes_of_a_shipped_batch(client, 1)
+    await post_scan(client, {"code": code, "member_id": "alice"})
+
+    health = await (await client.get("/healthz")).json()
+    metrics = await (await client.get("/metrics")).text()
+
+    assert health["unsunk_draws"] == 1  # no sink in this test
+    assert "scanward_unsunk_draws 1.0" in metrics
+    assert 'scanward_prizes_total{kind="cash"}' in metrics
+    assert "scanward_draws_total" in metrics
+
+
 async def test_a_retried_scan_id_gets_the_same_prize(client: Client) -> None:
     await put_campaign(client, campaign())
     [code] = await codes_of_a_shipped_batch(client, 1)

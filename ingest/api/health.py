@@ -15,10 +15,12 @@ from redis.exceptions import RedisError
 from ingest import metrics
 from ingest.clickhouse_client import connect, describe
 from ingest.responses import json_response
+from ingest.reward_stage import CAMPAIGNS_MAX_AGE_S
 from ingest.scan_events import UNSUNK_KEYS
 from ingest.scan_state import unsunk_limit_per_partition
 from ingest.sink_streams import STATS_KEY
-from ingest.state import REDIS, SETTINGS
+from ingest.state import CAMPAIGNS, REDIS, SETTINGS
+from rewards import store
 
 routes = web.RouteTableDef()
 
@@ -34,6 +36,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     try:
         counts, sink = await _backlog_and_sink(request.app[REDIS])
+        unsunk_draws = await _unsunk_draws(request.app)
     except RedisError as error:
         return json_response({"status": "unavailable", "redis": str(error)}, status=503)
     clickhouse = await _clickhouse_status(settings.clickhouse_url)
@@ -47,6 +50,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
         "redis": "ok",
         "clickhouse": clickhouse,
         "unsunk_events": sum(counts),
+        "unsunk_draws": unsunk_draws,
         "full_partitions": full_partitions,
         "sink": sink,
     }
@@ -58,10 +62,12 @@ async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
     live: dict[str, tuple[str, float]] = {}
     try:
         counts, sink = await _backlog_and_sink(request.app[REDIS])
+        unsunk_draws = await _unsunk_draws(request.app)
     except RedisError:
         pass  # the process metrics are still worth a scrape
     else:
         live["scanward_unsunk_events"] = (_BACKLOG_HELP, sum(counts))
+        live["scanward_unsunk_draws"] = (_DRAW_BACKLOG_HELP, unsunk_draws)
         for field, help_text in _SINK_GAUGES.items():
             if field in sink:
                 live[f"scanward_sink_{field}"] = (help_text, sink[field])
@@ -72,6 +78,7 @@ async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
 
 
 _BACKLOG_HELP = "Events in the Redis streams not yet in ClickHouse"
+_DRAW_BACKLOG_HELP = "Prize draws in the campaigns' Redis streams not yet in ClickHouse"
 _SINK_GAUGES = {
     "rows_total": "Rows the sink has inserted into ClickHouse",
     "rows_per_s": "Rows per second of the sink's last insert",
@@ -91,6 +98,17 @@ async def _backlog_and_sink(redis: Redis) -> tuple[list[int], dict[str, float]]:
     if "last_insert_ms" in sink:
         sink["seconds_since_insert"] = round(time.time() - sink["last_insert_ms"] / 1000, 3)
     return [int(count or 0) for count in counts], sink
+
+
+async def _unsunk_draws(app: web.Application) -> int:
+    campaign_ids = (await app[CAMPAIGNS].current(CAMPAIGNS_MAX_AGE_S)).by_id
+    if not campaign_ids:
+        return 0
+    async with app[REDIS].pipeline(transaction=False) as pipe:
+        for cid in campaign_ids:
+            pipe.get(store.unsunk_key(store.draw_stream(cid)))
+        counts = await pipe.execute()
+    return sum(int(count or 0) for count in counts)
 
 
 async def _clickhouse_status(url: str | None) -> str:
