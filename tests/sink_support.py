@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from clickhouse_driver.errors import NetworkError
 
 from fraud.verdicts import Verdict
 from ingest import local_services
@@ -27,6 +28,7 @@ from ingest.scan_events import (
     PARTITIONS,
     STATE_FIELD,
     UNSUNK_KEYS,
+    Columns,
     ScanEvent,
     stream_key,
     unsunk_key,
@@ -210,6 +212,20 @@ def sink_with(
     finally:
         client.disconnect()
         redis_client.close()
+
+
+class HalfThenCut(SinkTable):
+    """Mixed in before a table: its first insert stores half its rows, then the connection
+    breaks."""
+
+    cut = False
+
+    def insert(self, columns: Columns) -> None:
+        if self.cut:
+            return super().insert(columns)
+        self.cut = True
+        super().insert({name: column[: len(column) // 2] for name, column in columns.items()})
+        raise NetworkError("connection lost during the insert")
 
 
 class Crash(BaseException):

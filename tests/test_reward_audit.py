@@ -55,17 +55,23 @@ def _audit(settings: Settings, monkeypatch: pytest.MonkeyPatch, *extra: str) -> 
     return main(["rewards", "audit", "--campaign", "summer", "--day", today, *extra])
 
 
-async def test_every_draw_recomputes_from_the_seed_and_tampering_is_reported(
-    app_client: Client,
-    sunk_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+@pytest.fixture
+async def drawn(app_client: Client, sunk_settings: Settings) -> str:
+    """A day's draws made through the API and sunk; the ClickHouse URL."""
     url = sunk_settings.clickhouse_url
     assert url is not None
     await _draw_a_day(app_client)
     wait_until(lambda: query(url, "SELECT count() FROM draws")[0][0] == DRAWS, 20, "draws sunk")
+    return url
 
+
+async def test_every_draw_recomputes_from_the_seed_and_tampering_is_reported(
+    drawn: str,
+    sunk_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = drawn
     assert _audit(sunk_settings, monkeypatch) == 0
     report = orjson.loads(capsys.readouterr().out)
     assert (report["draws"], report["mismatch_count"], report["ok"]) == (DRAWS, 0, True)
@@ -93,15 +99,11 @@ async def test_every_draw_recomputes_from_the_seed_and_tampering_is_reported(
 
 
 async def test_an_auditor_holding_another_seed_sees_every_draw_differ(
-    app_client: Client,
+    drawn: str,
     sunk_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url = sunk_settings.clickhouse_url
-    assert url is not None
-    await _draw_a_day(app_client)
-    wait_until(lambda: query(url, "SELECT count() FROM draws")[0][0] == DRAWS, 20, "draws sunk")
     assert sunk_settings.redis_url is not None
     stored = redis.Redis.from_url(sunk_settings.redis_url)
     today = datetime.now(SHANGHAI).date().isoformat()

@@ -35,7 +35,6 @@ from ingest.scan_events import (
     STATE_FIELD,
     STREAM_KEYS,
     UNSUNK_KEYS,
-    Columns,
     ScanEvent,
 )
 from ingest.sink import run_sink
@@ -47,6 +46,7 @@ from ingest.sink_table import QUERY_ID_PREFIX, ScanTable
 from tests.sink_support import (
     Crash,
     CrashBeforeAck,
+    HalfThenCut,
     add_events,
     backlog,
     fresh_database,
@@ -217,17 +217,8 @@ def test_a_write_waits_for_an_insert_still_running_on_the_server(
     assert stored(database) == (100, 100)
 
 
-class _HalfThenCut(ScanTable):
-    """The first insert stores half its rows, then the connection breaks."""
-
-    cut = False
-
-    def insert(self, columns: Columns) -> None:
-        if self.cut:
-            return super().insert(columns)
-        self.cut = True
-        super().insert({name: column[: len(column) // 2] for name, column in columns.items()})
-        raise NetworkError("connection lost during the insert")
+class _HalfThenCut(HalfThenCut, ScanTable):
+    pass
 
 
 def test_an_insert_cut_half_way_is_completed_not_repeated(

@@ -10,9 +10,8 @@ from typing import Any, cast
 
 import pytest
 import redis
-from clickhouse_driver.errors import NetworkError
 
-from ingest.scan_events import CONSUMER_GROUP, Columns
+from ingest.scan_events import CONSUMER_GROUP
 from ingest.sink_family import DRAWS, Entry
 from ingest.sink_streams import STATS_KEY, dead_letter_key
 from ingest.sink_table import DRAW_COLUMNS, DrawTable
@@ -22,6 +21,7 @@ from tests.draw_support import OUTCOME, PRIZES, Draw, add_draws, encode_entry, m
 from tests.sink_support import (
     Crash,
     CrashBeforeAck,
+    HalfThenCut,
     fresh_database,
     in_thread,
     query,
@@ -162,17 +162,8 @@ def test_a_crash_between_insert_and_ack_inserts_no_draw_twice(
     assert streams.hget(DRAWS.stats_key, "rows_total") is None, "the restarted sink inserted rows"
 
 
-class _HalfThenCut(DrawTable):
-    """The first insert stores half its rows, then the connection breaks."""
-
-    cut = False
-
-    def insert(self, columns: Columns) -> None:
-        if self.cut:
-            return super().insert(columns)
-        self.cut = True
-        super().insert({name: column[: len(column) // 2] for name, column in columns.items()})
-        raise NetworkError("connection lost during the insert")
+class _HalfThenCut(HalfThenCut, DrawTable):
+    pass
 
 
 def test_an_insert_cut_half_way_is_completed_not_repeated(
