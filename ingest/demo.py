@@ -118,12 +118,12 @@ shipped to {DEMO_DISTRIBUTOR} (territory around Shanghai), the last {UNSHIPPED} 
        "SELECT time, code, verdict, risk, flags FROM scans"
   curl -s {auth} '{api_url}/v1/alerts'
 campaign {DEMO_CAMPAIGN} draws prizes on first scans that carry a member:
-  curl -s -H 'Content-Type: application/json' \
+  curl -s -H 'Content-Type: application/json' \\
        -d '{{"code": "<another code>", "member_id": "alice"}}' {api_url}/v1/scans
   curl -s {auth} {api_url}/v1/members/alice
   curl -s {auth} {api_url}/v1/campaigns/{DEMO_CAMPAIGN}
   curl -s {api_url}/v1/campaigns/{DEMO_CAMPAIGN}/fairness
-  .venv/bin/scanward rewards audit --data-dir {settings.data_dir} \
+  .venv/bin/scanward rewards audit --data-dir {settings.data_dir} \\
        --campaign {DEMO_CAMPAIGN} --day {datetime.now(ZoneInfo("Asia/Shanghai")).date()}
   curl -s {auth} -H 'Content-Type: application/json' \\
        -d '{{"sku": "BEER-500", "gtin": "{DEMO_GTIN}", "quantity": 1000000}}' {api_url}/v1/batches
