@@ -55,9 +55,19 @@ for i = 1, #prizes do
     awarded[i], today[i] = tonumber(awarded[i]) or 0, tonumber(today[i]) or 0
 end
 
+local wins_of = {}  -- members' wins today, read once per call
+local function wins(member)
+    if not wins_of[member] then
+        wins_of[member] = tonumber(redis.call('HGET', wins_key, member)) or 0
+    end
+    return wins_of[member]
+end
+local seq = tonumber(redis.call('GET', tag .. ':seq')) or 0  -- written back once, at the end
+
 local function award(index, member, request)
     local p = prizes[index]
     awarded[index], today[index] = awarded[index] + 1, today[index] + 1
+    wins_of[member] = wins_of[member] + 1
     redis.call('HINCRBY', awarded_key, ids[index], 1)
     redis.call('HINCRBY', today_key, ids[index], 1)
     redis.call('HINCRBY', wins_key, member, 1)
@@ -73,11 +83,11 @@ local function award(index, member, request)
 end
 
 local function draw(value, tier, risk, member, request)
-    local wins = tonumber(redis.call('HGET', wins_key, member)) or 0
+    local under_limit = wins(member) < limit
     local mask, available = 0, {}
     for i, p in ipairs(prizes) do
         available[i] = risk < 4 and tier >= p.min_tier and (risk < 3 or p.high_value == 0)
-            and wins < limit and awarded[i] < p.total and today[i] < p.released
+            and under_limit and awarded[i] < p.total and today[i] < p.released
         if available[i] then mask = mask + 2 ^ (i - 1) end
     end
     local chosen, guaranteed = 0, 0
@@ -93,7 +103,7 @@ local function draw(value, tier, risk, member, request)
     end
     local balance = 0
     if chosen > 0 then balance = award(chosen, member, request) end
-    local seq = redis.call('INCR', tag .. ':seq')
+    seq = seq + 1
     return struct.pack(OUTCOME, seq, chosen - 1, guaranteed, mask, balance)
 end
 
@@ -140,6 +150,7 @@ if #outcomes > 0 then
     redis.call('XADD', stream, '*', 'r', table.concat(requests), 'o', table.concat(outcomes),
         'p', prize_json)
     redis.call('INCRBY', KEYS[2], #outcomes)
+    redis.call('SET', tag .. ':seq', seq)
     redis.call('EXPIRE', today_key, DAY_KEYS_TTL)
     redis.call('EXPIRE', wins_key, DAY_KEYS_TTL)
 end
