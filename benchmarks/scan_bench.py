@@ -11,6 +11,12 @@ Prints one JSON document and saves it under ``benchmarks/results/``. Goals (issu
 at least 0.6 of the ceiling's requests/s per process, p99 <= 10 ms at half of peak, sink lag
 bounded at peak. wrk is closed-loop even when paced, so the half-load latency excludes the
 queueing an open-loop client would see; ``ceiling_ratio`` compares like with like.
+
+Every scan carries a member id from a pool of ``--members`` (a share of them with a tier).
+``--campaign`` opens one prize campaign over the benchmark's SKU first (``benchmarks.
+campaign_bench``), so genuine first scans of codes draw (genuine: shipped, so with
+``--territories``); the report then counts the draws and prizes given out at peak. Redis's
+per-command statistics at peak are reported either way.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +39,7 @@ from typing import Any, cast
 import orjson
 import redis
 
+from benchmarks import campaign_bench
 from benchmarks.report import provenance, publish
 from codes.batches import Batch, BatchOrder
 from codes.keyring import Keyring
@@ -48,6 +56,7 @@ from ingest.sink_streams import STATS_KEY
 SECRET = "bench keyring secret"
 LOAD_SCRIPT = Path(__file__).with_name("scan_load.lua")
 SHANGHAI = (31.3, 121.5)  # where scan_load.lua puts its phones
+SKU = "BENCH"
 
 
 def _wrk(url: str, env: Mapping[str, str], duration_s: int, connections: int) -> dict[str, Any]:
@@ -94,7 +103,7 @@ async def _order_codes(
 ) -> bytes:
     client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     try:
-        order = BatchOrder.create("BENCH", "4006381333931", quantity, max_quantity=quantity)
+        order = BatchOrder.create(SKU, "4006381333931", quantity, max_quantity=quantity)
         batch = await BatchStore(client).create(order, keyring.current.key_id)
         if territories:
             await _ship_to_territories(client, batch, territories)
@@ -141,6 +150,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 _order_codes(redis_server.url, keyring, args.codes, args.sample, args.territories)
             )
             (data / "codes.txt").write_bytes(codes)
+            with redis.Redis.from_url(redis_server.url) as client:
+                tiers = campaign_bench.give_tiers(client, args.members)
             port = local_services.free_port()
             url = f"http://127.0.0.1:{port}"
             env = {
@@ -150,15 +161,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "SCANWARD_CLICKHOUSE_URL": clickhouse.url,
                 "SCANWARD_PORT": str(port),
                 "SCANWARD_TRUSTED_PROXIES": "127.0.0.1",
+                "SCANWARD_ADMIN_TOKEN": campaign_bench.ADMIN_TOKEN,
                 "SCAN_CODES": str(data / "codes.txt"),
+                "SCAN_MEMBERS": str(args.members),
             }
-            return _measure(args, url, port, env)
+            result = _measure(args, url, port, env, clickhouse.pid)
+            result["members"] = {
+                "pool": args.members,
+                "by_tier": {str(t): n for t, n in tiers.items()},
+            }
+            return result
         finally:
             clickhouse.stop()
             redis_server.stop()
 
 
-def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str]) -> dict[str, Any]:
+def _measure(
+    args: argparse.Namespace, url: str, port: int, env: dict[str, str], clickhouse_pid: int
+) -> dict[str, Any]:
     workers, seconds, connections = args.workers, args.duration, args.connections
     hello = [sys.executable, "-m", "benchmarks.hello_server", str(port)]
     with _process(hello, env), _process(hello, env) if workers > 1 else _nothing():
@@ -167,13 +187,24 @@ def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str])
         ceiling = _wrk(url, env, seconds, connections)
     subprocess.run(_scanward("migrate"), env={**os.environ, **env}, check=True, capture_output=True)
     serve = _scanward("serve", "--workers", str(workers))
-    with _process(_scanward("sink"), env), _process(serve, env) as api:
+    campaign: dict[str, Any] | None = None
+    with _process(_scanward("sink"), env) as sinking, _process(serve, env) as api:
         _wait_healthy(url)
-        _wrk(url, env, 2, connections)
+        if args.campaign:
+            version = campaign_bench.put_campaign(url, SKU)["version"]
+            campaign = {"id": campaign_bench.CAMPAIGN_ID, "version": version}
+        _wrk(url, env, 2, connections)  # warm-up (with a campaign: its codes draw once)
         client = redis.Redis.from_url(env["SCANWARD_REDIS_URL"])
-        cpu_before = _cpu_seconds(api.pid, client)
+        drawn_before = campaign_bench.counters(client)
+        commands_before = _command_stats(client)
+        batches_before = _batch_sizes(url)
+        pids = {"api": api.pid, "sink": sinking.pid, "clickhouse": clickhouse_pid}
+        cpu_before = _cpu_seconds(pids, client)
         peak = _wrk(url, env, seconds, connections)
-        cpu_after = _cpu_seconds(api.pid, client)
+        cpu_after = _cpu_seconds(pids, client)
+        batches_after = _batch_sizes(url)
+        commands_at_peak = _command_stats(client, commands_before, peak["requests"])
+        drawn_at_peak = campaign_bench.between(drawn_before, campaign_bench.counters(client))
         backlog_at_end = _stream_length(client)
         drained = time.monotonic()
         while _stream_length(client) > 0 and time.monotonic() - drained < 60:
@@ -183,11 +214,24 @@ def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str])
         sink = {name.decode(): float(value) for name, value in stats.items()}
         half_rate = peak["per_s"] // 2
         half = _wrk(url, {**env, "SCAN_RATE": str(half_rate)}, seconds, connections)
+        if campaign is not None:
+            shown = campaign_bench.show_campaign(url)
+            campaign.update(
+                peak={
+                    **drawn_at_peak,
+                    "draws_per_scan": round(drawn_at_peak["draws"] / peak["requests"], 3),
+                },
+                whole_run={
+                    "draws": campaign_bench.counters(client)["draws"],
+                    "budgets": shown["budgets"],
+                },
+            )
     return {
         "benchmark": "scan_path",
         **provenance(),
         "workers": workers,
         "territories": args.territories,
+        "campaign": campaign,
         "connections": connections,
         "duration_s": seconds,
         "ceiling": ceiling,
@@ -199,6 +243,12 @@ def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str])
             name: round((cpu_after[name] - cpu_before[name]) / peak["requests"] * 1e6, 1)
             for name in cpu_before
         },
+        # one worker's (the one that answered /metrics): all of them when there is one
+        "mean_batch_at_peak": round(
+            (batches_after[0] - batches_before[0]) / max(1, batches_after[1] - batches_before[1]),
+            1,
+        ),
+        "redis_commands_at_peak": commands_at_peak,
         "sink": {
             "stats": sink,
             "backlog_at_end_of_peak": backlog_at_end,
@@ -213,12 +263,56 @@ def _measure(args: argparse.Namespace, url: str, port: int, env: dict[str, str])
     }
 
 
-def _cpu_seconds(api_pid: int, client: redis.Redis) -> dict[str, float]:
-    """CPU seconds used so far by the API (its process and its workers) and by Redis."""
+def _command_stats(
+    client: redis.Redis, before: dict[str, Any] | None = None, scans: int = 1
+) -> dict[str, Any]:
+    """Redis's ``INFO commandstats`` (calls and µs by command, those run by scripts included);
+    given the figures ``before`` and the scans made since, what each command cost per call
+    and per scan in between."""
+    stats = {
+        name.removeprefix("cmdstat_"): (int(row["calls"]), int(row["usec"]))
+        for name, row in cast(dict[str, dict[str, Any]], client.info("commandstats")).items()
+    }
+    if before is None:
+        return stats
+    spent: dict[str, Any] = {}
+    for name, (calls, usec) in stats.items():
+        calls_before, usec_before = before.get(name, (0, 0))
+        if calls > calls_before:
+            calls, usec = calls - calls_before, usec - usec_before
+            spent[name] = {
+                "calls": calls,
+                "usec_per_call": round(usec / calls, 2),
+                "usec_per_scan": round(usec / scans, 2),
+            }
+    return dict(sorted(spent.items(), key=lambda item: -item[1]["usec_per_scan"]))
+
+
+def _batch_sizes(url: str) -> tuple[float, float]:
+    """Scans decided and micro-batches so far, from the API's ``/metrics``."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    found = dict.fromkeys(("sum", "count"), 0.0)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        for part in found:
+            if name == f"scanward_scan_batch_size_{part}":
+                found[part] = float(value)
+    return found["sum"], found["count"]
+
+
+def _cpu_seconds(pids: Mapping[str, int], client: redis.Redis) -> dict[str, float]:
+    """CPU seconds used so far by the API (its process and its workers), by Redis, and by the
+    other processes of ``pids`` (the sink, ClickHouse: they share the machine)."""
     redis_cpu = cast(dict[str, float], client.info("cpu"))
+    used = {
+        name: sum(_process_cpu_seconds(child) for child in _process_tree(pid))
+        for name, pid in pids.items()
+    }
     return {
-        "api": sum(_process_cpu_seconds(pid) for pid in _process_tree(api_pid)),
+        "api": used.pop("api"),
         "redis": redis_cpu["used_cpu_user"] + redis_cpu["used_cpu_sys"],
+        **used,
     }
 
 
@@ -251,8 +345,7 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, choices=[1, 2])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=64)
@@ -264,9 +357,31 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="distributors with territories to load; the codes are then shipped (0: unshipped)",
     )
+    parser.add_argument(
+        "--members", type=int, default=100_000, help="member ids the scans come from"
+    )
+
+
+def publish_run(result: dict[str, Any], args: argparse.Namespace) -> None:
+    variant = "-campaign" if args.campaign else ""
+    name = f"scan-{time.strftime('%Y%m%d-%H%M%S')}-w{args.workers}-t{args.territories}{variant}"
+    publish(result, name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.add_argument(
+        "--campaign",
+        action="store_true",
+        help="open one prize campaign (5 prizes) over the scanned codes first",
+    )
     args = parser.parse_args(argv)
-    result = run(args)
-    publish(result, f"scan-{time.strftime('%Y%m%d-%H%M%S')}-w{args.workers}-t{args.territories}")
+    if args.campaign and not args.territories:
+        parser.error(
+            "--campaign needs --territories N: unshipped codes are suspicious, never drawn"
+        )
+    publish_run(run(args), args)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 -- repeat scans of codes already scanned, a few counterfeits, phones around a city.
 -- Each request comes from one of 65,536 client addresses (X-Forwarded-For, believed because
 -- the server trusts 127.0.0.1 as a proxy), as a public endpoint sees it.
+-- Every scan carries a member id, m-1 .. m-SCAN_MEMBERS.
 -- Environment: SCAN_CODES (file, one code per line), SCAN_RATE (requests/s for all
--- connections, 0 = as fast as possible), SCAN_CONNECTIONS (the -c given to wrk).
+-- connections, 0 = as fast as possible), SCAN_CONNECTIONS (the -c given to wrk), SCAN_MEMBERS
+-- (default 50,000).
 local codes = {}
 local rate = tonumber(os.getenv("SCAN_RATE") or "0")
 local connections = tonumber(os.getenv("SCAN_CONNECTIONS") or "1")
+local members = tonumber(os.getenv("SCAN_MEMBERS") or "50000")
 local headers = { ["Content-Type"] = "application/json", ["X-Forwarded-For"] = "" }
 local counter, thread_id = 0, 0
 local threads = {}
@@ -43,7 +46,7 @@ function request()
     local body = string.format(
         '{"code":"%s","lat":%.5f,"lon":%.5f,"accuracy_m":15,"device_id":"dev-%d","member_id":"m-%d"}',
         code, 31.2 + math.random() * 0.2, 121.4 + math.random() * 0.2,
-        math.random(100000), math.random(50000))
+        math.random(100000), math.random(members))
     headers["X-Forwarded-For"] = string.format("198.18.%d.%d", math.random(0, 255), math.random(0, 255))
     return wrk.format("POST", "/v1/scans", headers, body)
 end
