@@ -126,7 +126,7 @@ async def scan_pipeline(app: web.Application) -> AsyncIterator[None]:
     scripts = ScriptRunner(redis)
     app[CLIENT_ADDRESS] = ClientAddress(settings.trusted_proxies)
     fraud = FraudStage(scripts, app[REFERENCES], settings.fraud_policy)
-    rewards = RewardStage(scripts, app[CAMPAIGNS], settings.member_tiers, settings.scan_id_ttl_s)
+    rewards = RewardStage(scripts, app[CAMPAIGNS], settings.scan_id_ttl_s)
     app[SCANS] = ScanPipeline(
         scripts,
         app[VERIFIERS],

@@ -84,5 +84,5 @@ class CampaignSource:
             except CampaignError as error:  # saved under other settings (fewer tiers)
                 log.error("campaign %s cannot run: %s", cid, error)
                 continue
-            live.append(LiveCampaign(campaign, int(version), store.parse_seeds(seeds)))
+            live.append(LiveCampaign(campaign, int(version), store.parse_seeds(seeds), self._tiers))
         return live

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from redis.exceptions import ResponseError
 
@@ -67,6 +67,8 @@ class _Chunk:
     indexes: list[int]
     """The candidates', in the order of ``entrants``."""
     entrants: list[Entrant] = field(default_factory=list)
+    tiers: list[int] = field(default_factory=list)
+    """The entrants' members'."""
 
     @property
     def campaign_id(self) -> str:
@@ -74,12 +76,9 @@ class _Chunk:
 
 
 class RewardStage:
-    def __init__(
-        self, scripts: ScriptRunner, campaigns: CampaignSource, tiers: int, retry_ttl_s: int
-    ) -> None:
+    def __init__(self, scripts: ScriptRunner, campaigns: CampaignSource, retry_ttl_s: int) -> None:
         self._scripts = scripts
         self._campaigns = campaigns
-        self._tiers = tiers
         self._retry_ttl_s = retry_ttl_s
 
     async def plan(self, candidates: Sequence[Entrant], now_ms: int) -> RewardPlan:
@@ -120,9 +119,8 @@ class RewardStage:
             for start in range(0, len(indexes), MAX_DRAWS_PER_CALL)
         ]
         for chunk in chunks:
-            chunk.entrants = [
-                replace(candidates[i], tier=tiers[candidates[i].member_id]) for i in chunk.indexes
-            ]
+            chunk.entrants = [candidates[i] for i in chunk.indexes]
+            chunk.tiers = [tiers[entrant.member_id] for entrant in chunk.entrants]
         won: dict[int, Won] = {}
         for chunk, reply in zip(chunks, await self._run(chunks, plan.now_ms), strict=True):
             prizes = self._prizes(chunk.campaign, reply, len(chunk.indexes))
@@ -165,7 +163,7 @@ class RewardStage:
         ]
 
     def _call(self, chunk: _Chunk, now_ms: int) -> ScriptCall:
-        return chunk.campaign.call(chunk.entrants, now_ms, self._tiers, self._retry_ttl_s)
+        return chunk.campaign.call(chunk.entrants, chunk.tiers, now_ms, self._retry_ttl_s)
 
 
 def _stale(reply: object) -> bool:

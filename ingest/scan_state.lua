@@ -21,7 +21,8 @@ local NO_DEVICE = string.rep('\0', 4)
 local MAX_DEVICES = 4
 -- 65,472 bits make an 8,184-byte bitmap: with its header it fills exactly one 8 KiB allocation
 local SEEN_RANGE, RECORD_BUCKET = 65472, 128
-local EMPTY_BITMAP = string.rep('\0', SEEN_RANGE / 8)
+-- built only when a bitmap is created: 8 KiB per call otherwise cost more than the call's work
+local function empty_bitmap() return string.rep('\0', SEEN_RANGE / 8) end
 
 local stream = KEYS[1]
 local tag = string.sub(stream, 1, string.find(stream, '}', 1, true))
@@ -39,7 +40,7 @@ local function record_scan(serial, now, lat, lon, device, member)
     local seen_key = tag .. ':seen:' .. math.floor(serial / SEEN_RANGE)
     if not bitmaps_known[seen_key] then
         -- created at full size: growing by SETBIT would over-allocate up to twice the length
-        if redis.call('EXISTS', seen_key) == 0 then redis.call('SET', seen_key, EMPTY_BITMAP) end
+        if redis.call('EXISTS', seen_key) == 0 then redis.call('SET', seen_key, empty_bitmap()) end
         bitmaps_known[seen_key] = true
     end
     local was_seen = redis.call('SETBIT', seen_key, serial % SEEN_RANGE, 1)

@@ -10,19 +10,23 @@
 -- ARGV[4]  the member daily win limit               ARGV[5] seconds a retry key is kept
 -- ARGV[6]  member tiers                             ARGV[7] the prizes as JSON ([{id, kind,
 --          value}], the stream entry's 'p')
--- ARGV[8]  per prize: PRIZE, then per tier its slice of the draw values ('<I8I8')
+-- ARGV[8]  per prize: PRIZE, its id framed by '<I2', then per tier its slice of the draw
+--          values ('<I8I8')
 -- ARGV[9]  the draws back to back: DRAW, then the member id, the retry key (both framed by
---          '<I2') and the request JSON framed by '<I4' (the entry's 'r')
+--          '<I2') and the request framed by '<I4' (the entry's 'r', see rewards/draw_log.py)
 --
 -- Reply: one string per draw: 'N' + OUTCOME (drawn now), 'R' + OUTCOME (a retried scan id:
 -- the outcome it had), or 'D' (the code drew in this campaign before: no draw).
 local PRIZE = '<I4I4I4BBBi8'  -- total budget, released today so far, guaranteed count owed
-                              -- now, min tier, high value?, points?, value
+                              -- now, min tier, high value?, kind (KINDS), value
+local KINDS = {[0] = 'cash', [1] = 'points', [2] = 'item'}
+local POINTS = 1
+local REQUEST_FIXED = 32      -- the numbers before a request's strings (rewards/draw_log.py)
 local DRAW = '<I8I8BB'        -- serial, draw value, tier, risk
 local OUTCOME = '<I8i2BI4i8'  -- seq, prize index (-1 none), guaranteed?, available mask,
                               -- points balance after
 local SEEN_RANGE = 65472      -- as in ingest/scan_state.lua: one 8 KiB bitmap per range
-local EMPTY_BITMAP = string.rep('\0', SEEN_RANGE / 8)
+local function empty_bitmap() return string.rep('\0', SEEN_RANGE / 8) end
 local DAY_KEYS_TTL = 3 * 86400
 local RECENT_AWARDS = 10
 
@@ -33,18 +37,18 @@ if redis.call('GET', tag .. ':version') ~= ARGV[1] then
 end
 local day, now_ms, limit, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local tiers, prize_json = tonumber(ARGV[6]), ARGV[7]
-local described = cjson.decode(prize_json)
 
 local prizes, ids, packed, at = {}, {}, ARGV[8], 1
 while at <= #packed do
-    local p = {low = {}, high = {}}
-    p.total, p.released, p.owed, p.min_tier, p.high_value, p.points, p.value, at =
-        struct.unpack(PRIZE, packed, at)
+    local p, id_length = {low = {}, high = {}}, 0
+    p.total, p.released, p.owed, p.min_tier, p.high_value, p.kind, p.value, id_length, at =
+        struct.unpack(PRIZE .. 'I2', packed, at)
+    ids[#ids + 1] = string.sub(packed, at, at + id_length - 1)
+    at = at + id_length
     for tier = 0, tiers - 1 do
         p.low[tier], p.high[tier], at = struct.unpack('<I8I8', packed, at)
     end
     prizes[#prizes + 1] = p
-    ids[#ids + 1] = described[#prizes].id
 end
 
 local awarded_key, today_key = tag .. ':awarded', tag .. ':day:' .. day
@@ -64,20 +68,27 @@ local function wins(member)
 end
 local seq = tonumber(redis.call('GET', tag .. ':seq')) or 0  -- written back once, at the end
 
+local awards = 0
 local function award(index, member, request)
     local p = prizes[index]
+    awards = awards + 1
     awarded[index], today[index] = awarded[index] + 1, today[index] + 1
     wins_of[member] = wins_of[member] + 1
     redis.call('HINCRBY', awarded_key, ids[index], 1)
     redis.call('HINCRBY', today_key, ids[index], 1)
     redis.call('HINCRBY', wins_key, member, 1)
     local balance = 0
-    if p.points == 1 then balance = redis.call('HINCRBY', points_key, member, p.value) end
+    if p.kind == POINTS then balance = redis.call('HINCRBY', points_key, member, p.value) end
     local recent_key = tag .. ':recent:' .. member
-    local scan = cjson.decode(request)
+    -- the request's strings: scan id, member id, code, ...
+    local strings = string.sub(request, REQUEST_FIXED + 1)
+    local scan_end = string.find(strings, '\31', 1, true)
+    local code_start = string.find(strings, '\31', scan_end + 1, true) + 1
+    local code_end = (string.find(strings, '\31', code_start, true) or #strings + 1) - 1
     redis.call('LPUSH', recent_key, cjson.encode({
-        prize_id = ids[index], kind = described[index].kind, value = p.value,
-        scan_id = scan.scan_id, code = scan.code, time_ms = now_ms, day = day}))
+        prize_id = ids[index], kind = KINDS[p.kind], value = p.value,
+        scan_id = string.sub(strings, 1, scan_end - 1),
+        code = string.sub(strings, code_start, code_end), time_ms = now_ms, day = day}))
     redis.call('LTRIM', recent_key, 0, RECENT_AWARDS - 1)
     return balance
 end
@@ -111,7 +122,7 @@ local bitmaps_known = {}
 local function first_draw_of(serial)
     local key = tag .. ':drawn:' .. math.floor(serial / SEEN_RANGE)
     if not bitmaps_known[key] then
-        if redis.call('EXISTS', key) == 0 then redis.call('SET', key, EMPTY_BITMAP) end
+        if redis.call('EXISTS', key) == 0 then redis.call('SET', key, empty_bitmap()) end
         bitmaps_known[key] = true
     end
     return redis.call('SETBIT', key, serial % SEEN_RANGE, 1) == 0
@@ -151,6 +162,8 @@ if #outcomes > 0 then
         'p', prize_json)
     redis.call('INCRBY', KEYS[2], #outcomes)
     redis.call('SET', tag .. ':seq', seq)
+end
+if awards > 0 then  -- the only writes to the day's keys
     redis.call('EXPIRE', today_key, DAY_KEYS_TTL)
     redis.call('EXPIRE', wins_key, DAY_KEYS_TTL)
 end

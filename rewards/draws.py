@@ -11,9 +11,10 @@ from enum import Enum
 import orjson
 
 from codes.commands import LuaScript, ScriptCall
+from rewards import draw_log
 from rewards.calendar import CampaignDay
 from rewards.campaigns import Campaign, Prize, PrizeKind
-from rewards.odds import NO_PRIZE, draw_value, slices
+from rewards.odds import NO_PRIZE, DrawValues, slices
 from rewards.store import draw_stream, unsunk_key
 
 DRAW = LuaScript.load(__package__ or "rewards", "draw.lua")
@@ -23,8 +24,7 @@ _PRIZE = struct.Struct("<IIIBBBq")  # as PRIZE in draw.lua
 _SLICE = struct.Struct("<QQ")
 _DRAW = struct.Struct("<QQBB")
 _SHORT_TEXT = struct.Struct("<H")
-_LONG_TEXT = struct.Struct("<I")
-OUTCOME = struct.Struct("<QhBIq")
+_KIND_CODES = {PrizeKind.CASH: 0, PrizeKind.POINTS: 1, PrizeKind.ITEM: 2}  # as KINDS in draw.lua
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +40,6 @@ class Entrant:
     code: str
     sku: str
     batch_id: str
-    tier: int = 0
-    """The member's, looked up by the reward stage."""
 
 
 class DrawStatus(Enum):
@@ -61,77 +59,93 @@ class Outcome:
     points_balance: int = 0
 
 
-@dataclass(frozen=True, slots=True)
 class LiveCampaign:
-    """A campaign as saved (its version) with its day seeds: what a worker draws with."""
+    """A campaign as saved (its version) with its day seeds: what a worker draws with, for a
+    programme of ``tiers`` member tiers. What a call needs of the campaign alone is worked out
+    once, and per hour of the day what depends on the clock."""
 
-    campaign: Campaign
-    version: int
-    seeds: Mapping[date, bytes]
+    def __init__(
+        self, campaign: Campaign, version: int, seeds: Mapping[date, bytes], tiers: int
+    ) -> None:
+        self.campaign = campaign
+        self.version = version
+        self.seeds = seeds
+        self._draw_values = {day: DrawValues(seed) for day, seed in seeds.items()}
+        by_tier = [slices(campaign.prizes, tier) for tier in range(tiers)]
+        self._tiers = tiers
+        self._prize_tails = [
+            _text(_SHORT_TEXT, prize.prize_id.encode())
+            + b"".join(_SLICE.pack(*by_tier[tier][i]) for tier in range(tiers))
+            for i, prize in enumerate(campaign.prizes)
+        ]
+        self._prize_json = prize_table(campaign.prizes)
+        self._tables: dict[tuple[date, int, bool], bytes] = {}
+        cid = campaign.campaign_id
+        self._keys = (draw_stream(cid), unsunk_key(draw_stream(cid)))
 
     def call(
-        self, entrants: Sequence[Entrant], now_ms: int, tiers: int, retry_ttl_s: int
+        self, entrants: Sequence[Entrant], tiers: Sequence[int], now_ms: int, retry_ttl_s: int
     ) -> ScriptCall:
-        """The draws of ``entrants`` at ``now_ms`` (inside the campaign's period)."""
+        """The draws of ``entrants``, members of ``tiers``, at ``now_ms`` (in the campaign's
+        period)."""
         campaign = self.campaign
         today = CampaignDay.at(now_ms, campaign.zone)
-        seed = self.seeds[today.day]
         owed = today.guarantee_due(now_ms, campaign.guarantee_window_minutes)
-        bounds = _slices_by_prize(campaign, tiers)
-        table = b"".join(
-            _PRIZE.pack(
-                prize.total_budget,
-                today.released(prize.daily_cap),
-                prize.guaranteed_daily if owed else 0,
-                prize.min_tier,
-                prize.high_value,
-                prize.kind is PrizeKind.POINTS,
-                prize.value,
-            )
-            + b"".join(_SLICE.pack(low, high) for low, high in bounds[i])
-            for i, prize in enumerate(campaign.prizes)
+        values = self._draw_values[today.day]
+        header = (now_ms, self.version, draw_log.day_number(today.day))
+        draws = b"".join(
+            self._draw(entrant, tier, values(entrant.scan_id), header)
+            for entrant, tier in zip(entrants, tiers, strict=True)
         )
-        day = today.day.isoformat()
-        draws = b"".join(self._draw(e, draw_value(seed, e.scan_id), now_ms, day) for e in entrants)
-        cid = campaign.campaign_id
         return ScriptCall(
             DRAW,
-            (draw_stream(cid), unsunk_key(draw_stream(cid))),
+            self._keys,
             (
                 self.version,
-                day,
+                today.day.isoformat(),
                 now_ms,
                 campaign.member_daily_win_limit,
                 retry_ttl_s,
-                tiers,
-                prize_table(campaign.prizes),
-                table,
+                self._tiers,
+                self._prize_json,
+                self._table(today, owed),
                 draws,
             ),
         )
 
-    def _draw(self, entrant: Entrant, value: int, now_ms: int, day: str) -> bytes:
-        request = orjson.dumps(
-            {
-                "scan_id": entrant.scan_id,
-                "member_id": entrant.member_id,
-                "code": entrant.code,
-                "serial": entrant.serial,
-                "sku": entrant.sku,
-                "batch_id": entrant.batch_id,
-                "time_ms": now_ms,
-                "day": day,
-                "tier": entrant.tier,
-                "risk": entrant.risk,
-                "draw_value": value,
-                "version": self.version,
-            }
+    def _table(self, today: CampaignDay, owed: bool) -> bytes:
+        """The prizes as the script reads them: what changes by the hour, then the rest."""
+        key = (today.day, today.hour, owed)
+        table = self._tables.get(key)
+        if table is None:
+            self._tables = {}  # only the current hour is worth keeping
+            table = self._tables[key] = b"".join(
+                _PRIZE.pack(
+                    prize.total_budget,
+                    today.released(prize.daily_cap),
+                    prize.guaranteed_daily if owed else 0,
+                    prize.min_tier,
+                    prize.high_value,
+                    _KIND_CODES[prize.kind],
+                    prize.value,
+                )
+                + tail
+                for prize, tail in zip(self.campaign.prizes, self._prize_tails, strict=True)
+            )
+        return table
+
+    @staticmethod
+    def _draw(entrant: Entrant, tier: int, value: int, header: tuple[int, int, int]) -> bytes:
+        now_ms, version, day = header
+        request = draw_log.encode_request(
+            (now_ms, entrant.serial, value, version, day, tier, entrant.risk),
+            (entrant.scan_id, entrant.member_id, entrant.code, entrant.sku, entrant.batch_id),
         )
         return (
-            _DRAW.pack(entrant.serial, value, entrant.tier, entrant.risk)
+            _DRAW.pack(entrant.serial, value, tier, entrant.risk)
             + _text(_SHORT_TEXT, entrant.member_id.encode())
             + _text(_SHORT_TEXT, entrant.retry_key.encode())
-            + _text(_LONG_TEXT, request)
+            + _text(draw_log.FRAME, request)
         )
 
     def outcomes(self, reply: Sequence[bytes]) -> list[Outcome]:
@@ -141,7 +155,7 @@ class LiveCampaign:
         status = DrawStatus(chr(raw[0]))
         if status is DrawStatus.ALREADY_DRAWN:
             return Outcome(status)
-        seq, index, guaranteed, mask, balance = OUTCOME.unpack_from(raw, 1)
+        seq, index, guaranteed, mask, balance = draw_log.OUTCOME_STRUCT.unpack_from(raw, 1)
         prizes = self.campaign.prizes
         prize = prizes[index] if index != NO_PRIZE and index < len(prizes) else None
         return Outcome(status, seq, prize, guaranteed == 1, mask, balance)
@@ -150,11 +164,6 @@ class LiveCampaign:
 def prize_table(prizes: Sequence[Prize]) -> bytes:
     """The prizes by index as the draw log records them (the stream entry's ``p``)."""
     return orjson.dumps([{"id": p.prize_id, "kind": p.kind, "value": p.value} for p in prizes])
-
-
-def _slices_by_prize(campaign: Campaign, tiers: int) -> list[list[tuple[int, int]]]:
-    by_tier = [slices(campaign.prizes, tier) for tier in range(tiers)]
-    return [[by_tier[tier][i] for tier in range(tiers)] for i in range(len(campaign.prizes))]
 
 
 def _text(frame: struct.Struct, data: bytes) -> bytes:

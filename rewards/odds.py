@@ -28,11 +28,29 @@ DRAW_BITS = 53  # exact in a Lua number (a double)
 DRAW_SCALE = 1 << DRAW_BITS
 HIGHEST_RISK_FOR_LOW_VALUE = 3
 NO_PRIZE = -1
+_BLOCK = 64  # SHA-256's block size, HMAC's key length
 
 
 def draw_value(seed: bytes, scan_id: str) -> int:
     digest = hmac.new(seed, scan_id.encode(), hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "big") >> (64 - DRAW_BITS)
+
+
+class DrawValues:
+    """``draw_value`` for one seed, with HMAC's padded keys hashed once (twice as fast)."""
+
+    def __init__(self, seed: bytes) -> None:
+        key = seed if len(seed) <= _BLOCK else hashlib.sha256(seed).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def __call__(self, scan_id: str) -> int:
+        inner = self._inner.copy()
+        inner.update(scan_id.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return int.from_bytes(outer.digest()[:8], "big") >> (64 - DRAW_BITS)
 
 
 def slices(prizes: Sequence[Prize], tier: int) -> list[tuple[int, int]]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 import redis
 
+from rewards import draw_log
+from rewards.draw_log import REQUEST_STRINGS, day_number
 from rewards.store import draw_stream as stream_key
 from rewards.store import unsunk_key
 from tests.sink_support import DAY_MS, START_MS
@@ -20,7 +21,7 @@ PRIZES = [
     {"id": "points-100", "kind": "points", "value": 100},
     {"id": "cap", "kind": "item", "value": 1},
 ]
-OUTCOME = struct.Struct("<QhBIq")
+OUTCOME = draw_log.OUTCOME_STRUCT
 LOCAL_OFFSET_MS = 9 * 3_600_000  # the campaigns' zone: their day starts at 15:00 UTC
 
 
@@ -72,14 +73,28 @@ def make_draws(campaign: str, count: int, first_seq: int = 1) -> list[Draw]:
     return draws
 
 
+def encode_request(request: dict[str, Any]) -> bytes:
+    """A request of the draw log, framed, from the fields of ``make_draws``."""
+    numbers = (
+        request["time_ms"],
+        request["serial"],
+        request["draw_value"],
+        request["version"],
+        day_number(date.fromisoformat(request["day"])),
+        request["tier"],
+        request["risk"],
+    )
+    encoded = draw_log.encode_request(numbers, tuple(request[s] for s in REQUEST_STRINGS))
+    return draw_log.FRAME.pack(len(encoded)) + encoded
+
+
 def encode_entry(draws: Sequence[Draw]) -> dict[bytes, bytes]:
     """The fields of one draw script call's entry."""
-    requests = [orjson.dumps(draw.request) for draw in draws]
     outcomes = [
         OUTCOME.pack(d.seq, d.prize, d.guaranteed, d.available, d.points_balance) for d in draws
     ]
     return {
-        b"r": b"".join(struct.pack("<I", len(request)) + request for request in requests),
+        b"r": b"".join(encode_request(draw.request) for draw in draws),
         b"o": b"".join(outcomes),
         b"p": orjson.dumps(PRIZES),
     }

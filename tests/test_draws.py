@@ -9,7 +9,7 @@ import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -68,8 +68,9 @@ class Draws:
         self.runner = runner
         self.live = live
 
-    async def draw(self, entrants: Sequence[Entrant], now_ms: int) -> list[Outcome]:
-        reply = await self.runner.run(self.live.call(entrants, now_ms, TIERS, 3600))
+    async def draw(self, entrants: Sequence[Entered], now_ms: int) -> list[Outcome]:
+        scans, tiers = [e.scan for e in entrants], [e.tier for e in entrants]
+        reply = await self.runner.run(self.live.call(scans, tiers, now_ms, 3600))
         return self.live.outcomes(reply)
 
 
@@ -84,16 +85,20 @@ async def saved(redis: Redis, campaign: Campaign) -> Draws:
     runner = ScriptRunner(RedisPyCommands(redis))
     version = await runner.run(store.save(campaign))
     seeds = {day: day.isoformat().encode() * 2 for day in campaign.days()}
-    return Draws(runner, LiveCampaign(campaign, version, seeds))
+    return Draws(runner, LiveCampaign(campaign, version, seeds, TIERS))
 
 
-def entrant(member: str = "", tier: int = 0, risk: int = 0, **changes: Any) -> Entrant:
+class Entered(NamedTuple):
+    scan: Entrant
+    tier: int
+
+
+def entrant(member: str = "", tier: int = 0, risk: int = 0, **changes: Any) -> Entered:
     serial = next(_serials)
     fields: dict[str, Any] = {
         "scan_id": f"scan-{serial}",
         "retry_key": "",
         "member_id": member or f"m{serial}",
-        "tier": tier,
         "risk": risk,
         "serial": serial,
         "code": f"CODE{serial}",
@@ -101,7 +106,7 @@ def entrant(member: str = "", tier: int = 0, risk: int = 0, **changes: Any) -> E
         "batch_id": "b1",
         **changes,
     }
-    return Entrant(**fields)
+    return Entered(Entrant(**fields), tier)
 
 
 def won(outcomes: Sequence[Outcome]) -> list[str]:
@@ -128,7 +133,7 @@ async def test_win_rates_by_tier_match_the_weights(redis: Redis) -> None:
             counts[e.tier, outcome.prize.prize_id if outcome.prize else ""] += 1
             available = [bool(outcome.available_mask >> i & 1) for i in range(2)]
             expected = choose(
-                draw_value(seed, e.scan_id),
+                draw_value(seed, e.scan.scan_id),
                 slices(draws.live.campaign.prizes, e.tier),
                 available,
                 [False, False],
@@ -224,7 +229,7 @@ async def test_risk_3_wins_no_high_value_prize_and_risk_4_nothing(redis: Redis) 
 async def test_a_code_draws_once_and_a_retry_gets_its_outcome_again(redis: Redis) -> None:
     draws = await saved(redis, campaign(prize()))
     first = entrant(retry_key="k1")
-    other_scan = dataclasses.replace(first, scan_id="another", retry_key="k2")
+    other_scan = first._replace(scan=dataclasses.replace(first.scan, scan_id="x", retry_key="k2"))
     noon = at(0, 12)
 
     [drawn] = await draws.draw([first], noon)

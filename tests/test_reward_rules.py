@@ -12,7 +12,7 @@ import pytest
 from rewards.audit import DrawRow, audit
 from rewards.calendar import CampaignDay
 from rewards.campaigns import Campaign
-from rewards.odds import DRAW_SCALE, NO_PRIZE, choose, draw_value, eligible, slices
+from rewards.odds import DRAW_SCALE, NO_PRIZE, DrawValues, choose, draw_value, eligible, slices
 
 NEW_YORK = ZoneInfo("America/New_York")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -125,3 +125,10 @@ def test_the_audit_knows_a_spent_budget() -> None:
         ("available", ["p"], []),
         ("prize", ["p", False], ["", False]),
     ]
+
+
+@pytest.mark.parametrize("seed", [b"", b"k" * 32, b"x" * 100])
+def test_the_fast_draw_value_is_the_published_one(seed: bytes) -> None:
+    fast = DrawValues(seed)
+    for scan_id in ("a", "8c8f8003e3196", "é-scan"):
+        assert fast(scan_id) == draw_value(seed, scan_id)
