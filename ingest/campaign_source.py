@@ -26,6 +26,7 @@ class Campaigns:
     def __init__(self, live: Sequence[LiveCampaign], version: int) -> None:
         self.version = version
         self.by_id = {c.campaign.campaign_id: c for c in live}
+        self._covering: dict[tuple[str, str], list[LiveCampaign]] = {}
         self._by_sku: dict[str, list[LiveCampaign]] = defaultdict(list)
         self._by_batch: dict[str, list[LiveCampaign]] = defaultdict(list)
         for c in sorted(live, key=lambda c: c.campaign.campaign_id):
@@ -36,9 +37,13 @@ class Campaigns:
 
     def covering(self, sku: str, batch_id: str, now_ms: int) -> list[LiveCampaign]:
         """The campaigns open at ``now_ms`` for a code of this SKU and batch, by id."""
-        found = self._by_sku.get(sku, []) + self._by_batch.get(batch_id, [])
-        unique = {c.campaign.campaign_id: c for c in found if c.campaign.active(now_ms)}
-        return [unique[cid] for cid in sorted(unique)]
+        key = (sku, batch_id)
+        found = self._covering.get(key)
+        if found is None:
+            either = self._by_sku.get(sku, []) + self._by_batch.get(batch_id, [])
+            unique = {c.campaign.campaign_id: c for c in either}
+            found = self._covering[key] = [unique[cid] for cid in sorted(unique)]
+        return [c for c in found if c.campaign.active(now_ms)]
 
 
 class CampaignSource:

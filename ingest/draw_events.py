@@ -99,12 +99,13 @@ def decode_columns(
         "draw_value": fixed["draw_value"],
         "won": (outcomes["prize"] >= 0).astype(np.uint8),
         "guaranteed": outcomes["guaranteed"],
+        "available": outcomes["available"],
         "points_balance": outcomes["points_balance"],
         "stream_ms": np.repeat(np.array(entry_ms, dtype=np.uint64), per_entry),
     }
     for position, name in enumerate(REQUEST_STRINGS):
         columns[name] = np.array(string_rows[position::width] if count else [], dtype=object)
-    for name in ("prize_id", "prize_kind", "prize_value", "available"):
+    for name in ("prize_id", "prize_kind", "prize_value"):
         parts = [part[name] for part in prize_parts]
         columns[name] = np.concatenate(parts) if parts else np.empty(0, dtype=object)
     return columns
@@ -126,7 +127,7 @@ def _split_requests(blob: bytes, fixed_parts: list[bytes], strings: list[bytes])
 
 
 def _prize_columns(prizes: list[Prize], outcomes: np.ndarray[Any, Any]) -> dict[str, Any]:
-    """The won prize's id, kind and value and the ids of the available prizes, per draw."""
+    """The won prize's id, kind and value, per draw."""
     index, mask = outcomes["prize"], outcomes["available"]
     if len(index) and (index.min() < -1 or index.max() >= len(prizes)):
         raise ValueError(f"a prize index outside the {len(prizes)} prizes")
@@ -137,18 +138,11 @@ def _prize_columns(prizes: list[Prize], outcomes: np.ndarray[Any, Any]) -> dict[
         np.array([*[getattr(p, f) for p in prizes], getattr(none, f)], dtype=dtype)
         for f, dtype in (("id", object), ("kind", object), ("value", np.int64))
     )
-    by_mask = {
-        m: [p.id for i, p in enumerate(prizes) if m >> i & 1] for m in np.unique(mask).tolist()
-    }
-    available = np.empty(len(mask), dtype=object)
-    for row, m in enumerate(mask.tolist()):
-        available[row] = by_mask[m]
     # index -1 (no prize) takes the last element: the empty prize
     return {
         "prize_id": ids[index],
         "prize_kind": kinds[index],
         "prize_value": values[index],
-        "available": available,
     }
 
 

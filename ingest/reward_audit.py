@@ -84,6 +84,6 @@ def _draw_row(columns: tuple[Any, ...]) -> DrawRow:
         value,
         prize_id,
         bool(guaranteed),
-        frozenset(available),
+        available,
         version,
     )

@@ -139,8 +139,6 @@ DRAW_COLUMNS = (
     "member_id",
     "code",
     "serial",
-    "sku",
-    "batch_id",
     "tier",
     "risk",
     "draw_value",

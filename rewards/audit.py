@@ -14,12 +14,12 @@ registry and the fraud rules), and draws missing from the log.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from rewards.calendar import CampaignDay
-from rewards.campaigns import Campaign
+from rewards.campaigns import Campaign, Prize
 from rewards.odds import NO_PRIZE, choose, draw_value, eligible, slices
 
 
@@ -35,7 +35,8 @@ class DrawRow:
     prize_id: str
     """'' for a draw that won nothing."""
     guaranteed: bool
-    available: frozenset[str]
+    available: int
+    """Bit i: the version's i-th prize could be won."""
     version: int
 
 
@@ -96,9 +97,9 @@ def audit(
             and awarded[p.prize_id] < p.total_budget
             for p in prizes
         ]
-        available_ids = frozenset(p.prize_id for p, a in zip(prizes, available, strict=True) if a)
-        if available_ids != row.available:
-            mismatch("available", sorted(row.available), sorted(available_ids))
+        mask = sum(1 << i for i, a in enumerate(available) if a)
+        if mask != row.available:
+            mismatch("available", _ids(prizes, row.available), _ids(prizes, mask))
         due = clock.guarantee_due(row.time_ms, campaign.guarantee_window_minutes)
         owed = [due and today[p.prize_id] < p.guaranteed_daily for p in prizes]
         choice = choose(value, slices(prizes, row.tier), available, owed)
@@ -110,3 +111,7 @@ def audit(
             today[prize_id] += 1
             wins[row.member_id] += 1
     return found
+
+
+def _ids(prizes: Sequence[Prize], mask: int) -> list[str]:
+    return [p.prize_id for i, p in enumerate(prizes) if mask >> i & 1]

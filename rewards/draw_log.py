@@ -37,7 +37,7 @@ REQUEST = np.dtype(
 )
 _REQUEST = struct.Struct("<QQQIHBB")
 assert _REQUEST.size == REQUEST.itemsize
-REQUEST_STRINGS = ("scan_id", "member_id", "code", "sku", "batch_id")
+REQUEST_STRINGS = ("scan_id", "member_id", "code")
 SEPARATOR = "\x1f"
 FRAME = struct.Struct("<I")
 OUTCOME = np.dtype(

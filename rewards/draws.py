@@ -49,6 +49,9 @@ class DrawStatus(Enum):
     """The code drew in this campaign before (a code draws once)."""
 
 
+_STATUSES = {ord(status.value): status for status in DrawStatus}
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     status: DrawStatus
@@ -139,7 +142,7 @@ class LiveCampaign:
         now_ms, version, day = header
         request = draw_log.encode_request(
             (now_ms, entrant.serial, value, version, day, tier, entrant.risk),
-            (entrant.scan_id, entrant.member_id, entrant.code, entrant.sku, entrant.batch_id),
+            (entrant.scan_id, entrant.member_id, entrant.code),
         )
         return (
             _DRAW.pack(entrant.serial, value, tier, entrant.risk)
@@ -152,7 +155,7 @@ class LiveCampaign:
         return [self._outcome(raw) for raw in reply]
 
     def _outcome(self, raw: bytes) -> Outcome:
-        status = DrawStatus(chr(raw[0]))
+        status = _STATUSES[raw[0]]
         if status is DrawStatus.ALREADY_DRAWN:
             return Outcome(status)
         seq, index, guaranteed, mask, balance = draw_log.OUTCOME_STRUCT.unpack_from(raw, 1)

@@ -60,8 +60,6 @@ DRAWS = {
     "member_id": "String",
     "code": "String",
     "serial": "UInt64",
-    "sku": "String",
-    "batch_id": "String",
     "tier": "UInt8",
     "risk": "UInt8",
     "draw_value": "UInt64",
@@ -70,7 +68,7 @@ DRAWS = {
     "prize_kind": "String",
     "prize_value": "Int64",
     "guaranteed": "UInt8",
-    "available": "Array(String)",
+    "available": "UInt32",
     "points_balance": "Int64",
     "stream_ms": "UInt64",
 }

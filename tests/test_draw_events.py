@@ -41,7 +41,7 @@ def test_an_entry_decodes_into_one_row_per_draw() -> None:
     assert columns["seq"].tolist() == [1, 2]
     assert columns["campaign_id"].tolist() == ["c", "c"]
     assert columns["prize_id"].tolist() == ["cash-5", "points-100"]
-    assert columns["available"].tolist() == [["cash-5", "cap"], ["points-100"]]
+    assert columns["available"].tolist() == [5, 2]
     assert columns["stream_ms"].tolist() == [1769860800000] * 2
     assert draws_in(_entry()) == 2
 
@@ -58,7 +58,7 @@ def test_an_entry_decodes_into_one_row_per_draw() -> None:
         pytest.param(_with_outcome(len(PRIZES), 0), id="a prize index past the prizes"),
         pytest.param(_with_outcome(-2, 0), id="a negative prize index"),
         pytest.param(_with_outcome(0, 1 << len(PRIZES)), id="a mask bit past the prizes"),
-        pytest.param(_with_request(lambda r: r.update(sku="A\x1fB")), id="a string too many"),
+        pytest.param(_with_request(lambda r: r.update(code="A\x1fB")), id="a string too many"),
         pytest.param(_replaced(b"r", struct.pack("<I", 33) + bytes(32) + b"\xff"), id="not UTF-8"),
         pytest.param({b"r": _entry()[b"r"], b"o": _entry()[b"o"]}, id="no prizes"),
         pytest.param(_replaced(b"p", b"\xff"), id="prizes not JSON"),

@@ -91,8 +91,6 @@ def _expected(draw: Draw) -> tuple[Any, ...]:
         request["member_id"],
         request["code"],
         request["serial"],
-        request["sku"],
-        request["batch_id"],
         request["tier"],
         request["risk"],
         request["draw_value"],
@@ -101,7 +99,7 @@ def _expected(draw: Draw) -> tuple[Any, ...]:
         prize["kind"] if prize else "",
         prize["value"] if prize else 0,
         draw.guaranteed,
-        [p["id"] for i, p in enumerate(PRIZES) if draw.available >> i & 1],
+        draw.available,
         draw.points_balance,
     )
 

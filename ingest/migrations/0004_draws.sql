@@ -9,10 +9,12 @@
 --   won, prize_*          the prize drawn (won = 0, '' and 0 when none); prize_kind is cash,
 --                         points or item, prize_value its amount (cents of cash, points)
 --   guaranteed            1 when the guaranteed-daily rule gave the prize
---   available             the ids of the prizes this draw could win
+--   available             the prizes this draw could win: bit i for the i-th prize of the
+--                         campaign's version `config_version` (bitTest(available, i))
 --   points_balance        the member's points in the campaign after the draw (0 unless a
 --                         points prize was won)
 --   stream_ms             when the draw entered its stream (the sink's lag)
+-- The scan's SKU, batch and place are in `scans` (same scan_id); `serial` locates the batch.
 CREATE TABLE IF NOT EXISTS draws
 (
     date Date,
@@ -26,8 +28,6 @@ CREATE TABLE IF NOT EXISTS draws
     member_id String,
     code String,
     serial UInt64,
-    sku String,
-    batch_id String,
     tier UInt8,
     risk UInt8,
     draw_value UInt64,
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS draws
     prize_kind String,
     prize_value Int64,
     guaranteed UInt8,
-    available Array(String),
+    available UInt32,
     points_balance Int64,
     stream_ms UInt64
 )
@@ -50,7 +50,7 @@ ORDER BY (campaign_id, day, seq);
 CREATE VIEW IF NOT EXISTS awards AS
 SELECT
     date, time, time_ms, campaign_id, day, seq, config_version, scan_id, member_id, code,
-    serial, sku, batch_id, tier, risk, draw_value, won, prize_id, prize_kind, prize_value,
+    serial, tier, risk, draw_value, won, prize_id, prize_kind, prize_value,
     guaranteed, available, points_balance, stream_ms
 FROM draws
 WHERE won = 1;
