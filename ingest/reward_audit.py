@@ -17,8 +17,8 @@ from rewards.store import campaign_key
 MAX_LISTED = 100
 
 _DRAWS = """
-SELECT seq, time_ms, scan_id, member_id, tier, risk, draw_value, prize_id, guaranteed, available,
-       config_version
+SELECT seq, time_ms, scan_id, code, member_id, tier, risk, draw_value, prize_id, guaranteed,
+       available, config_version
 FROM draws WHERE campaign_id = %(campaign)s AND day = %(day)s
 ORDER BY seq
 """
@@ -72,12 +72,13 @@ def audit_day(
 
 def _draw_row(columns: tuple[Any, ...]) -> DrawRow:
     """A row of ``_DRAWS``, whose columns are in ``DrawRow``'s order."""
-    seq, time_ms, scan_id, member_id, tier, risk, value, prize_id = columns[:8]
-    guaranteed, available, version = columns[8:]
+    seq, time_ms, scan_id, code, member_id, tier, risk, value, prize_id = columns[:9]
+    guaranteed, available, version = columns[9:]
     return DrawRow(
         seq,
         time_ms,
         scan_id,
+        code,
         member_id,
         tier,
         risk,

@@ -28,6 +28,7 @@ class DrawRow:
     seq: int
     time_ms: int
     scan_id: str
+    code: str
     member_id: str
     tier: int
     risk: int
@@ -83,7 +84,7 @@ def audit(
         if campaign is None:
             mismatch("version", row.version, sorted(versions))
             continue
-        value = draw_value(seed, row.scan_id)
+        value = draw_value(seed, row.scan_id, row.code)
         if value != row.draw_value:
             mismatch("draw_value", row.draw_value, value)
         clock = CampaignDay.at(row.time_ms, campaign.zone)

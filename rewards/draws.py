@@ -97,7 +97,7 @@ class LiveCampaign:
         values = self._draw_values[today.day]
         header = (now_ms, self.version, draw_log.day_number(today.day))
         draws = b"".join(
-            self._draw(entrant, tier, values(entrant.scan_id), header)
+            self._draw(entrant, tier, values(entrant.scan_id, entrant.code), header)
             for entrant, tier in zip(entrants, tiers, strict=True)
         )
         return ScriptCall(

@@ -1,9 +1,12 @@
 """The draw rule, in Python: what ``draw.lua`` does atomically in Redis, written again so that
 anyone can recompute a draw (the audit, the statistical tests).
 
-A draw's value is HMAC-SHA256(day seed, scan id), its first 53 bits: a uniform integer below
-``DRAW_SCALE``. Each prize a tier can win owns a fixed slice of ``[0, DRAW_SCALE)``, as wide as
-its probability for that tier, in the campaign's prize order. A draw:
+A draw's value is HMAC-SHA256(day seed, scan id + ":" + code), its first 53 bits: a uniform
+integer below ``DRAW_SCALE``. The code is in the message because clients choose scan ids: with
+the scan id alone, a scan id seen to win would win again with every other code that day.
+
+Each prize a tier can win owns a fixed slice of ``[0, DRAW_SCALE)``, as wide as its probability
+for that tier, in the campaign's prize order. A draw:
 
 1. gets nothing at risk level 4 or above;
 2. otherwise, among the prizes *available* to it (tier at least the prize's minimum, not a
@@ -31,9 +34,14 @@ NO_PRIZE = -1
 _BLOCK = 64  # SHA-256's block size, HMAC's key length
 
 
-def draw_value(seed: bytes, scan_id: str) -> int:
-    digest = hmac.new(seed, scan_id.encode(), hashlib.sha256).digest()
+def draw_value(seed: bytes, scan_id: str, code: str) -> int:
+    digest = hmac.new(seed, draw_message(scan_id, code), hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "big") >> (64 - DRAW_BITS)
+
+
+def draw_message(scan_id: str, code: str) -> bytes:
+    """What the seed signs (a code is 20 characters: the message splits one way only)."""
+    return f"{scan_id}:{code}".encode()
 
 
 class DrawValues:
@@ -45,9 +53,9 @@ class DrawValues:
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
-    def __call__(self, scan_id: str) -> int:
+    def __call__(self, scan_id: str, code: str) -> int:
         inner = self._inner.copy()
-        inner.update(scan_id.encode())
+        inner.update(draw_message(scan_id, code))
         outer = self._outer.copy()
         outer.update(inner.digest())
         return int.from_bytes(outer.digest()[:8], "big") >> (64 - DRAW_BITS)

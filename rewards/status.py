@@ -44,7 +44,7 @@ def budgets(
 
 def fairness(live: LiveCampaign, now_ms: int) -> dict[str, object]:
     """Every day's seed hash, committed when the campaign was saved, and the seed itself once
-    the day is over: ``draw_value = HMAC-SHA256(seed, scan_id)``, first 53 bits."""
+    the day is over: ``draw_value = HMAC-SHA256(seed, scan_id + ":" + code)``, first 53 bits."""
     zone = live.campaign.zone
     days = []
     for day, seed in sorted(live.seeds.items()):
@@ -59,6 +59,7 @@ def fairness(live: LiveCampaign, now_ms: int) -> dict[str, object]:
     return {
         "campaign_id": live.campaign.campaign_id,
         "timezone": live.campaign.timezone,
-        "draw_value": "first 53 bits of HMAC-SHA256(key=seed, message=scan_id), big-endian",
+        "draw_value": "first 53 bits of HMAC-SHA256(key=seed, message=scan_id + ':' + code), "
+        "big-endian",
         "days": days,
     }

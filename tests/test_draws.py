@@ -133,7 +133,7 @@ async def test_win_rates_by_tier_match_the_weights(redis: Redis) -> None:
             counts[e.tier, outcome.prize.prize_id if outcome.prize else ""] += 1
             available = [bool(outcome.available_mask >> i & 1) for i in range(2)]
             expected = choose(
-                draw_value(seed, e.scan.scan_id),
+                draw_value(seed, e.scan.scan_id, e.scan.code),
                 slices(draws.live.campaign.prizes, e.tier),
                 available,
                 [False, False],

@@ -104,8 +104,8 @@ def test_a_campaign_document_reads_back_as_the_same_campaign() -> None:
 
 def _row(seq: int, prize_id: str = "", available: int = 0) -> DrawRow:
     noon = ms(datetime(2027, 6, 1, 12, tzinfo=NEW_YORK))
-    value = draw_value(b"seed", f"s{seq}")
-    return DrawRow(seq, noon, f"s{seq}", "m", 0, 0, value, prize_id, False, available, 1)
+    value = draw_value(b"seed", f"s{seq}", "C" * 20)
+    return DrawRow(seq, noon, f"s{seq}", "C" * 20, "m", 0, 0, value, prize_id, False, available, 1)
 
 
 def test_the_audit_reports_reused_draw_numbers_and_unknown_versions() -> None:
@@ -131,4 +131,9 @@ def test_the_audit_knows_a_spent_budget() -> None:
 def test_the_fast_draw_value_is_the_published_one(seed: bytes) -> None:
     fast = DrawValues(seed)
     for scan_id in ("a", "8c8f8003e3196", "é-scan"):
-        assert fast(scan_id) == draw_value(seed, scan_id)
+        assert fast(scan_id, "C" * 20) == draw_value(seed, scan_id, "C" * 20)
+
+
+def test_a_scan_id_seen_to_win_draws_anew_with_another_code() -> None:
+    seed = b"k" * 32
+    assert draw_value(seed, "lucky", "A" * 20) != draw_value(seed, "lucky", "B" * 20)
