@@ -15,8 +15,10 @@
 -- ARGV[9]  the draws back to back: DRAW, then the member id, the retry key (both framed by
 --          '<I2') and the request framed by '<I4' (the entry's 'r', see rewards/draw_log.py)
 --
--- Reply: one string per draw: 'N' + OUTCOME (drawn now), 'R' + OUTCOME (a retried scan id:
--- the outcome it had), or 'D' (the code drew in this campaign before: no draw).
+-- Reply: one string per draw: 'N' + RESULT (drawn now), 'R' + RESULT (a retried scan id: the
+-- result it had, whatever the campaign has become since), or 'D' (the code drew in this
+-- campaign before: no draw). RESULT is OUTCOME, then for a win WON and the prize id.
+-- Every check comes before the first write: a call either runs through or changes nothing.
 local PRIZE = '<I4I4I4BBBi8'  -- total budget, released today so far, guaranteed count owed
                               -- now, min tier, high value?, kind (KINDS), value
 local KINDS = {[0] = 'cash', [1] = 'points', [2] = 'item'}
@@ -25,6 +27,7 @@ local REQUEST_FIXED = 32      -- the numbers before a request's strings (rewards
 local DRAW = '<I8I8BB'        -- serial, draw value, tier, risk
 local OUTCOME = '<I8i2BI4i8'  -- seq, prize index (-1 none), guaranteed?, available mask,
                               -- points balance after
+local WON = '<Bi8'            -- the prize's kind (KINDS), value
 local SEEN_RANGE = 65472      -- as in ingest/scan_state.lua: one 8 KiB bitmap per range
 local function empty_bitmap() return string.rep('\0', SEEN_RANGE / 8) end
 local DAY_KEYS_TTL = 3 * 86400
@@ -107,7 +110,7 @@ local function draw(value, tier, risk, member, request)
     end
     if chosen == 0 then
         for i, p in ipairs(prizes) do
-            if available[i] and p.low[tier] <= value and value < p.high[tier] then
+            if available[i] and p.low[tier] and p.low[tier] <= value and value < p.high[tier] then
                 chosen = i; break
             end
         end
@@ -115,7 +118,10 @@ local function draw(value, tier, risk, member, request)
     local balance = 0
     if chosen > 0 then balance = award(chosen, member, request) end
     seq = seq + 1
-    return struct.pack(OUTCOME, seq, chosen - 1, guaranteed, mask, balance)
+    local outcome = struct.pack(OUTCOME, seq, chosen - 1, guaranteed, mask, balance)
+    if chosen == 0 then return outcome, outcome end
+    local won = prizes[chosen]
+    return outcome, outcome .. struct.pack(WON, won.kind, won.value) .. ids[chosen]
 end
 
 local bitmaps_known = {}
@@ -150,11 +156,11 @@ while at <= #draws do
     elseif not first_draw_of(serial) then
         replies[#replies + 1] = 'D'
     else
-        local outcome = draw(value, tier, risk, member, request)
-        if id_key then redis.call('SET', id_key, outcome, 'EX', ttl) end
+        local outcome, result = draw(value, tier, risk, member, request)
+        if id_key then redis.call('SET', id_key, result, 'EX', ttl) end
         requests[#requests + 1] = struct.pack('<I4', #request) .. request
         outcomes[#outcomes + 1] = outcome
-        replies[#replies + 1] = 'N' .. outcome
+        replies[#replies + 1] = 'N' .. result
     end
 end
 if #outcomes > 0 then

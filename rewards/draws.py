@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
+from typing import NamedTuple
 
 import orjson
 
@@ -14,7 +15,7 @@ from codes.commands import LuaScript, ScriptCall
 from rewards import draw_log
 from rewards.calendar import CampaignDay
 from rewards.campaigns import Campaign, Prize, PrizeKind
-from rewards.odds import NO_PRIZE, DrawValues, slices
+from rewards.odds import DrawValues, slices
 from rewards.store import draw_stream, unsunk_key
 
 DRAW = LuaScript.load(__package__ or "rewards", "draw.lua")
@@ -24,7 +25,10 @@ _PRIZE = struct.Struct("<IIIBBBq")  # as PRIZE in draw.lua
 _SLICE = struct.Struct("<QQ")
 _DRAW = struct.Struct("<QQBB")
 _SHORT_TEXT = struct.Struct("<H")
-_KIND_CODES = {PrizeKind.CASH: 0, PrizeKind.POINTS: 1, PrizeKind.ITEM: 2}  # as KINDS in draw.lua
+_KINDS = (PrizeKind.CASH, PrizeKind.POINTS, PrizeKind.ITEM)  # as KINDS in draw.lua
+_KIND_CODES = {kind: code for code, kind in enumerate(_KINDS)}
+_WON = struct.Struct("<Bq")  # as WON in draw.lua
+_WON_AT = 1 + draw_log.OUTCOME_STRUCT.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +56,18 @@ class DrawStatus(Enum):
 _STATUSES = {ord(status.value): status for status in DrawStatus}
 
 
+class PrizeWon(NamedTuple):
+    prize_id: str
+    kind: PrizeKind
+    value: int
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     status: DrawStatus
     seq: int = 0
-    prize: Prize | None = None
+    prize: PrizeWon | None = None
+    """As it was when drawn (a retry after the campaign changed gets the same)."""
     guaranteed: bool = False
     available_mask: int = 0
     points_balance: int = 0
@@ -96,8 +107,9 @@ class LiveCampaign:
         owed = today.guarantee_due(now_ms, campaign.guarantee_window_minutes)
         values = self._draw_values[today.day]
         header = (now_ms, self.version, draw_log.day_number(today.day))
+        top = self._tiers - 1  # a tier stored before the programme had fewer counts as its top
         draws = b"".join(
-            self._draw(entrant, tier, values(entrant.scan_id, entrant.code), header)
+            self._draw(entrant, min(tier, top), values(entrant.scan_id, entrant.code), header)
             for entrant, tier in zip(entrants, tiers, strict=True)
         )
         return ScriptCall(
@@ -158,9 +170,11 @@ class LiveCampaign:
         status = _STATUSES[raw[0]]
         if status is DrawStatus.ALREADY_DRAWN:
             return Outcome(status)
-        seq, index, guaranteed, mask, balance = draw_log.OUTCOME_STRUCT.unpack_from(raw, 1)
-        prizes = self.campaign.prizes
-        prize = prizes[index] if index != NO_PRIZE and index < len(prizes) else None
+        seq, _, guaranteed, mask, balance = draw_log.OUTCOME_STRUCT.unpack_from(raw, 1)
+        prize = None
+        if len(raw) > _WON_AT:
+            kind, value = _WON.unpack_from(raw, _WON_AT)
+            prize = PrizeWon(raw[_WON_AT + _WON.size :].decode(), _KINDS[kind], value)
         return Outcome(status, seq, prize, guaranteed == 1, mask, balance)
 
 

@@ -139,7 +139,9 @@ async def test_win_rates_by_tier_match_the_weights(redis: Redis) -> None:
                 [False, False],
             )
             assert (expected.prize, expected.guaranteed) == (
-                draws.live.campaign.prizes.index(outcome.prize) if outcome.prize else -1,
+                [p.prize_id for p in draws.live.campaign.prizes].index(outcome.prize.prize_id)
+                if outcome.prize
+                else -1,
                 outcome.guaranteed,
             )
     statistic = 0.0
@@ -265,3 +267,19 @@ async def test_points_prizes_credit_the_balance_atomically(redis: Redis) -> None
     outcomes = await draws.draw([entrant(member="alice") for _ in range(3)], at(0, 12))
     assert [o.points_balance for o in outcomes] == [7, 14, 21]
     assert await redis.hget(store.campaign_key("c", "points"), "alice") == b"21"
+
+
+async def test_a_retry_gets_its_prize_even_after_the_campaign_changed(redis: Redis) -> None:
+    draws = await saved(redis, campaign(prize(id="a"), prize(id="b", base_probability=0.0)))
+    first = entrant(retry_key="k1")
+    [won] = await draws.draw([first], at(0, 12))
+    reordered = await saved(redis, campaign(prize(id="b", base_probability=0.0), prize(id="a")))
+    [retried] = await reordered.draw([first], at(0, 12))
+    assert won.prize is not None
+    assert (retried.status, retried.prize) == (DrawStatus.RETRIED, won.prize)
+
+
+async def test_a_tier_beyond_the_programme_draws_as_its_top_tier(redis: Redis) -> None:
+    draws = await saved(redis, campaign(prize(min_tier=TIERS - 1)))
+    [outcome] = await draws.draw([entrant(tier=TIERS + 3)], at(0, 12))
+    assert won([outcome]) == ["p"]
