@@ -101,7 +101,7 @@ def audit(
         mask = sum(1 << i for i, a in enumerate(available) if a)
         if mask != row.available:
             mismatch("available", _ids(prizes, row.available), _ids(prizes, mask))
-        due = clock.guarantee_due(row.time_ms, campaign.guarantee_window_minutes)
+        due = campaign.guarantee_due(clock, row.time_ms)
         owed = [due and today[p.prize_id] < p.guaranteed_daily for p in prizes]
         choice = choose(value, slices(prizes, row.tier), available, owed)
         prize_id = prizes[choice.prize].prize_id if choice.prize != NO_PRIZE else ""

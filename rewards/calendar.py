@@ -38,7 +38,8 @@ class CampaignDay:
         the current hour (rounded up); what an hour did not give out carries over."""
         return min(daily_cap, -(-daily_cap * (self.hour + 1) // self.hours))
 
-    def guarantee_due(self, now_ms: int, window_minutes: int) -> bool:
-        """Within the last ``window_minutes`` of the day, when a guaranteed-daily prize still
-        short goes to the next eligible scan."""
-        return self.ends_ms - now_ms <= window_minutes * 60_000
+    def guarantee_due(self, now_ms: int, window_minutes: int, closes_ms: int) -> bool:
+        """Within the last ``window_minutes`` of the day, or of a campaign that closes at
+        ``closes_ms`` before the day ends: when a guaranteed-daily prize still short goes to the
+        next eligible scan."""
+        return min(self.ends_ms, closes_ms) - now_ms <= window_minutes * 60_000

@@ -13,14 +13,18 @@ that the published odds are the odds drawn.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rewards.calendar import CampaignDay
 
 MAX_PRIZES = 32  # a draw records which prizes were available as a 32-bit mask
 MAX_DAYS = 366  # a seed per day is committed when the campaign is saved
@@ -29,6 +33,16 @@ MAX_COUNT = 1_000_000_000
 ID_PATTERN = "[A-Za-z0-9_-]{1,64}"
 """Campaign and prize ids: they go into Redis keys and hash tags."""
 _ID = re.compile(ID_PATTERN)
+_TIER_KEY = re.compile("[0-9]{1,3}")
+_YEARS = (2000, 2999)  # local days of any zone stay representable
+
+
+_HOST_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) - _HOST_ZONES
 
 
 def is_campaign_id(text: str) -> bool:
@@ -107,6 +121,9 @@ class Campaign:
     def active(self, now_ms: int) -> bool:
         return self.start_ms <= now_ms <= self.end_ms
 
+    def guarantee_due(self, day: CampaignDay, now_ms: int) -> bool:
+        return day.guarantee_due(now_ms, self.guarantee_window_minutes, self.end_ms + 1)
+
     def days(self) -> list[date]:
         """Every local day the campaign is open on."""
         first = _local(self.start_ms, self.zone).date()
@@ -140,6 +157,8 @@ class Campaign:
         start_ms, end_ms = fields.instant("start"), fields.instant("end")
         if end_ms <= start_ms:
             raise CampaignError("end must be after start", "invalid_period")
+        if end_ms - start_ms > MAX_DAYS * 86_400_000:
+            raise CampaignError(f"a campaign lasts at most {MAX_DAYS} days", "invalid_period")
         skus, batches = fields.text_set("skus"), fields.text_set("batches")
         if not skus and not batches:
             raise CampaignError("a campaign covers at least one of skus or batches")
@@ -159,15 +178,16 @@ class Campaign:
             tuple(_prize(raw, f"prizes[{i}]", tiers) for i, raw in enumerate(raw_prizes)),
         )
         fields.done()
-        if len(campaign.days()) > MAX_DAYS:
-            raise CampaignError(f"a campaign lasts at most {MAX_DAYS} days", "invalid_period")
         _check_unique([p.prize_id for p in campaign.prizes])
         _check_odds(campaign.prizes, tiers)
         return campaign
 
 
 def _checked_zone(timezone: str) -> str:
+    """An IANA zone name; not 'localtime' or a file path, which differ from host to host."""
     try:
+        if timezone not in _known_zones():
+            raise ZoneInfoNotFoundError(timezone)
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise CampaignError(
@@ -284,10 +304,10 @@ class _Fields:
             moment = datetime.fromisoformat(value)
         except ValueError:
             moment = None
-        if moment is None or moment.tzinfo is None:
+        if moment is None or moment.tzinfo is None or not _YEARS[0] <= moment.year <= _YEARS[1]:
             raise CampaignError(
-                f"{self._name(name)} must be an ISO-8601 time with an offset, such as "
-                "'2027-06-01T00:00:00+08:00'",
+                f"{self._name(name)} must be an ISO-8601 time with an offset between the years "
+                f"{_YEARS[0]} and {_YEARS[1]}, such as '2027-06-01T00:00:00+08:00'",
                 "invalid_period",
             )
         return round(moment.timestamp() * 1000)
@@ -328,7 +348,7 @@ class _Fields:
             raise CampaignError(f"{self._name(name)} must map tiers to weights")
         weights = [1.0] * tiers
         for key, weight in value.items():
-            if not (isinstance(key, str) and key.isdigit() and int(key) < tiers):
+            if not (isinstance(key, str) and _TIER_KEY.fullmatch(key) and int(key) < tiers):
                 raise CampaignError(
                     f"{self._name(name)}: unknown tier {key!r}; tiers are 0 to {tiers - 1}",
                     "unknown_tier",

@@ -104,7 +104,7 @@ class LiveCampaign:
         period)."""
         campaign = self.campaign
         today = CampaignDay.at(now_ms, campaign.zone)
-        owed = today.guarantee_due(now_ms, campaign.guarantee_window_minutes)
+        owed = campaign.guarantee_due(today, now_ms)
         values = self._draw_values[today.day]
         header = (now_ms, self.version, draw_log.day_number(today.day))
         top = self._tiers - 1  # a tier stored before the programme had fewer counts as its top

@@ -281,6 +281,10 @@ BAD_CAMPAIGNS = [
     ({"end": "2020-01-01T00:00:00+08:00"}, "invalid_period", "end must be after start"),
     ({"start": "2027-06-01T00:00:00"}, "invalid_period", "offset"),
     ({"timezone": "Mars/Olympus"}, "invalid_timezone", "Mars/Olympus"),
+    ({"timezone": "localtime"}, "invalid_timezone", "localtime"),
+    ({"start": "0001-01-01T00:00:00+00:00"}, "invalid_period", "years"),
+    ({"end": "9999-12-31T00:00:00+09:00"}, "invalid_period", "years"),
+    ({"prizes": [prize(tier_weights={"\u00b2": 2})]}, "unknown_tier", "tier"),
     (
         {"prizes": [prize(base_probability=0.6), prize(id="q", base_probability=0.6)]},
         "probabilities_exceed_one",

@@ -66,8 +66,11 @@ def test_the_release_rounds_up_and_ends_at_the_cap() -> None:
 
 def test_the_guarantee_is_due_in_the_last_window_of_the_day() -> None:
     day = CampaignDay.at(ms(datetime(2027, 6, 1, 12, tzinfo=SHANGHAI)), SHANGHAI)
-    assert not day.guarantee_due(day.ends_ms - 61 * 60_000, 60)
-    assert day.guarantee_due(day.ends_ms - 60 * 60_000, 60)
+    never = day.ends_ms * 2
+    assert not day.guarantee_due(day.ends_ms - 61 * 60_000, 60, never)
+    assert day.guarantee_due(day.ends_ms - 60 * 60_000, 60, never)
+    closing_at_six = day.ends_ms - 6 * 3_600_000
+    assert day.guarantee_due(closing_at_six - 30 * 60_000, 60, closing_at_six)
 
 
 def test_slices_follow_the_tier_weights_and_leave_out_tiers_below_the_minimum() -> None:
