@@ -42,13 +42,20 @@ def budgets(
     return rows
 
 
+REVEAL_DELAY_MS = 10 * 60_000
+"""A seed is revealed this long after its day ends: a batch stamped just before midnight, or on
+a worker whose clock runs a little slow, may still be drawing with it."""
+
+
 def fairness(live: LiveCampaign, now_ms: int) -> dict[str, object]:
-    """Every day's seed hash, committed when the campaign was saved, and the seed itself once
-    the day is over: ``draw_value = HMAC-SHA256(seed, scan_id + ":" + code)``, first 53 bits."""
+    """Every day's seed hash, committed when the campaign was saved, and the seed itself ten
+    minutes after the day is over. ``draw_value = HMAC-SHA256(seed, scan_id + ":" + code)``,
+    first 53 bits."""
     zone = live.campaign.zone
     days = []
+    revealed_up_to = CampaignDay.at(now_ms - REVEAL_DELAY_MS, zone).day
     for day, seed in sorted(live.seeds.items()):
-        over = CampaignDay.at(now_ms, zone).day > day
+        over = revealed_up_to > day
         days.append(
             {
                 "day": day.isoformat(),

@@ -15,6 +15,7 @@ from fraud.policy import FraudPolicy
 from ingest.app import create_app
 from ingest.config import Settings
 from ingest.reward_stage import CAMPAIGNS_MAX_AGE_S
+from rewards.status import REVEAL_DELAY_MS
 from tests.helpers import ADMIN, AiohttpClient, batch_codes, order_shipped_batch, post_scan
 
 pytestmark = pytest.mark.redis
@@ -256,14 +257,26 @@ async def test_fairness_publishes_seed_hashes_and_reveals_only_past_days(
     reply = await client.get("/v1/campaigns/summer/fairness")  # public: no token
     fairness = await reply.json()
 
-    today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
+    shanghai = timezone(timedelta(hours=8))
+    revealing = (datetime.now(shanghai) - timedelta(milliseconds=REVEAL_DELAY_MS)).date()
     days = {d["day"]: d for d in fairness["days"]}
     assert len(days) >= 11
-    past = [d for d in days.values() if d["day"] < today]
+    past = [d for d in days.values() if d["day"] < revealing.isoformat()]
     assert past
     for day in past:
         assert hashlib.sha256(bytes.fromhex(day["seed"])).hexdigest() == day["seed_sha256"]
-    assert all(d["seed"] is None for d in days.values() if d["day"] >= today)
+    assert all(d["seed"] is None for d in days.values() if d["day"] >= revealing.isoformat())
+
+
+async def test_a_saved_campaign_keeps_its_time_zone(client: Client) -> None:
+    await put_campaign(client, campaign())
+    reply = await client.put(
+        "/v1/campaigns/summer", json=campaign(timezone="Europe/Paris"), headers=ADMIN
+    )
+    assert reply.status == 409
+    assert (await reply.json())["error"]["code"] == "timezone_fixed"
+    shown = await (await client.get("/v1/campaigns/summer", headers=ADMIN)).json()
+    assert (shown["timezone"], shown["version"]) == ("Asia/Shanghai", 1)
 
 
 async def test_saving_again_keeps_the_committed_seeds(client: Client) -> None:

@@ -7,9 +7,10 @@ from typing import cast
 
 import orjson
 from aiohttp import web
+from redis.exceptions import ResponseError
 
 from ingest.auth import requires
-from ingest.errors import BadRequest, NotFound, ValidationFailed
+from ingest.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from ingest.redis_scripts import RedisPyCommands, ScriptRunner
 from ingest.request_body import read_body
 from ingest.responses import json_response
@@ -39,7 +40,15 @@ async def put_campaign(request: web.Request) -> web.StreamResponse:
     except CampaignError as error:
         raise ValidationFailed(str(error), error.code) from None
     redis = request.app[REDIS]
-    version = await ScriptRunner(RedisPyCommands(redis)).run(store.save(campaign))
+    try:
+        version = await ScriptRunner(RedisPyCommands(redis)).run(store.save(campaign))
+    except ResponseError as error:
+        if not str(error).startswith(store.TIMEZONE_FIXED):
+            raise
+        message = str(error).removeprefix(store.TIMEZONE_FIXED).strip()
+        raise Conflict(
+            f"{message}: a campaign's time zone cannot change", "timezone_fixed"
+        ) from None
     async with redis.pipeline(transaction=False) as pipe:
         for command in store.registered(campaign.campaign_id):
             pipe.execute_command(*command)
