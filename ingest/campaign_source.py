@@ -60,28 +60,36 @@ class CampaignSource:
         """A campaign was saved: the next look must ask Redis."""
         self._checked_at = -float("inf")
 
-    async def current(self, max_age_s: float = 0.0) -> Campaigns:
-        if time.monotonic() - self._checked_at < max_age_s:
+    async def current(self, max_age_s: float = 0.0, *, reload: bool = False) -> Campaigns:
+        """The campaigns, reloaded when ``{rewards}:version`` moved or, with ``reload``, in any
+        case (a draw found a campaign changed: its save may not have moved the counter yet)."""
+        if not reload and time.monotonic() - self._checked_at < max_age_s:
             return self._campaigns
         async with self._refreshing:
             checked_at = time.monotonic()
             version = int(await self._redis.get(store.VERSION_KEY) or 0)
-            if version != self._campaigns.version:
+            if reload or version != self._campaigns.version:
                 self._campaigns = Campaigns(await self._load(), version)
             self._checked_at = checked_at
         return self._campaigns
 
     async def _load(self) -> list[LiveCampaign]:
+        """Each campaign's version, then that version's configuration (a save in between
+        cannot pair one version's number with another's configuration)."""
         ids = sorted(cast(set[str], await self._redis.smembers(store.CAMPAIGNS_KEY)))
         async with self._redis.pipeline(transaction=False) as pipe:
             for cid in ids:
-                pipe.get(store.campaign_key(cid, "config"))
                 pipe.get(store.campaign_key(cid, "version"))
+            versions = await pipe.execute()
+        saved = [(cid, int(v)) for cid, v in zip(ids, versions, strict=True) if v is not None]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid, version in saved:
+                pipe.hget(store.campaign_key(cid, "configs"), str(version))
                 pipe.hgetall(store.campaign_key(cid, "seeds"))
             replies = await pipe.execute()
         live = []
-        for at, cid in enumerate(ids):
-            config, version, seeds = replies[3 * at : 3 * at + 3]
+        for at, (cid, version) in enumerate(saved):
+            config, seeds = replies[2 * at : 2 * at + 2]
             if config is None:
                 continue
             try:
@@ -89,5 +97,5 @@ class CampaignSource:
             except CampaignError as error:  # saved under other settings (fewer tiers)
                 log.error("campaign %s cannot run: %s", cid, error)
                 continue
-            live.append(LiveCampaign(campaign, int(version), store.parse_seeds(seeds), self._tiers))
+            live.append(LiveCampaign(campaign, version, store.parse_seeds(seeds), self._tiers))
         return live

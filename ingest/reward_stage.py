@@ -74,6 +74,16 @@ class _Chunk:
     def campaign_id(self) -> str:
         return self.campaign.campaign.campaign_id
 
+    def drawn_by(self, live: LiveCampaign) -> _Chunk:
+        """This chunk for ``live``: the entrants whose code it still covers."""
+        kept = [at for at, e in enumerate(self.entrants) if live.campaign.covers(e.sku, e.batch_id)]
+        return _Chunk(
+            live,
+            [self.indexes[at] for at in kept],
+            [self.entrants[at] for at in kept],
+            [self.tiers[at] for at in kept],
+        )
+
 
 class RewardStage:
     def __init__(self, scripts: ScriptRunner, campaigns: CampaignSource, retry_ttl_s: int) -> None:
@@ -112,7 +122,9 @@ class RewardStage:
         for index, campaigns in plan.entries.items():
             if recorded[index]:
                 for live in campaigns:
-                    by_campaign.setdefault(live.campaign.campaign_id, (live, []))[1].append(index)
+                    if live.open_at(plan.now_ms):
+                        entry = by_campaign.setdefault(live.campaign.campaign_id, (live, []))
+                        entry[1].append(index)
         chunks = [
             _Chunk(live, indexes[start : start + MAX_DRAWS_PER_CALL])
             for _, (live, indexes) in sorted(by_campaign.items())
@@ -130,16 +142,21 @@ class RewardStage:
         return won
 
     async def _run(self, chunks: list[_Chunk], now_ms: int) -> list[object]:
-        """Every chunk's draws in one round trip; a campaign saved since this worker last
-        looked is looked up again and its chunks drawn once more."""
+        """Every chunk's draws in one round trip. A campaign saved since this worker last
+        looked is loaded again; its chunks keep the entrants it still draws for at ``now_ms`` and
+        are drawn once more (the others win nothing)."""
         replies = await self._scripts.run_many([self._call(c, now_ms) for c in chunks])
         stale = [at for at, reply in enumerate(replies) if _stale(reply)]
         if stale:
-            self._campaigns.expire()
-            fresh = (await self._campaigns.current()).by_id
-            again = [at for at in stale if chunks[at].campaign_id in fresh]
-            for at in again:
-                chunks[at].campaign = fresh[chunks[at].campaign_id]
+            fresh = (await self._campaigns.current(reload=True)).by_id
+            again = []
+            for at in stale:
+                chunk, live = chunks[at], fresh.get(chunks[at].campaign_id)
+                if live is None or not live.open_at(now_ms):
+                    chunks[at], replies[at] = _Chunk(chunk.campaign, []), []
+                    continue
+                chunks[at] = chunk.drawn_by(live)
+                again.append(at)
             retried = await self._scripts.run_many([self._call(chunks[at], now_ms) for at in again])
             for at, reply in zip(again, retried, strict=True):
                 replies[at] = reply

@@ -97,6 +97,12 @@ class LiveCampaign:
         cid = campaign.campaign_id
         self._keys = (draw_stream(cid), unsunk_key(draw_stream(cid)))
 
+    def open_at(self, now_ms: int) -> bool:
+        """In its period, with a seed for the local day."""
+        if not self.campaign.active(now_ms):
+            return False
+        return CampaignDay.at(now_ms, self.campaign.zone).day in self._draw_values
+
     def call(
         self, entrants: Sequence[Entrant], tiers: Sequence[int], now_ms: int, retry_ttl_s: int
     ) -> ScriptCall:

@@ -359,3 +359,24 @@ async def test_a_campaign_saved_through_one_worker_is_drawn_by_another(
     await asyncio.sleep(CAMPAIGNS_MAX_AGE_S * 1.5)
     answer = await post_scan(other, {"code": code, "member_id": "alice"})
     assert answer["prize"] is not None
+
+
+async def test_a_worker_with_an_old_version_draws_with_the_saved_one(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    one: Client = await aiohttp_client(create_app(settings))
+    other: Client = await aiohttp_client(create_app(settings))
+    codes = await codes_of_a_shipped_batch(one, 3)
+    await put_campaign(one, campaign(prizes=[prize(id="old", base_probability=1.0)]))
+    first = await post_scan(other, {"code": codes[0], "member_id": "a"})  # caches version 1
+
+    await put_campaign(one, campaign(prizes=[prize(id="new", base_probability=1.0)]), status=200)
+    second = await post_scan(other, {"code": codes[1], "member_id": "b"})
+    await put_campaign(one, campaign(skus=["OTHER"]), status=200)
+    third = await post_scan(other, {"code": codes[2], "member_id": "c"})
+
+    assert [a["prize"] and a["prize"]["prize_id"] for a in (first, second, third)] == [
+        "old",
+        "new",
+        None,
+    ]
