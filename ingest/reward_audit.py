@@ -22,9 +22,9 @@ SELECT seq, time_ms, scan_id, code, member_id, tier, risk, draw_value, prize_id,
 FROM draws WHERE campaign_id = %(campaign)s AND day = %(day)s
 ORDER BY seq
 """
-_AWARDED_BEFORE = """
-SELECT prize_id, count() FROM awards WHERE campaign_id = %(campaign)s AND day < %(day)s
-GROUP BY prize_id
+_OTHER_DAYS = """
+SELECT seq, prize_id FROM awards
+WHERE campaign_id = %(campaign)s AND day != %(day)s AND seq < %(last_seq)s
 """
 
 
@@ -56,8 +56,9 @@ def audit_day(
         seed = bytes.fromhex(hex_seed.decode() if isinstance(hex_seed, bytes) else hex_seed)
     parameters = {"campaign": campaign_id, "day": day}
     rows = [_draw_row(row) for row in clickhouse.execute(_DRAWS, parameters)]
-    before = dict(clickhouse.execute(_AWARDED_BEFORE, parameters))
-    mismatches = audit(rows, versions, day, seed, before)
+    last_seq = max((row.seq for row in rows), default=0)
+    others = clickhouse.execute(_OTHER_DAYS, {**parameters, "last_seq": last_seq})
+    mismatches = audit(rows, versions, day, seed, others)
     return {
         "campaign_id": campaign_id,
         "day": day.isoformat(),

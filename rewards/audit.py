@@ -1,6 +1,8 @@
 """Recomputing a day's draws from the draw log and the day's revealed seed (no I/O).
 
-The log is replayed in draw order (``seq``) from the prizes given out before the day. For each
+The log is replayed in draw order (``seq``), with the awards of other days folded in where
+their numbers fall (a batch stamped just before midnight can be drawn after the next day's
+first draws; budgets are shared across days). For each
 draw the audit recomputes its value from the seed and the scan id, which prizes were available
 to it (tier, risk, the member's wins that day, the day's release of each cap, each budget),
 whether a guarantee was owed, and the prize the rule gives; any difference from the row is a
@@ -64,9 +66,13 @@ def audit(
     versions: Mapping[int, Campaign],
     day: date,
     seed: bytes,
-    awarded_before: Mapping[str, int],
+    other_days: Iterable[tuple[int, str]],
 ) -> list[Mismatch]:
-    awarded = Counter(awarded_before)
+    """``other_days``: (seq, prize id) of the awards of other days drawn before this day's
+    last draw."""
+    awarded: Counter[str] = Counter()
+    others = sorted(other_days)
+    folded = 0
     today: Counter[str] = Counter()
     wins: Counter[str] = Counter()
     seen: set[int] = set()
@@ -76,6 +82,9 @@ def audit(
         def mismatch(field: str, recorded: object, expected: object, row: DrawRow = row) -> None:
             found.append(Mismatch(row.seq, row.scan_id, field, recorded, expected))
 
+        while folded < len(others) and others[folded][0] < row.seq:
+            awarded[others[folded][1]] += 1
+            folded += 1
         if row.seq in seen:
             mismatch("seq", row.seq, "a draw number used once")
             continue

@@ -116,14 +116,15 @@ def test_the_audit_reports_reused_draw_numbers_and_unknown_versions() -> None:
     available = 1
     rows = [_row(1, available=available), _row(1, available=available)]
     rows.append(dataclasses.replace(_row(2, available=available), version=7))
-    found = audit(rows, {1: campaign}, date(2027, 6, 1), b"seed", {})
+    found = audit(rows, {1: campaign}, date(2027, 6, 1), b"seed", [])
     assert [(m.seq, m.field) for m in found] == [(1, "seq"), (2, "version")]
 
 
 def test_the_audit_knows_a_spent_budget() -> None:
     campaign = make(prize(base_probability=1.0))
     claims_a_win = _row(1, "p", 1)
-    found = audit([claims_a_win], {1: campaign}, date(2027, 6, 1), b"seed", {"p": 10})
+    spent = [(0, "p")] * 10  # the whole budget, won on other days before this draw
+    found = audit([claims_a_win], {1: campaign}, date(2027, 6, 1), b"seed", spent)
     assert [(m.field, m.recorded, m.expected) for m in found] == [
         ("available", ["p"], []),
         ("prize", ["p", False], ["", False]),
@@ -140,3 +141,14 @@ def test_the_fast_draw_value_is_the_published_one(seed: bytes) -> None:
 def test_a_scan_id_seen_to_win_draws_anew_with_another_code() -> None:
     seed = b"k" * 32
     assert draw_value(seed, "lucky", "A" * 20) != draw_value(seed, "lucky", "B" * 20)
+
+
+def test_the_audit_folds_in_other_days_awards_where_their_numbers_fall() -> None:
+    campaign = make(prize(base_probability=1.0, total_budget=2))
+    day = date(2027, 6, 1)
+    # seq 1 and 5 went to the day before (5: a batch stamped before midnight, drawn after 3)
+    honest = [_row(3, "p", 1), _row(7)]
+    assert audit(honest, {1: campaign}, day, b"seed", [(1, "p"), (5, "p")]) == []
+    over_budget = [_row(3, "p", 1), _row(7, "p", 1)]
+    found = audit(over_budget, {1: campaign}, day, b"seed", [(5, "p")])
+    assert [(m.seq, m.field) for m in found] == [(7, "available"), (7, "prize")]
