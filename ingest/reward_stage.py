@@ -3,8 +3,9 @@
 A scan enters the draw of every campaign open for its code when it is genuine and carries a
 member id (a prize needs someone to go to). The members' tiers are read in the scan state's
 round trip (``plan`` returns the reads); once Redis has recorded the scans, one ``draw.lua``
-call per campaign draws for all of them (``draw``): the script decides which codes have not
-drawn yet, so concurrent batches and server processes never draw a code twice.
+call per campaign (and per ``MAX_DRAWS_PER_CALL`` draws) draws for all of them (``draw``):
+the script decides which codes have not drawn yet, so concurrent batches and server processes
+never draw a code twice.
 """
 
 from __future__ import annotations
