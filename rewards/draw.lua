@@ -18,7 +18,8 @@
 -- Reply: one string per draw: 'N' + RESULT (drawn now), 'R' + RESULT (a retried scan id: the
 -- result it had, whatever the campaign has become since), or 'D' (the code drew in this
 -- campaign before: no draw). RESULT is OUTCOME, then for a win WON and the prize id.
--- Every check comes before the first write: a call either runs through or changes nothing.
+-- Redis does not undo a script that fails half-way, so nothing after the version check may fail
+-- on the arguments (a tier without slices is simply not available).
 local PRIZE = '<I4I4I4BBBi8'  -- total budget, released today so far, guaranteed count owed
                               -- now, min tier, high value?, kind (KINDS), value
 local KINDS = {[0] = 'cash', [1] = 'points', [2] = 'item'}
