@@ -4,12 +4,12 @@ It moves every family of events (``ingest.sink_family``): scan events from the p
 streams ``{scans:N}:events`` into ``scans``, and prize draws from each campaign's stream
 ``{camp:<id>}:draws`` into ``draws``. A family's streams are read through the consumer group
 ``CONSUMER_GROUP`` as the one fixed consumer ``CONSUMER``; entries are decoded into columns and
-written in one columnar insert per ``sink_batch_rows`` rows or ``sink_flush_ms``, whichever
-comes first. Then the sink acknowledges the entries and trims each stream past them, so a
-stream's length is its unsunk backlog (the scan path refuses scans beyond
-``max_unsunk_events``). Streams of campaigns added while the sink runs are found every
-``DISCOVER_S``: their consumer group is made and their pending entries written before their
-new ones are read.
+written in one columnar insert per ``sink_batch_rows`` rows or ``sink_flush_ms`` (times the
+family's ``flush_scale``: draws wait 5 s), whichever comes first. Then the sink acknowledges
+the entries and trims each stream past them, so a stream's length is its unsunk backlog (the
+scan path refuses scans beyond ``max_unsunk_events``). Streams of campaigns added while the
+sink runs are found every ``DISCOVER_S``: their consumer group is made and their pending
+entries written before their new ones are read.
 
 Exactly once, although ClickHouse 18.16 cannot deduplicate inserts into a MergeTree:
 
@@ -102,7 +102,7 @@ class Sink:
         self._family = streams.family
         self._table = table
         self._batch_rows = settings.sink_batch_rows
-        self._flush_ms = settings.sink_flush_ms
+        self._flush_ms = settings.sink_flush_ms * self._family.flush_scale
         self._stop = stop
         self._log = {"family": self._family.name}
 
