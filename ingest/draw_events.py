@@ -16,10 +16,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from ingest.scan_events import Columns
+from ingest.scan_events import Columns, split_framed
 from rewards.campaigns import ID_PATTERN
 from rewards.draw_log import (
-    FRAME,
     OUTCOME,
     OUTCOME_FIELD,
     PRIZE_FIELD,
@@ -68,7 +67,7 @@ def decode_columns(
     entry_ms: list[int] = []
     per_entry: list[int] = []
     for entry_id, fields in entries:
-        requests = _split_requests(fields[REQUEST_FIELD], fixed_parts, strings)
+        requests = split_framed(fields[REQUEST_FIELD], REQUEST.itemsize, fixed_parts, strings)
         outcome_blob = fields[OUTCOME_FIELD]
         if len(outcome_blob) != requests * OUTCOME.itemsize:
             raise ValueError(f"{requests} requests for {len(outcome_blob)} bytes of outcomes")
@@ -109,21 +108,6 @@ def decode_columns(
         parts = [part[name] for part in prize_parts]
         columns[name] = np.concatenate(parts) if parts else np.empty(0, dtype=object)
     return columns
-
-
-def _split_requests(blob: bytes, fixed_parts: list[bytes], strings: list[bytes]) -> int:
-    """Appends each request's numbers and strings; how many requests the field holds."""
-    at, count, fixed_size = 0, 0, REQUEST.itemsize
-    while at < len(blob):
-        [length] = FRAME.unpack_from(blob, at)
-        start = at + FRAME.size
-        at = start + length
-        if length < fixed_size or at > len(blob):
-            raise ValueError("a request is cut short")
-        fixed_parts.append(blob[start : start + fixed_size])
-        strings.append(blob[start + fixed_size : at])
-        count += 1
-    return count
 
 
 def _prize_columns(prizes: list[Prize], outcomes: np.ndarray[Any, Any]) -> dict[str, Any]:

@@ -173,18 +173,12 @@ Columns = dict[str, npt.NDArray[np.generic]]
 
 def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> Columns:
     """Columns of the ``scans`` table for stream entries ``(id, fields)`` of one partition."""
-    fixed_size, frame_size = FIXED.itemsize, _FRAME.size
-    fixed_parts, state_parts, strings = [], [], []
-    entry_ms, entry_seq, entry_events = [], [], []
+    fixed_parts: list[bytes] = []
+    strings: list[bytes] = []
+    state_parts, entry_ms, entry_seq, entry_events = [], [], [], []
     for entry_id, fields in entries:
         ms, _, seq = entry_id.partition(b"-")
-        blob, at = fields[EVENT_FIELD], 0
-        while at < len(blob):
-            [length] = _FRAME.unpack_from(blob, at)
-            start = at + frame_size
-            fixed_parts.append(blob[start : start + fixed_size])
-            strings.append(blob[start + fixed_size : start + length])
-            at = start + length
+        split_framed(fields[EVENT_FIELD], FIXED.itemsize, fixed_parts, strings)
         state_parts.append(fields[STATE_FIELD])
         entry_ms.append(int(ms))
         entry_seq.append(int(seq))
@@ -230,6 +224,24 @@ def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, by
         values = string_rows[position::width] if count else []
         columns["flag_list" if name == "flags" else name] = np.array(values, dtype=object)
     return columns
+
+
+def split_framed(
+    blob: bytes, fixed_size: int, fixed_parts: list[bytes], strings: list[bytes]
+) -> int:
+    """Appends the fixed-width part and the joined strings of each length-framed record in
+    ``blob`` (scan events, prize draw requests); how many records it holds."""
+    at, count = 0, 0
+    while at < len(blob):
+        [length] = _FRAME.unpack_from(blob, at)
+        start = at + _FRAME.size
+        at = start + length
+        if length < fixed_size or at > len(blob):
+            raise ValueError("a record is cut short")
+        fixed_parts.append(blob[start : start + fixed_size])
+        strings.append(blob[start + fixed_size : at])
+        count += 1
+    return count
 
 
 _VERDICT_LABELS = np.array([""] + [v.label for v in Verdict], dtype=object)
