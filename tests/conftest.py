@@ -82,6 +82,21 @@ def settings(redis_url: str, keyring_path: Path, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def database(clickhouse_url: str) -> Iterator[str]:
+    """A fresh, migrated ClickHouse database of its own; its URL."""
+    with fresh_database(clickhouse_url) as url:
+        yield url
+
+
+@pytest.fixture
+def streams(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client of the test's Redis, for reading and writing streams directly."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def sunk_settings(settings: Settings, clickhouse_url: str) -> Iterator[Settings]:
     """The app's settings with a fresh, migrated ClickHouse database and a sink running on it."""
     with fresh_database(clickhouse_url) as database:

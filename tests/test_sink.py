@@ -49,7 +49,6 @@ from tests.sink_support import (
     HalfThenCut,
     add_events,
     backlog,
-    fresh_database,
     in_thread,
     make_events,
     query,
@@ -63,19 +62,6 @@ from tests.sink_support import (
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
-
-
-@pytest.fixture
-def database(clickhouse_url: str) -> Iterator[str]:
-    with fresh_database(clickhouse_url) as url:
-        yield url
-
-
-@pytest.fixture
-def streams(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def _pending(client: redis.Redis) -> int:

@@ -4,7 +4,7 @@ sink runs is picked up, and every draw is stored once through a crash or a cut i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -22,7 +22,6 @@ from tests.sink_support import (
     Crash,
     CrashBeforeAck,
     HalfThenCut,
-    fresh_database,
     in_thread,
     query,
     running_sink,
@@ -54,19 +53,6 @@ def stored(url: str) -> tuple[int, int]:
 
 def caught_up(client: redis.Redis, url: str, total: int, *campaigns: str) -> Callable[[], bool]:
     return lambda: unsunk(client, *campaigns) == 0 and stored(url)[0] == total
-
-
-@pytest.fixture
-def database(clickhouse_url: str) -> Iterator[str]:
-    with fresh_database(clickhouse_url) as url:
-        yield url
-
-
-@pytest.fixture
-def streams(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 _SELECTED = ", ".join(
