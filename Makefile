@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-SERVER_BINARIES := redis-server clickhouse-server
+# the servers, and wrk for `scanward bench`
+SYSTEM_BINARIES := redis-server clickhouse-server wrk
 
 # Demo values for `make run` only; set real ones in the environment for anything else.
 export SCANWARD_KEYRING_SECRET ?= demo-keyring-secret-change-me
@@ -25,9 +26,9 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# redis-server and clickhouse-server, plus python3 and its venv module on minimal images.
+# redis-server, clickhouse-server and wrk, plus python3 and its venv module on minimal images.
 system-packages:
-	@missing=""; for b in $(SERVER_BINARIES); do \
+	@missing=""; for b in $(SYSTEM_BINARIES); do \
 	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3 python3-venv"; \
 	if [ -n "$$missing" ]; then \

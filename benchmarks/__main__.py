@@ -1,5 +1,7 @@
-"""``python -m benchmarks`` runs every benchmark script; each prints one JSON document."""
+"""``python -m benchmarks`` is ``scanward bench``: the whole suite (``benchmarks.suite``)."""
 
-from benchmarks import codes_bench
+import sys
 
-codes_bench.main()
+from ingest.cli import main
+
+sys.exit(main(["bench", *sys.argv[1:]]))

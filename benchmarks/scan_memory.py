@@ -16,6 +16,7 @@ import asyncio
 import random
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,20 +121,26 @@ async def measure(redis_url: str, issued: int, scanned_fraction: float) -> dict[
         await redis.aclose()
 
 
+def run(issued_counts: Sequence[int], fractions: Sequence[float]) -> list[dict[str, Any]]:
+    """``measure`` for every issued count and scanned fraction, on a Redis of its own."""
+    with tempfile.TemporaryDirectory(prefix="scanward-memory-") as folder:
+        server = local_services.start_redis(Path(folder))
+        try:
+            return [
+                asyncio.run(measure(server.url, issued, fraction))
+                for issued in issued_counts
+                for fraction in fractions
+            ]
+        finally:
+            server.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codes", type=int, default=1_000_000, help="issued codes")
     parser.add_argument("--fractions", default="0.05,0.3", help="scanned fractions to measure")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="scanward-memory-") as folder:
-        server = local_services.start_redis(Path(folder))
-        try:
-            results = [
-                asyncio.run(measure(server.url, args.codes, float(fraction)))
-                for fraction in args.fractions.split(",")
-            ]
-        finally:
-            server.stop()
+    results = run([args.codes], [float(f) for f in args.fractions.split(",")])
     document = {"benchmark": "scan_state_memory", "results": results}
     sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
 

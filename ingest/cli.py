@@ -24,6 +24,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from benchmarks import suite
 from codes.batches import BatchOrder, BatchStatus
 from codes.errors import CodesError
 from codes.export import CodeExport, ExportFormat
@@ -322,6 +323,19 @@ def rewards_command(args: argparse.Namespace) -> None:
         raise CommandError(f"{report['mismatch_count']} draw(s) do not match the rule")
 
 
+def bench_command(args: argparse.Namespace) -> None:
+    """The load-test suite; SIGTERM stops it as Ctrl-C does, stopping what it started."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        suite.bench(args)
+    except suite.BenchError as error:
+        raise CommandError(str(error)) from None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 # --- up -------------------------------------------------------------------------------------
 
 
@@ -505,6 +519,12 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", type=bytes.fromhex, help="the day's revealed seed (hex); default: the stored one"
     )
     rewards.set_defaults(run=rewards_command)
+
+    bench = commands.add_parser(
+        "bench", help="load-test a private stack (or --url) and write a report of its figures"
+    )
+    suite.add_arguments(bench)
+    bench.set_defaults(run=bench_command)
     return parser
 
 

@@ -1,0 +1,173 @@
+"""A private scanward stack for benchmarks, started and stopped by PID.
+
+Redis and ClickHouse on free loopback ports, a keyring, one batch of codes (shipped, when asked,
+to the distributor whose square territory on a grid over eastern China holds the load's phones),
+members with tiers, and the file of codes the load scans. ``process`` runs a scanward command
+(the API, the sink) for the length of a ``with`` block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from benchmarks import campaign_bench
+from codes.batches import Batch, BatchOrder
+from codes.keyring import Keyring
+from fraud import shipments
+from fraud.distributors import Distributor
+from fraud.shipments import SerialRange
+from ingest import local_services
+from ingest.batch_store import BatchStore
+from ingest.redis_scripts import RedisPyCommands, ScriptRunner
+from ingest.server import wait_until_serving
+
+SECRET = "bench keyring secret"
+SHANGHAI = (31.3, 121.5)  # where the load puts its phones (scan_load.lua, open_loop)
+SKU = "BENCH"
+_STOP_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True, slots=True)
+class BenchStack:
+    data: Path
+    redis_url: str
+    clickhouse_url: str
+    clickhouse_pid: int
+    port: int
+    codes_file: Path
+    tiers: dict[int, int]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of the stack's scanward processes and of ``scan_load.lua``."""
+        return {
+            "SCANWARD_DATA_DIR": str(self.data),
+            "SCANWARD_KEYRING_SECRET": SECRET,
+            "SCANWARD_REDIS_URL": self.redis_url,
+            "SCANWARD_CLICKHOUSE_URL": self.clickhouse_url,
+            "SCANWARD_PORT": str(self.port),
+            "SCANWARD_TRUSTED_PROXIES": "127.0.0.1",
+            "SCANWARD_ADMIN_TOKEN": campaign_bench.ADMIN_TOKEN,
+            "SCAN_CODES": str(self.codes_file),
+            "SCAN_MEMBERS": str(sum(self.tiers.values())),
+        }
+
+
+@contextmanager
+def local_stack(codes: int, sample: int, territories: int, members: int) -> Iterator[BenchStack]:
+    """Servers in a temporary folder with ``codes`` issued, the first ``sample`` of them in the
+    codes file, ``territories`` distributors (0: the codes stay unshipped) and ``members``
+    member ids ``m-1 .. m-<members>``, a share of them with a tier. ClickHouse is migrated."""
+    with tempfile.TemporaryDirectory(prefix="scanward-bench-") as folder:
+        data = Path(folder)
+        redis_server = local_services.start_redis(data / "redis")
+        try:
+            clickhouse = local_services.start_clickhouse(data / "clickhouse")
+        except BaseException:
+            redis_server.stop()
+            raise
+        try:
+            keyring = Keyring.new()
+            keyring.save(data / "keyring.bin", SECRET)
+            scanned = asyncio.run(
+                _order_codes(redis_server.url, keyring, codes, sample, territories)
+            )
+            (data / "codes.txt").write_bytes(scanned)
+            with redis.Redis.from_url(redis_server.url) as client:
+                given = campaign_bench.give_tiers(client, members)
+            tiers = {0: members - sum(given.values()), **given}
+            stack = BenchStack(
+                data,
+                redis_server.url,
+                clickhouse.url,
+                clickhouse.pid,
+                local_services.free_port(),
+                data / "codes.txt",
+                tiers,
+            )
+            run_scanward(stack.env, "migrate")
+            yield stack
+        finally:
+            clickhouse.stop()
+            redis_server.stop()
+
+
+@contextmanager
+def process(command: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` running, its output appended to ``processes.log`` in the data folder."""
+    log = (Path(env["SCANWARD_DATA_DIR"]) / "processes.log").open("ab")
+    child = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=log)
+    try:
+        yield child
+    finally:
+        child.terminate()
+        try:
+            child.wait(_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        log.close()
+
+
+def scanward(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ingest.cli", *args]
+
+
+def run_scanward(env: Mapping[str, str], *args: str) -> None:
+    subprocess.run(scanward(*args), env={**os.environ, **env}, check=True, capture_output=True)
+
+
+def wait_healthy(url: str) -> None:
+    if not wait_until_serving(url, 20.0):
+        raise RuntimeError(f"{url} did not become healthy")
+
+
+async def _order_codes(
+    redis_url: str, keyring: Keyring, quantity: int, sample: int, territories: int
+) -> bytes:
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        order = BatchOrder.create(SKU, "4006381333931", quantity, max_quantity=quantity)
+        batch = await BatchStore(client).create(order, keyring.current.key_id)
+        if territories:
+            await _ship_to_territories(client, batch, territories)
+    finally:
+        await client.aclose()
+    blob = keyring.signer(batch.key_id, batch.batch_id).sign_range(batch.first_serial, sample)
+    return b"\n".join(blob[i : i + 20] for i in range(0, len(blob), 20)) + b"\n"
+
+
+async def _ship_to_territories(client: redis.asyncio.Redis, batch: Batch, count: int) -> None:
+    """``count`` distributors with square territories tiling a grid over eastern China; the
+    batch is shipped to the one around Shanghai, where the load's phones are."""
+    scripts = ScriptRunner(RedisPyCommands(client))
+    side = math.ceil(math.sqrt(count))
+    cell = 0.5  # degrees
+    # the cell around Shanghai spans 31.05-31.55 N, 121.25-121.75 E: all of the load's phones
+    west, south = 121.25 - cell * (side // 2), 31.05 - cell * (side // 2)
+    home = ""
+    for number in range(count):
+        lon, lat = west + cell * (number % side), south + cell * (number // side)
+        ring = [[lon, lat], [lon + cell, lat], [lon + cell, lat + cell], [lon, lat + cell]]
+        territory = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+        distributor = Distributor.create(f"D{number}", f"Distributor {number}", territory, 0)
+        await scripts.run(distributor.put())
+        if lon <= SHANGHAI[1] < lon + cell and lat <= SHANGHAI[0] < lat + cell:
+            home = distributor.distributor_id
+    whole_batch = SerialRange(batch.first_serial, batch.last_serial, expand=False)
+    await scripts.run(shipments.ship(home, "S-BENCH", 0, [whole_batch]))
