@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -49,9 +49,8 @@ from benchmarks import (
     scan_memory,
     sink_bench,
 )
-from benchmarks.api_metrics import mean_batch, scrape, stage_seconds
 from benchmarks.compare import compare, format_comparison
-from benchmarks.process_cpu import cpu_seconds, us_per_event
+from benchmarks.load_cost import LoadCost, costing
 from benchmarks.progress import Progress
 from benchmarks.report import RESULTS, provenance, publish
 from benchmarks.stack import SKU, BenchStack, local_stack, process, scanward, wait_healthy
@@ -215,7 +214,8 @@ def _scan_path(
                     run_wrk(target.url, target.env, WARM_UP_S, options.connections)
                 _settle(target)
                 with progress.phase(f"scan path, {workers} worker(s): peak", options.duration_s):
-                    entry, stage_us, peak_lag = _peak(options, target, pids, ceiling, workers)
+                    entry, stage_us = _peak(options, target, pids, ceiling, workers)
+                peak_lag = _settle(target)
                 by_workers.append(entry)
                 if first:
                     stages, lag = stage_us, peak_lag
@@ -281,16 +281,10 @@ def _peak(
     pids: dict[str, int],
     ceiling: dict[str, Any],
     workers: int,
-) -> tuple[dict[str, Any], dict[str, float], dict[str, Any]]:
-    """The peak's entry of ``by_workers``, CPU per scan by stage, and the sink's backlog."""
-    client = _redis(target)
-    metrics_before = scrape(target.url)
-    cpu_before = cpu_seconds(pids, client) if client else {}
-    peak = run_wrk(target.url, target.env, options.duration_s, options.connections)
-    cpu_after = cpu_seconds(pids, client) if client else {}
-    metrics_after = scrape(target.url)
-    scans = peak["requests"]
-    cpu = us_per_event(cpu_before, cpu_after, scans) if client else None
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The peak's entry of ``by_workers`` and its CPU per scan by stage."""
+    with _cost(target, pids) as cost:
+        peak = run_wrk(target.url, target.env, options.duration_s, options.connections)
     entry = {
         "workers": workers,
         "ceiling_per_s": ceiling["per_s"],
@@ -298,30 +292,10 @@ def _peak(
         "ceiling_ratio": round(peak["per_s"] / ceiling["per_s"], 3),
         "ceiling": ceiling,
         "peak": peak,
-        "cpu_us_per_scan": cpu,
-        "mean_batch": mean_batch(metrics_before, metrics_after),
+        "cpu_us_per_scan": cost.cpu_us(peak["requests"]),
+        "mean_batch": cost.mean_batch(),
     }
-    stages = _stages_per_scan(metrics_before, metrics_after, cpu, scans)
-    lag = _drain(client) if client else {}
-    if client:
-        client.close()
-    return entry, stages, lag
-
-
-def _stages_per_scan(
-    before: dict[str, float], after: dict[str, float], cpu: dict[str, float] | None, scans: int
-) -> dict[str, float]:
-    """µs per scan in each stage the API times; what else its processes spent is HTTP and the
-    event loop (aiohttp, uvloop, the garbage collector); then the other processes."""
-    spent_before = stage_seconds(before)
-    stages = {
-        name: round((seconds - spent_before.get(name, 0.0)) / max(1, scans) * 1e6, 1)
-        for name, seconds in stage_seconds(after).items()
-    }
-    if cpu is not None:
-        stages["http_and_loop"] = round(cpu["api"] - sum(stages.values()), 1)
-        stages.update(redis_server=cpu["redis"], sink=cpu["sink"], clickhouse=cpu["clickhouse"])
-    return stages
+    return entry, cost.stages_us(peak["requests"])
 
 
 def _open_loop(
@@ -355,21 +329,19 @@ def _bulk(
     progress: Progress,
 ) -> dict[str, Any]:
     _settle(target)
-    client = _redis(target)
-    with progress.phase("bulk NDJSON ingest", options.duration_s):
-        cpu_before = cpu_seconds(pids, client) if client else {}
+    with (
+        progress.phase("bulk NDJSON ingest", options.duration_s),
+        _cost(target, pids) as cost,
+    ):
         loaded = bulk_load.measure(target.url, bodies, options.duration_s)
-        cpu_after = cpu_seconds(pids, client) if client else {}
-    if client:
-        client.close()
     return {
         **loaded,
         "bodies_cycled": loaded["requests"] > len(bodies),
         "ceiling_events_per_s": ceiling_per_s,
         "ceiling_ratio": round(loaded["events_per_s"] / ceiling_per_s, 3),
-        "cpu_us_per_event": (
-            us_per_event(cpu_before, cpu_after, loaded["events"]) if client else None
-        ),
+        "cpu_us_per_event": cost.cpu_us(loaded["events"]),
+        "stages_us_per_event": cost.stages_us(loaded["events"]),
+        "mean_batch": cost.mean_batch(),
     }
 
 
@@ -381,16 +353,22 @@ def _bulk_bodies(options: SuiteOptions, target: _Target) -> list[bytes]:
     return bulk_load.build_bodies(codes, BULK_LINES, count, int(target.env["SCAN_MEMBERS"]))
 
 
+def _cost(target: _Target, pids: dict[str, int]) -> AbstractContextManager[LoadCost]:
+    return costing(target.url, _redis(target) if pids else None, pids)
+
+
 def _redis(target: _Target) -> redis.Redis | None:
     return redis.Redis.from_url(target.stack.redis_url) if target.stack else None
 
 
-def _settle(target: _Target) -> None:
-    """Waits for the sink to empty the streams, so one phase's backlog costs the next nothing."""
+def _settle(target: _Target) -> dict[str, Any]:
+    """Waits for the sink to empty the streams, so one phase's backlog costs the next nothing;
+    returns the backlog found and how long it took to drain."""
     client = _redis(target)
-    if client:
-        _drain(client)
-        client.close()
+    if client is None:
+        return {}
+    with client:
+        return _drain(client)
 
 
 def _drain(client: redis.Redis) -> dict[str, Any]:
