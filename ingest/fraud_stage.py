@@ -20,6 +20,7 @@ from fraud.clones import CodeHistory
 from fraud.policy import FraudPolicy
 from fraud.velocity import NOT_OBSERVED, ActorCounts, ActorKind, Observation
 from fraud.verdicts import COUNTERFEIT_FLAGS
+from ingest import stage_timer
 from ingest.errors import TooManyRequests
 from ingest.redis_scripts import ScriptRunner
 from ingest.reference_source import ReferenceSource
@@ -44,70 +45,77 @@ class FraudStage:
         self, scans: Sequence[ScanFacts], now_ms: int
     ) -> list[Assessment | TooManyRequests]:
         """An assessment per scan, or the refusal of a blocked device or IP."""
-        known_blocks = [self._known_block(scan) for scan in scans]
-        fresh = [scan for scan, block in zip(scans, known_blocks, strict=True) if block is None]
-        judged = iter(await self._judge_fresh(fresh, now_ms))
-        return [block or next(judged) for block in known_blocks]
+        with stage_timer.FRAUD:
+            known_blocks = [self._known_block(scan) for scan in scans]
+            fresh = [scan for scan, block in zip(scans, known_blocks, strict=True) if block is None]
+        judged_fresh = await self._judge_fresh(fresh, now_ms)
+        with stage_timer.FRAUD:
+            judged = iter(judged_fresh)
+            return [block or next(judged) for block in known_blocks]
 
     async def _judge_fresh(
         self, scans: Sequence[ScanFacts], now_ms: int
     ) -> list[Assessment | TooManyRequests]:
         reference = await self._references.current(REFERENCE_MAX_AGE_S)
-        placements = location.place(
-            [s.serial for s in scans],
-            [s.lat for s in scans],
-            [s.lon for s in scans],
-            [s.accuracy_m for s in scans],
-            reference,
-            self._policy,
-        )
-        histories, devices, ips = await self._remembered(scans, now_ms)
-        blocks = [
-            self._block(scan, device, ip) if device.blocked_s or ip.blocked_s else None
-            for scan, device, ip in zip(scans, devices, ips, strict=True)
-        ]
-        kept = [at for at, block in enumerate(blocks) if block is None]
-        assessed = iter(
-            assess(
-                [scans[at] for at in kept],
-                [placements[at] for at in kept],
-                [histories[at] for at in kept],
-                [devices[at] for at in kept],
-                [ips[at] for at in kept],
+        with stage_timer.FRAUD:
+            placements = location.place(
+                [s.serial for s in scans],
+                [s.lat for s in scans],
+                [s.lon for s in scans],
+                [s.accuracy_m for s in scans],
+                reference,
                 self._policy,
             )
-        )
-        return [block or next(assessed) for block in blocks]
+        histories, devices, ips = await self._remembered(scans, now_ms)
+        with stage_timer.FRAUD:
+            blocks = [
+                self._block(scan, device, ip) if device.blocked_s or ip.blocked_s else None
+                for scan, device, ip in zip(scans, devices, ips, strict=True)
+            ]
+            kept = [at for at, block in enumerate(blocks) if block is None]
+            assessed = iter(
+                assess(
+                    [scans[at] for at in kept],
+                    [placements[at] for at in kept],
+                    [histories[at] for at in kept],
+                    [devices[at] for at in kept],
+                    [ips[at] for at in kept],
+                    self._policy,
+                )
+            )
+            return [block or next(assessed) for block in blocks]
 
     async def _remembered(
         self, facts: Sequence[ScanFacts], now_ms: int
     ) -> tuple[list[CodeHistory | None], list[ActorCounts], list[ActorCounts]]:
         """The codes' histories and the devices' and IPs' counts, in one round trip."""
-        read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
-        by_actor_partition: dict[int, list[tuple[int, Observation]]] = defaultdict(list)
-        for at, fact in enumerate(facts):
-            for observation in _observations(fact):
-                partition = velocity.actor_partition(observation.actor)
-                by_actor_partition[partition].append((at, observation))
-        history_reads = [read_history(facts[at].serial) for at in read]
-        velocity_calls = [
-            velocity.count(partition, [o for _, o in observed], now_ms // 1000, self._policy)
-            for partition, observed in by_actor_partition.items()
-        ]
+        with stage_timer.FRAUD:
+            read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
+            by_actor_partition: dict[int, list[tuple[int, Observation]]] = defaultdict(list)
+            for at, fact in enumerate(facts):
+                for observation in _observations(fact):
+                    partition = velocity.actor_partition(observation.actor)
+                    by_actor_partition[partition].append((at, observation))
+            history_reads = [read_history(facts[at].serial) for at in read]
+            velocity_calls = [
+                velocity.count(partition, [o for _, o in observed], now_ms // 1000, self._policy)
+                for partition, observed in by_actor_partition.items()
+            ]
         replies = await self._scripts.run_many([*history_reads, *velocity_calls])
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        histories: list[CodeHistory | None] = [None] * len(facts)
-        for at, record in zip(read, replies[: len(read)], strict=True):
-            histories[at] = history_of(record)
-        devices, ips = [NOT_OBSERVED] * len(facts), [NOT_OBSERVED] * len(facts)
-        counted = replies[len(history_reads) :]
-        for observed, counts in zip(by_actor_partition.values(), counted, strict=True):
-            for (at, observation), reply in zip(observed, counts, strict=True):
-                target = devices if observation.kind is ActorKind.DEVICE else ips
-                target[at] = ActorCounts.from_reply(reply)
-        return histories, devices, ips
+        with stage_timer.FRAUD:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            histories: list[CodeHistory | None] = [None] * len(facts)
+            for at, record in zip(read, replies[: len(read)], strict=True):
+                histories[at] = history_of(record)
+            devices, ips = [NOT_OBSERVED] * len(facts), [NOT_OBSERVED] * len(facts)
+            counted = replies[len(history_reads) :]
+            for observed, counts in zip(by_actor_partition.values(), counted, strict=True):
+                for (at, observation), reply in zip(observed, counts, strict=True):
+                    target = devices if observation.kind is ActorKind.DEVICE else ips
+                    target[at] = ActorCounts.from_reply(reply)
+            return histories, devices, ips
 
     def _known_block(self, scan: ScanFacts) -> TooManyRequests | None:
         now = time.monotonic()

@@ -35,6 +35,11 @@ BATCH_SIZE = Histogram(
     "Scans decided per Redis round trip",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
+SCAN_STAGE_SECONDS = Counter(
+    "scanward_scan_stage_seconds",
+    "Time in the scan path's synchronous stages (ingest.stage_timer), published per micro-batch",
+    ["stage"],
+)
 REDIS_ROUND_TRIP = Histogram(
     "scanward_redis_round_trip_seconds",
     "Time of one micro-batch's Redis round trip",

@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ingest import stage_timer
 from ingest.redis_scripts import Command
 
 
@@ -47,16 +48,17 @@ class _Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        self._reader.feed(data)
-        while (reply := self._reader.gets()) is not False:
-            if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
-                reply = NoScriptError(str(reply))
-            waiting = self.pending[0]
-            waiting.replies.append(reply)
-            if len(waiting.replies) == waiting.expected:
-                self.pending.popleft()
-                if not waiting.future.done():
-                    waiting.future.set_result(waiting.replies)
+        with stage_timer.REDIS_CLIENT:
+            self._reader.feed(data)
+            while (reply := self._reader.gets()) is not False:
+                if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
+                    reply = NoScriptError(str(reply))
+                waiting = self.pending[0]
+                waiting.replies.append(reply)
+                if len(waiting.replies) == waiting.expected:
+                    self.pending.popleft()
+                    if not waiting.future.done():
+                        waiting.future.set_result(waiting.replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -96,7 +98,9 @@ class RedisPipe:
             raise RedisConnectionError("connection to Redis lost")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         protocol.pending.append(_Pending(len(commands), future))
-        transport.write(b"".join(_encode(command) for command in commands))
+        with stage_timer.REDIS_CLIENT:
+            encoded = b"".join(_encode(command) for command in commands)
+        transport.write(encoded)  # its system call is the event loop's time, not the client's
         try:
             return await asyncio.wait_for(future, self._timeout_s)
         except TimeoutError:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from codes.commands import LuaScript, ScriptCall
+from ingest import stage_timer
 
 Command = Sequence[bytes | str | int]
 
@@ -54,7 +55,8 @@ class ScriptRunner:
         if not calls:  # nothing to send: no reply would ever come
             return []
         replies = await self._evaluate(calls)
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        with stage_timer.REDIS_CLIENT:
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             scripts = {cast(ScriptCall, calls[i]).script for i in missing}
             await self._commands.execute([("SCRIPT", "LOAD", s.source) for s in scripts])
@@ -64,14 +66,14 @@ class ScriptRunner:
         return replies
 
     async def _evaluate(self, calls: Sequence[ScriptCall | Command]) -> list[Any]:
-        return await self._commands.execute(
-            [
+        with stage_timer.REDIS_CLIENT:
+            commands = [
                 ("EVALSHA", self._digest(call.script), len(call.keys), *call.keys, *call.args)
                 if isinstance(call, ScriptCall)
                 else call
                 for call in calls
             ]
-        )
+        return await self._commands.execute(commands)
 
     def _digest(self, script: LuaScript) -> str:
         digest = self._digests.get(script)

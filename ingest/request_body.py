@@ -12,9 +12,13 @@ from ingest.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, Val
 
 
 async def json_object(request: web.Request, max_bytes: int) -> JsonFields:
+    require_json(request)
+    return json_fields(await read_body(request, max_bytes), "body")
+
+
+def require_json(request: web.Request) -> None:
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise UnsupportedMediaType("send the body as application/json")
-    return json_fields(await read_body(request, max_bytes), "body")
 
 
 def json_fields(raw: bytes, what: str) -> JsonFields:

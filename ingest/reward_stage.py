@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from redis.exceptions import ResponseError
 
 from codes.commands import ScriptCall
-from ingest import metrics
+from ingest import metrics, stage_timer
 from ingest.campaign_source import CampaignSource
 from ingest.redis_scripts import Command, ScriptRunner
 from ingest.scan_events import MAX_EVENTS_PER_ENTRY
@@ -97,11 +97,12 @@ class RewardStage:
         if not candidates:
             return plan
         campaigns = await self._campaigns.current(CAMPAIGNS_MAX_AGE_S)
-        for index, candidate in enumerate(candidates):
-            covering = campaigns.covering(candidate.sku, candidate.batch_id, now_ms)
-            if covering:
-                plan.entries[index] = covering
-        plan.tier_reads = TierReads([candidates[i].member_id for i in plan.entries])
+        with stage_timer.REWARDS:
+            for index, candidate in enumerate(candidates):
+                covering = campaigns.covering(candidate.sku, candidate.batch_id, now_ms)
+                if covering:
+                    plan.entries[index] = covering
+            plan.tier_reads = TierReads([candidates[i].member_id for i in plan.entries])
         return plan
 
     async def draw(
@@ -118,35 +119,40 @@ class RewardStage:
         if any(isinstance(reply, Exception) for reply in tier_replies):
             log.error("member tiers could not be read; no draws in this batch: %s", tier_replies)
             return {}
-        tiers = plan.tier_reads.tiers(tier_replies)
-        by_campaign: dict[str, tuple[LiveCampaign, list[int]]] = {}
-        for index, campaigns in plan.entries.items():
-            if recorded[index]:
-                for live in campaigns:
-                    if live.open_at(plan.now_ms):
-                        entry = by_campaign.setdefault(live.campaign.campaign_id, (live, []))
-                        entry[1].append(index)
-        chunks = [
-            _Chunk(live, indexes[start : start + MAX_DRAWS_PER_CALL])
-            for _, (live, indexes) in sorted(by_campaign.items())
-            for start in range(0, len(indexes), MAX_DRAWS_PER_CALL)
-        ]
-        for chunk in chunks:
-            chunk.entrants = [candidates[i] for i in chunk.indexes]
-            chunk.tiers = [tiers[entrant.member_id] for entrant in chunk.entrants]
-        won: dict[int, Won] = {}
-        for chunk, reply in zip(chunks, await self._run(chunks, plan.now_ms), strict=True):
-            prizes = self._prizes(chunk.campaign, reply, len(chunk.indexes))
-            for index, prize in zip(chunk.indexes, prizes, strict=True):
-                if prize is not None:
-                    won.setdefault(index, prize)
-        return won
+        with stage_timer.REWARDS:
+            tiers = plan.tier_reads.tiers(tier_replies)
+            by_campaign: dict[str, tuple[LiveCampaign, list[int]]] = {}
+            for index, campaigns in plan.entries.items():
+                if recorded[index]:
+                    for live in campaigns:
+                        if live.open_at(plan.now_ms):
+                            entry = by_campaign.setdefault(live.campaign.campaign_id, (live, []))
+                            entry[1].append(index)
+            chunks = [
+                _Chunk(live, indexes[start : start + MAX_DRAWS_PER_CALL])
+                for _, (live, indexes) in sorted(by_campaign.items())
+                for start in range(0, len(indexes), MAX_DRAWS_PER_CALL)
+            ]
+            for chunk in chunks:
+                chunk.entrants = [candidates[i] for i in chunk.indexes]
+                chunk.tiers = [tiers[entrant.member_id] for entrant in chunk.entrants]
+        replies = await self._run(chunks, plan.now_ms)
+        with stage_timer.REWARDS:
+            won: dict[int, Won] = {}
+            for chunk, reply in zip(chunks, replies, strict=True):
+                prizes = self._prizes(chunk.campaign, reply, len(chunk.indexes))
+                for index, prize in zip(chunk.indexes, prizes, strict=True):
+                    if prize is not None:
+                        won.setdefault(index, prize)
+            return won
 
     async def _run(self, chunks: list[_Chunk], now_ms: int) -> list[object]:
         """Every chunk's draws in one round trip. A campaign saved since this worker last
         looked is loaded again; its chunks keep the entrants it still draws for at ``now_ms`` and
         are drawn once more (the others win nothing)."""
-        replies = await self._scripts.run_many([self._call(c, now_ms) for c in chunks])
+        with stage_timer.REWARDS:
+            calls = [self._call(c, now_ms) for c in chunks]
+        replies = await self._scripts.run_many(calls)
         stale = [at for at, reply in enumerate(replies) if _stale(reply)]
         if stale:
             fresh = (await self._campaigns.current(reload=True)).by_id

@@ -37,7 +37,7 @@ from codes.verify import VerifiedCode, Verifier
 from fraud.assessment import Assessment, ScanFacts
 from fraud.location import NO_SERIAL
 from fraud.verdicts import Verdict
-from ingest import metrics
+from ingest import metrics, stage_timer
 from ingest.errors import ApiError, Unavailable
 from ingest.fraud_stage import FraudStage
 from ingest.redis_scripts import ScriptRunner
@@ -186,62 +186,72 @@ class ScanPipeline:
     async def _decide(self, batch: list[_Queued]) -> None:
         verifier = await self._verifiers.current(VERIFIER_MAX_AGE_S)
         now_ms = time.time_ns() // 1_000_000
-        decisions = [_Decision(request, future) for request, future in batch]
-        verified = _alone(decisions, lambda d: _verify(d, verifier))
+        with stage_timer.VERIFY:
+            decisions = [_Decision(request, future) for request, future in batch]
+            verified = _alone(decisions, lambda d: _verify(d, verifier))
         if not all(verified.values()):  # a batch or key newer than our copy: look again
             fresh = await self._verifiers.current()
             if fresh is not verifier:
-                verified = _alone(list(verified), lambda d: _verify(d, fresh))
+                with stage_timer.VERIFY:
+                    verified = _alone(list(verified), lambda d: _verify(d, fresh))
         judged = await self._judge(list(verified), now_ms)
-        prepared = list(_alone(judged, lambda d: _prepare(d, now_ms)))
-        by_partition: dict[int, list[_Decision]] = defaultdict(list)
-        for decision in prepared:
-            by_partition[decision.partition].append(decision)
-        groups = [
-            (partition, decisions[start : start + MAX_EVENTS_PER_ENTRY])
-            for partition, decisions in by_partition.items()
-            for start in range(0, len(decisions), MAX_EVENTS_PER_ENTRY)
-        ]
-        calls = [
-            decide_scans(
-                partition,
-                [d.argument for d in group],
-                self._max_unsunk_per_partition,
-                self._scan_id_ttl_s,
-            )
-            for partition, group in groups
-        ]
-        contenders = [d for d in prepared if _may_win(d)]
-        candidates = [_entrant(d) for d in contenders]
+        with stage_timer.RECORD:
+            prepared = list(_alone(judged, lambda d: _prepare(d, now_ms)))
+            by_partition: dict[int, list[_Decision]] = defaultdict(list)
+            for decision in prepared:
+                by_partition[decision.partition].append(decision)
+            groups = [
+                (partition, decisions[start : start + MAX_EVENTS_PER_ENTRY])
+                for partition, decisions in by_partition.items()
+                for start in range(0, len(decisions), MAX_EVENTS_PER_ENTRY)
+            ]
+            calls = [
+                decide_scans(
+                    partition,
+                    [d.argument for d in group],
+                    self._max_unsunk_per_partition,
+                    self._scan_id_ttl_s,
+                )
+                for partition, group in groups
+            ]
+        with stage_timer.REWARDS:
+            contenders = [d for d in prepared if _may_win(d)]
+            candidates = [_entrant(d) for d in contenders]
         plan = await self._rewards.plan(candidates, now_ms)
+        with stage_timer.REWARDS:
+            tier_reads = plan.reads()
         started = time.perf_counter()
-        replies = await self._scripts.run_many([*calls, *plan.reads()])
+        replies = await self._scripts.run_many([*calls, *tier_reads])
         metrics.REDIS_ROUND_TRIP.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(decisions))
-        states: dict[_Decision, ScanState] = {}
-        for (_, group), reply in zip(groups, replies[: len(calls)], strict=True):
-            states.update(_recorded(group, reply))
-        won = await self._rewards.draw(
-            plan, candidates, replies[len(calls) :], [d in states for d in contenders]
-        )
-        prizes = {contenders[index]: prize for index, prize in won.items()}
-        for decision, state in states.items():
-            _answer(decision, state, prizes.get(decision))
+        with stage_timer.RECORD:
+            states: dict[_Decision, ScanState] = {}
+            for (_, group), reply in zip(groups, replies[: len(calls)], strict=True):
+                states.update(_recorded(group, reply))
+            recorded = [d in states for d in contenders]
+        won = await self._rewards.draw(plan, candidates, replies[len(calls) :], recorded)
+        with stage_timer.RECORD:
+            prizes = {contenders[index]: prize for index, prize in won.items()}
+            for decision, state in states.items():
+                _answer(decision, state, prizes.get(decision))
+        stage_timer.publish()  # the handlers' times pending too: once per batch is cheap
 
     async def _judge(self, decisions: list[_Decision], now_ms: int) -> list[_Decision]:
         """The fraud stage's verdicts; the scans it refuses are answered here and left out."""
-        facts = [_scan_facts(d, now_ms) for d in decisions]
+        with stage_timer.FRAUD:
+            facts = [_scan_facts(d, now_ms) for d in decisions]
         results = await self._fraud.judge(facts, now_ms)
-        judged = []
-        for decision, fact, result in zip(decisions, facts, results, strict=True):
-            if isinstance(result, ApiError):
-                metrics.SCANS_BLOCKED.inc()
-                decision.future.set_exception(result)
-            else:
-                decision.verdict, decision.flags = result.verdict, result.flags
-                decision.assessment, decision.facts = result, fact
-                judged.append(decision)
-        return judged
+        with stage_timer.FRAUD:
+            judged = []
+            for decision, fact, result in zip(decisions, facts, results, strict=True):
+                if isinstance(result, ApiError):
+                    metrics.SCANS_BLOCKED.inc()
+                    decision.future.set_exception(result)
+                else:
+                    decision.verdict, decision.flags = result.verdict, result.flags
+                    decision.assessment, decision.facts = result, fact
+                    judged.append(decision)
+            return judged
 
 
 def _scan_facts(decision: _Decision, now_ms: int) -> ScanFacts:

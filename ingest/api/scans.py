@@ -8,13 +8,14 @@ import time
 import orjson
 from aiohttp import web
 
+from ingest import stage_timer
 from ingest.errors import (
     ApiError,
     PayloadTooLarge,
     Unavailable,
     UnsupportedMediaType,
 )
-from ingest.request_body import json_fields, json_object, read_body
+from ingest.request_body import json_fields, read_body, require_json
 from ingest.responses import json_response
 from ingest.scan_pipeline import ScanResult
 from ingest.scan_request import ScanRequest
@@ -29,10 +30,15 @@ NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "")
 @routes.post("/v1/scans")
 async def scan(request: web.Request) -> web.StreamResponse:
     received_ns = time.monotonic_ns()
-    fields = await json_object(request, request.app[SETTINGS].max_body_bytes)
-    parsed = ScanRequest.parse(fields, request.app[CLIENT_ADDRESS].of(request), received_ns)
+    require_json(request)  # json_object in steps: its decoding is timed with the parse
+    body = await read_body(request, request.app[SETTINGS].max_body_bytes)
+    with stage_timer.PARSE:
+        fields = json_fields(body, "body")
+        parsed = ScanRequest.parse(fields, request.app[CLIENT_ADDRESS].of(request), received_ns)
     [answer] = request.app[SCANS].submit([parsed])
-    return json_response((await answer).to_json())
+    result = await answer
+    with stage_timer.RESPOND:
+        return json_response(result.to_json())
 
 
 @routes.post("/v1/scans/bulk")
@@ -42,34 +48,36 @@ async def bulk_scans(request: web.Request) -> web.StreamResponse:
     if request.content_type not in NDJSON_TYPES:
         raise UnsupportedMediaType("send one JSON object per line as application/x-ndjson")
     body = await read_body(request, request.app[SETTINGS].max_bulk_bytes)
-    lines = [(number, line) for number, line in enumerate(body.split(b"\n"), 1) if line.strip()]
-    if len(lines) > MAX_BULK_LINES:
-        raise PayloadTooLarge(f"send at most {MAX_BULK_LINES} scans per request")
-    ip = request.app[CLIENT_ADDRESS].of(request)
-    outputs: list[bytes | None] = []
-    accepted: list[ScanRequest] = []
-    for number, line in lines:
-        try:
-            accepted.append(ScanRequest.parse(json_fields(line, "line"), ip, received_ns))
-        except ApiError as error:
-            outputs.append(orjson.dumps({"line": number, **error.body()}))
-        else:
-            outputs.append(None)
+    with stage_timer.PARSE:
+        lines = [(number, line) for number, line in enumerate(body.split(b"\n"), 1) if line.strip()]
+        if len(lines) > MAX_BULK_LINES:
+            raise PayloadTooLarge(f"send at most {MAX_BULK_LINES} scans per request")
+        ip = request.app[CLIENT_ADDRESS].of(request)
+        outputs: list[bytes | None] = []
+        accepted: list[ScanRequest] = []
+        for number, line in lines:
+            try:
+                accepted.append(ScanRequest.parse(json_fields(line, "line"), ip, received_ns))
+            except ApiError as error:
+                outputs.append(orjson.dumps({"line": number, **error.body()}))
+            else:
+                outputs.append(None)
     answers = iter(request.app[SCANS].submit(accepted))
     pending = [(index, next(answers)) for index, out in enumerate(outputs) if out is None]
     if pending:
         await asyncio.wait([answer for _, answer in pending])
-    errors = [answer.exception() for _, answer in pending]
-    refusals = [error for error in errors if isinstance(error, Unavailable)]
-    if pending and len(refusals) == len(pending):
-        raise refusals[0]  # nothing was taken: one 503 with Retry-After says it plainly
-    for index, answer in pending:
-        outputs[index] = _line_answer(lines[index][0], answer)
-    body_out = b"".join(out + b"\n" for out in outputs if out is not None)
-    response = web.Response(body=body_out, content_type="application/x-ndjson")
-    if refusals:  # some lines may be sent again later
-        response.headers.update(refusals[0].headers())
-    return response
+    with stage_timer.RESPOND:
+        errors = [answer.exception() for _, answer in pending]
+        refusals = [error for error in errors if isinstance(error, Unavailable)]
+        if pending and len(refusals) == len(pending):
+            raise refusals[0]  # nothing was taken: one 503 with Retry-After says it plainly
+        for index, answer in pending:
+            outputs[index] = _line_answer(lines[index][0], answer)
+        body_out = b"".join(out + b"\n" for out in outputs if out is not None)
+        response = web.Response(body=body_out, content_type="application/x-ndjson")
+        if refusals:  # some lines may be sent again later
+            response.headers.update(refusals[0].headers())
+        return response
 
 
 def _line_answer(number: int, answer: asyncio.Future[ScanResult]) -> bytes:
