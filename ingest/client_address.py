@@ -11,14 +11,19 @@ from aiohttp import web
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+_MAX_REMEMBERED_PEERS = 1024
+
+
 class ClientAddress:
     def __init__(self, trusted_proxies: Iterable[str]) -> None:
         self._trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted_proxies)
+        # the peers are the few proxies in front of the API: parsing them costs ~2 us a request
+        self._peers_trusted: dict[str, bool] = {}
 
     def of(self, request: web.Request) -> str:
         """The peer, or when the peer is a trusted proxy the nearest untrusted forwarded hop."""
         peer = request.remote or ""
-        if not self._trusted or not self._is_trusted(peer):
+        if not self._trusted or not self._peer_is_trusted(peer):
             return peer
         hops = [
             hop.strip()
@@ -26,21 +31,25 @@ class ClientAddress:
             for hop in header.split(",")
         ]
         for hop in reversed(hops):
-            if not self._is_trusted(hop):
-                return hop if _is_address(hop) else peer
+            trusted = self._trust(hop)
+            if trusted is None:  # not an address: what is behind it cannot be believed
+                return peer
+            if not trusted:
+                return hop
         return peer
 
-    def _is_trusted(self, address: str) -> bool:
+    def _peer_is_trusted(self, peer: str) -> bool:
+        trusted = self._peers_trusted.get(peer)
+        if trusted is None:
+            if len(self._peers_trusted) >= _MAX_REMEMBERED_PEERS:
+                self._peers_trusted.clear()
+            trusted = self._peers_trusted[peer] = bool(self._trust(peer))
+        return trusted
+
+    def _trust(self, address: str) -> bool | None:
+        """Whether ``address`` is a trusted proxy's; None when it is not an IP address."""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
-            return False
+            return None
         return any(ip in network for network in self._trusted)
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
