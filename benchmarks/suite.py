@@ -58,6 +58,7 @@ from benchmarks.wrk import run_wrk
 from ingest import local_services
 from ingest.config import Settings
 from ingest.scan_events import STREAM_KEYS
+from ingest.sink_streams import STATS_KEY
 
 OPEN_LOOP_FRACTIONS = (0.25, 0.5, 0.75, 0.9)
 WARM_UP_S = 2
@@ -372,11 +373,15 @@ def _settle(target: _Target) -> dict[str, Any]:
 
 
 def _drain(client: redis.Redis) -> dict[str, Any]:
+    """The backlog, the lag of the sink's last insert (its oldest row's age when ClickHouse
+    took it) and the seconds until the streams were empty."""
     backlog = _stream_length(client)
+    lag_ms = int(cast(bytes | None, client.hget(STATS_KEY, "lag_ms")) or 0)
     started = time.monotonic()
     while _stream_length(client) > 0 and time.monotonic() - started < DRAIN_LIMIT_S:
         time.sleep(0.1)
-    return {"backlog_events": backlog, "drain_s": round(time.monotonic() - started, 2)}
+    drain_s = round(time.monotonic() - started, 2)
+    return {"backlog_events": backlog, "last_insert_lag_ms": lag_ms, "drain_s": drain_s}
 
 
 def _stream_length(client: redis.Redis) -> int:
@@ -390,14 +395,15 @@ def _options_json(options: SuiteOptions) -> dict[str, Any]:
 def _versions() -> dict[str, str]:
     versions = {"kernel": platform.release()}
     for package in ("aiohttp", "uvloop", "redis", "clickhouse-driver", "numpy"):
-        versions[package] = metadata.version(package)
-    for name, binary, package in (
-        ("redis_server", "redis-server", "redis-server"),
-        ("clickhouse_server", "clickhouse-server", "clickhouse-server"),
+        versions[f"{package} (Python)"] = metadata.version(package)
+    # "Redis server v=7.0.15 sha=...", "ClickHouse client version 18.16.1." (the same package)
+    for name, binary, package, word in (
+        ("redis", "redis-server", "redis-server", "v="),
+        ("clickhouse", "clickhouse-client", "clickhouse-client", "version "),
     ):
         path = local_services.find_binary(binary, package)
         output = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
-        versions[name] = output.strip().splitlines()[0] if output.strip() else "unknown"
+        versions[name] = output.partition(word)[2].split(" ")[0].rstrip(".") or "unknown"
     return versions
 
 

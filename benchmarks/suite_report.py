@@ -222,9 +222,12 @@ def _with_unit(value: float, unit: str) -> str:
 
 
 def _shortfall(value: float, target: float, better: str) -> str:
-    """How far a missed goal is: "26% short" of a minimum, "3.1 times over" a maximum."""
+    """How far a missed goal is: "26% short" of a minimum, "2% over" or "3.1 times over" a
+    maximum."""
     if better == "higher":
         return f"{1 - value / target:.0%} short"
+    if value < 2 * target:
+        return f"{value / target - 1:.0%} over"
     return f"{value / target:.2g}{TIMES} over"
 
 

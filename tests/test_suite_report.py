@@ -196,6 +196,14 @@ def test_the_goals_table_says_which_goals_are_met_and_by_how_much(tmp_path: Path
     assert "| not measured |" in _goal_line(markdown, "sink / raw ClickHouse insert")
 
 
+def test_a_maximum_missed_by_little_says_by_what_share(tmp_path: Path) -> None:
+    result = example_result()
+    [bits] = [goal for goal in result["goals"] if goal["id"] == "redis_bits_per_unscanned_code"]
+    bits.update(value=1.02, target=1, met=False)
+    markdown = write_report(result, tmp_path / "suite")[0].read_text(encoding="utf-8")
+    assert "| 1.02 bit | ✗ | 2% over |" in markdown
+
+
 def test_unmeasured_sections_write_only_the_markdown(tmp_path: Path) -> None:
     result = example_result()
     for section in ("scan_path", "bulk_ingest", "codes", "sink", "memory"):
