@@ -171,8 +171,17 @@ class ScanEvent(NamedTuple):
 Columns = dict[str, npt.NDArray[np.generic]]
 
 
-def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> Columns:
-    """Columns of the ``scans`` table for stream entries ``(id, fields)`` of one partition."""
+def decode_columns(
+    partition: int,
+    entries: Sequence[tuple[bytes, dict[bytes, bytes]]],
+    *,
+    utf8: bool = False,
+) -> Columns:
+    """Columns of the ``scans`` table for stream entries ``(id, fields)`` of one partition.
+
+    ``utf8``: the text columns hold the UTF-8 ``bytes`` of the entries (checked, as ``str``
+    are), which a client inserts without encoding every value again.
+    """
     fixed_parts: list[bytes] = []
     strings: list[bytes] = []
     state_parts, entry_ms, entry_seq, entry_events = [], [], [], []
@@ -188,7 +197,9 @@ def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, by
     entry_starts = np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
     stream_index = (np.arange(count) - entry_starts).astype(np.uint16)
     # one decode and split for all rows: the fields of a row are consecutive
-    string_rows = _SEPARATOR_BYTES.join(strings).decode().split(SEPARATOR)
+    joined = _SEPARATOR_BYTES.join(strings)
+    text = joined.decode()  # checks the UTF-8 of the bytes kept too
+    string_rows = joined.split(_SEPARATOR_BYTES) if utf8 else text.split(SEPARATOR)
     if count and len(string_rows) != count * len(STRING_FIELDS):
         # an event of another layout (an older writer): never insert it misaligned
         raise ValueError(f"{len(string_rows)} string fields for {count} events")
@@ -202,7 +213,7 @@ def decode_columns(partition: int, entries: Sequence[tuple[bytes, dict[bytes, by
         "client_time_ms": fixed["client_time_ms"],
         "serial": fixed["serial"],
         "key_id": fixed["key_id"],
-        "verdict": _VERDICT_LABELS[fixed["verdict"]],
+        "verdict": (_VERDICT_UTF8 if utf8 else _VERDICT_LABELS)[fixed["verdict"]],
         "genuine": (fixed["verdict"] == Verdict.GENUINE).astype(np.uint8),
         "lat": fixed["lat"],
         "lon": fixed["lon"],
@@ -245,3 +256,4 @@ def split_framed(
 
 
 _VERDICT_LABELS = np.array([""] + [v.label for v in Verdict], dtype=object)
+_VERDICT_UTF8 = np.array([label.encode() for label in _VERDICT_LABELS], dtype=object)

@@ -11,6 +11,15 @@ scan path refuses scans beyond ``max_unsunk_events``). Streams of campaigns adde
 sink runs are found every ``DISCOVER_S``: their consumer group is made and their pending
 entries written before their new ones are read.
 
+A loop reads and decodes the next batch while its writer thread (``_Writer``) inserts and
+acknowledges the last one: the insert's server side and the acknowledgement run in ClickHouse
+and Redis, and the loop's thread runs meanwhile. The writer writes one batch at a time, in the
+order they were read, so each stream's entries are acknowledged in stream order, each batch
+after its insert; the loop waits for the write in flight before it writes anything itself (the
+pending entries of a new stream) and before it recovers after a failure, and a write that fails
+ends the loop as a failure of its own would. At most two batches are in memory: the one being
+written and the one being read.
+
 Exactly once, although ClickHouse 18.16 cannot deduplicate inserts into a MergeTree:
 
 - An entry stays pending (in the group's PEL) from its delivery until it is acknowledged, which
@@ -29,16 +38,16 @@ Exactly once, although ClickHouse 18.16 cannot deduplicate inserts into a MergeT
 Only one sink may write at a time (a second one would insert fresh entries while the first is
 checking): ``run_sink`` holds ``sink_lease.SinkLease`` while it runs, and under it runs one
 ``Sink`` loop per family, each in its own thread with its own Redis connection and ClickHouse
-client. Separate loops keep the families independent: their batches fill at their own pace,
-and a failing or slow insert into one table (each retried with its own backoff) delays nothing
-of the other; as the waits for running inserts are per table, a busy family never holds up the
-other's checks. The loops share the stop event: when one ends (stop, a lost lease, a crash)
-the other writes its batch in hand and ends too.
+client (which one thread uses at a time). Separate loops keep the families independent: their
+batches fill at their own pace, and a failing or slow insert into one table (each retried with
+its own backoff) delays nothing of the other; as the waits for running inserts are per table,
+a busy family never holds up the other's checks. The loops share the stop event: when one ends
+(stop, a lost lease, a crash) the other writes its batches in hand and ends too.
 
 ClickHouse or Redis being down only delays the sink: it retries with a backoff capped at
 ``BACKOFF_CAP_S`` and never drops an entry. On stop (SIGTERM/SIGINT in ``scanward sink``) each
-loop writes and acknowledges the batch in hand, then returns; if ClickHouse fails that last
-write, the entries stay pending for the next start.
+loop finishes the write in flight, writes and acknowledges the batch in hand, then returns; if
+ClickHouse fails either write, the entries not written stay pending for the next start.
 """
 
 from __future__ import annotations
@@ -46,8 +55,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from clickhouse_driver.errors import Error as ClickHouseError
 from redis import Redis
@@ -107,7 +116,7 @@ class Sink:
         self._log = {"family": self._family.name}
 
     def run(self) -> None:
-        """Sinks until ``stop`` is set; the batch in hand is written before returning."""
+        """Sinks until ``stop`` is set; the batches in hand are written before returning."""
         log.info(
             "sink started",
             extra={**self._log, "batch_rows": self._batch_rows, "flush_ms": self._flush_ms},
@@ -152,30 +161,40 @@ class Sink:
                 self._write(batch, fresh=False)
 
     def _follow(self) -> None:
-        """Reads new entries and writes them in batches until stop; looks for new streams every
-        ``DISCOVER_S``."""
+        """Reads new entries and hands them in batches to the writer until stop; looks for new
+        streams every ``DISCOVER_S``."""
         batch = Batch(self._family)
         discovered = time.monotonic()
-        while not self._stop.is_set():
-            if time.monotonic() - discovered >= DISCOVER_S:
-                discovered = time.monotonic()
-                if added := self._streams.discover():
-                    log.info("new streams", extra={**self._log, "streams": added})
-                    self._recover(added)  # before any new entry of theirs is acknowledged
-            keys = self._streams.keys
-            count = _entries_to_read(
-                self._batch_rows - batch.rows, len(keys), self._family.max_events_per_entry
-            )
-            replies = self._streams.read(dict.fromkeys(keys, NEW), count)
-            for key, entries in replies.items():
-                batch.add(key, entries)
-            if batch.size and (batch.rows >= self._batch_rows or batch.age_ms >= self._flush_ms):
-                self._write(batch, fresh=True)
-                batch = Batch(self._family)
-            elif all(len(entries) < count for entries in replies.values()):
-                self._stop.wait(IDLE_S)
-        if batch.size:
-            self._write(batch, fresh=True)
+        with _Writer(self._write_fresh, f"sink-{self._family.name}-writer") as writer:
+            while not self._stop.is_set():
+                writer.check()
+                if time.monotonic() - discovered >= DISCOVER_S:
+                    discovered = time.monotonic()
+                    if added := self._streams.discover():
+                        log.info("new streams", extra={**self._log, "streams": added})
+                        writer.wait()  # the ClickHouse client serves one thread at a time
+                        self._recover(added)  # before any new entry of theirs is acknowledged
+                keys = self._streams.keys
+                count = _entries_to_read(
+                    self._batch_rows, len(keys), self._family.max_events_per_entry
+                )
+                replies = self._streams.read(dict.fromkeys(keys, NEW), count)
+                for key, entries in replies.items():
+                    while entries := batch.add(key, entries, self._batch_rows):  # it is full
+                        writer.submit(batch)
+                        batch = Batch(self._family)
+                if batch.size and (
+                    batch.rows >= self._batch_rows or batch.age_ms >= self._flush_ms
+                ):
+                    writer.submit(batch)
+                    batch = Batch(self._family)
+                elif all(len(entries) < count for entries in replies.values()):
+                    self._stop.wait(IDLE_S)
+            if batch.size:
+                writer.submit(batch)
+
+    def _write_fresh(self, batch: Batch) -> None:
+        self._write(batch, fresh=True)
 
     def _write(self, batch: Batch, *, fresh: bool) -> None:
         """Inserts the rows of ``batch`` that ClickHouse lacks, then acknowledges the batch.
@@ -209,14 +228,15 @@ class Sink:
         self._streams.acknowledge(batch.ids, batch.events, stats)
 
     def _missing(self, batch: Batch) -> Columns:
-        if not batch.rows:
+        columns = batch.columns()
+        if not columns:
             return {}
         if self._table.running_inserts():
             log.info("waiting for an earlier insert to finish", extra=self._log)
             while self._table.running_inserts():
                 if self._stop.wait(IDLE_S):
                     raise _Stopped
-        missing = self._table.missing(batch.columns())
+        missing = self._table.missing(columns)
         log.info(
             "checked entries against clickhouse",
             extra={**self._log, "rows": batch.rows, "missing": len(missing["stream_ms"])},
@@ -246,6 +266,44 @@ class Sink:
             },
         )
         return stats
+
+
+class _Writer:
+    """Writes the batches of a sink loop in a thread of its own, one at a time and in the order
+    they are submitted (see the module's documentation)."""
+
+    def __init__(self, write: Callable[[Batch], None], name: str) -> None:
+        self._write = write
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._writing: Future[None] | None = None
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Waits for the batch being written; raises the error of its write."""
+        try:
+            self.wait()
+        finally:
+            self._thread.shutdown()
+
+    def submit(self, batch: Batch) -> None:
+        """Has ``batch`` written once the previous write is done; raises the error of that write
+        (then ``batch`` is not written)."""
+        batch.columns()  # its last entries decoded here, while the previous batch is written
+        self.wait()
+        self._writing = self._thread.submit(self._write, batch)
+
+    def check(self) -> None:
+        """Raises the error of a write that has failed."""
+        if self._writing is not None and self._writing.done():
+            self.wait()
+
+    def wait(self) -> None:
+        """Waits until no batch is being written; raises the error of the last write."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
 
 
 def run_sink(settings: Settings, stop: threading.Event) -> None:

@@ -43,8 +43,9 @@ class EventFamily:
     """The count of the unsunk events of a stream, which the sink's acknowledgement lowers."""
     events_in: Callable[[Fields], int]
     decode: Callable[[str, Entries], Columns]
-    """Columns for some entries of one stream; ``ValueError``, ``KeyError``, ``IndexError``,
-    ``UnicodeDecodeError`` or ``struct.error`` for entries not of the family's layout."""
+    """Columns for some entries of one stream, their text as the table inserts it (see
+    ``SinkTable.UTF8``); ``ValueError``, ``KeyError``, ``IndexError``, ``UnicodeDecodeError``
+    or ``struct.error`` for entries not of the family's layout."""
     table: Callable[[Any], SinkTable]
     """The table, given a ClickHouse client."""
 
@@ -54,7 +55,7 @@ _SCAN_UNSUNK_KEYS = dict(zip(scan_events.STREAM_KEYS, scan_events.UNSUNK_KEYS, s
 
 
 def _decode_scans(stream: str, entries: Entries) -> Columns:
-    return scan_events.decode_columns(_SCAN_PARTITIONS[stream], entries)
+    return scan_events.decode_columns(_SCAN_PARTITIONS[stream], entries, utf8=True)
 
 
 SCANS = EventFamily(

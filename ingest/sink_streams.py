@@ -100,33 +100,35 @@ class SinkStreams:
         stats: InsertStats | None,
     ) -> None:
         """Acks the entries, trims each stream just past them and subtracts their events from
-        the stream's unsunk count, one script per stream (``ack_events.lua``).
+        the stream's unsunk count, one script per stream (``ack_events.lua``), and records the
+        insert's ``stats``: all in one round trip, so that they wait for Redis once, not once
+        per stream behind the reads of the next batch.
 
         The entries of a stream below its last acked id were all delivered before it and are
         acked already, since the sink recovers the pending entries after any failed read, and
         those of a stream new to it before its first read of new entries, before it
         acknowledges again: trimming to that id deletes nothing still pending.
         """
+        pipe = self._redis.pipeline(transaction=False)
         for key, entry_ids in ids.items():
             pairs = [x for pair in zip(entry_ids, events[key], strict=True) for x in pair]
             self._ack(
                 keys=[key, self.family.unsunk_key(key)],
                 args=[CONSUMER_GROUP, _next_id(entry_ids[-1]), *pairs],
+                client=pipe,
             )
-        if stats is None:
-            return
-        stats_key = self.family.stats_key
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hincrby(stats_key, "rows_total", stats.rows)
-        pipe.hincrby(stats_key, "inserts_total", 1)
-        pipe.hset(
-            stats_key,
-            mapping={
-                "last_insert_ms": stats.finished_ms,
-                "rows_per_s": round(stats.rows / max(stats.seconds, 1e-6)),
-                "lag_ms": stats.lag_ms,
-            },
-        )
+        if stats is not None:
+            stats_key = self.family.stats_key
+            pipe.hincrby(stats_key, "rows_total", stats.rows)
+            pipe.hincrby(stats_key, "inserts_total", 1)
+            pipe.hset(
+                stats_key,
+                mapping={
+                    "last_insert_ms": stats.finished_ms,
+                    "rows_per_s": round(stats.rows / max(stats.seconds, 1e-6)),
+                    "lag_ms": stats.lag_ms,
+                },
+            )
         pipe.execute()
 
 

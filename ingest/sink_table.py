@@ -66,6 +66,9 @@ class SinkTable(ABC):
 
     NAME: ClassVar[str]
     COLUMNS: ClassVar[tuple[str, ...]]
+    UTF8: ClassVar[bool] = False
+    """Whether the text columns to insert hold UTF-8 ``bytes`` (else ``str``): the driver
+    writes bytes as they are, in about half the time it takes to encode ``str``."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -78,6 +81,7 @@ class SinkTable(ABC):
             [column_values(name, columns[name]) for name in self.COLUMNS],
             columnar=True,
             query_id=self._query_prefix + uuid.uuid4().hex,
+            settings={"strings_as_bytes": self.UTF8},
         )
 
     def running_inserts(self) -> int:
@@ -100,6 +104,7 @@ WHERE date IN %(dates)s AND stream_partition IN %(partitions)s
 class ScanTable(SinkTable):
     NAME = "scans"
     COLUMNS = COLUMNS
+    UTF8 = True
 
     def missing(self, columns: Columns) -> Columns:
         """The rows of ``columns`` that ``scans`` lacks, event by event (partition, entry id,

@@ -89,13 +89,17 @@ def add_events(client: redis.Redis, events: list[ScanEvent], per_entry: int = 1)
     for partition, group in by_partition.items():
         for start in range(0, len(group), per_entry):
             entry = group[start : start + per_entry]
-            fields = {
-                EVENT_FIELD: b"".join(event.encode() for event in entry),
-                STATE_FIELD: b"".join(struct.pack("<BIH", *state_of(event)) for event in entry),
-            }
-            pipe.xadd(stream_key(partition), fields)  # type: ignore[arg-type]
+            pipe.xadd(stream_key(partition), entry_fields(entry))  # type: ignore[arg-type]
             pipe.incrby(unsunk_key(partition), len(entry))
     pipe.execute()
+
+
+def entry_fields(events: Sequence[ScanEvent]) -> dict[bytes, bytes]:
+    """The fields of a stream entry holding ``events``, as the scan script writes them."""
+    return {
+        EVENT_FIELD: b"".join(event.encode() for event in events),
+        STATE_FIELD: b"".join(struct.pack("<BIH", *state_of(event)) for event in events),
+    }
 
 
 def backlog(client: redis.Redis) -> int:

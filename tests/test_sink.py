@@ -4,6 +4,7 @@ through crashes, a kill -9 at any moment, lost Redis replies and a ClickHouse ou
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ import pytest
 import redis
 from clickhouse_driver.errors import NetworkError
 
-from ingest import local_services
+from ingest import local_services, sink_batch
 from ingest.clickhouse_client import connect
 from ingest.clickhouse_schema import apply_migrations
 from ingest.config import Settings
@@ -35,13 +36,14 @@ from ingest.scan_events import (
     STATE_FIELD,
     STREAM_KEYS,
     UNSUNK_KEYS,
+    Columns,
     ScanEvent,
 )
 from ingest.sink import run_sink
 from ingest.sink_batch import Batch
 from ingest.sink_family import SCANS, Entries, Entry
 from ingest.sink_lease import LEASE_KEY, SinkLease
-from ingest.sink_streams import NEW, STATS_KEY, SinkStreams, dead_letter_key
+from ingest.sink_streams import NEW, STATS_KEY, InsertStats, SinkStreams, dead_letter_key
 from ingest.sink_table import QUERY_ID_PREFIX, ScanTable
 from tests.sink_support import (
     Crash,
@@ -49,6 +51,7 @@ from tests.sink_support import (
     HalfThenCut,
     add_events,
     backlog,
+    entry_fields,
     in_thread,
     make_events,
     query,
@@ -241,6 +244,164 @@ def test_entries_delivered_without_a_reply_are_recovered_not_trimmed(
         add_events(streams, make_events(200, 300))
         wait_until(_caught_up(streams, database, 500), 10, "the later entries")
     assert stored(database) == (500, 500)
+
+
+# --- batches and the writer thread -----------------------------------------------------------
+
+
+def _entries(events: int, per_entry: int, first_id: int = 1) -> list[Entry]:
+    """In-memory entries of ``per_entry`` events each, numbered from ``first_id``."""
+    made = make_events(events)
+    return [
+        (b"%d-0" % (first_id + n), entry_fields(made[at : at + per_entry]))
+        for n, at in enumerate(range(0, events, per_entry))
+    ]
+
+
+def test_a_batch_takes_entries_up_to_its_rows_and_returns_the_rest() -> None:
+    entries = _entries(20, per_entry=4)
+    batch = Batch(SCANS)
+    rest = batch.add(STREAM_KEYS[0], entries, rows=10)
+    assert (batch.size, batch.rows, list(rest)) == (3, 12, entries[3:])  # the third fills it
+    assert list(batch.add(STREAM_KEYS[0], rest, rows=10)) == entries[3:]
+    assert batch.ids == {STREAM_KEYS[0]: [entry_id for entry_id, _ in entries[:3]]}
+
+
+def test_a_batch_decoded_as_it_fills_holds_every_row_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sink_batch, "DECODE_ROWS", 10)  # decoded every few adds
+    poison = (b"99-0", {EVENT_FIELD: b"\x05\x00\x00\x00short", STATE_FIELD: b"\x01" * 7})
+    first, second = _entries(24, per_entry=3), _entries(30, per_entry=2, first_id=100)
+    batch = Batch(SCANS)
+    for at in range(0, 12, 3):
+        batch.add(STREAM_KEYS[0], first[at // 3 * 2 : at // 3 * 2 + 2])
+        batch.add(STREAM_KEYS[1], [*second[at : at + 3], *([poison] if at == 6 else [])])
+    batch.add(STREAM_KEYS[1], second[12:])
+    columns = batch.columns()
+    expected = sorted(e.scan_id.encode() for e in [*make_events(24), *make_events(30)])
+    assert sorted(columns["scan_id"].tolist()) == expected
+    assert batch.rows == len(expected)
+    assert batch.undecodable == [(STREAM_KEYS[1], poison)]
+
+
+def test_a_crash_at_the_ack_writes_nothing_of_the_batch_read_meanwhile(
+    streams: redis.Redis, redis_url: str, database: str
+) -> None:
+    add_events(streams, make_events(1000))
+    settings = sink_settings(redis_url, database, sink_batch_rows=200, sink_flush_ms=2_000)
+    with sink_with(settings, SCANS, streams=CrashBeforeAck) as (sink, _), pytest.raises(Crash):
+        sink.run()
+    assert stored(database) == (200, 200)  # the first batch only
+    assert _pending(streams) >= 200
+
+    with running_sink(settings):
+        wait_until(_caught_up(streams, database, 1000), 10, "the events")
+    assert stored(database) == (1000, 1000)
+
+
+def _stored_ids(columns: Columns) -> set[tuple[int, int, int]]:
+    keys = ("stream_partition", "stream_ms", "stream_seq")
+    return set(zip(*(columns[key].tolist() for key in keys), strict=True))
+
+
+def _acked_ids(ids: Mapping[str, Sequence[bytes]]) -> set[tuple[int, int, int]]:
+    acked = set()
+    for key, entry_ids in ids.items():
+        for entry_id in entry_ids:
+            ms, _, seq = entry_id.partition(b"-")
+            acked.add((STREAM_KEYS.index(key), int(ms), int(seq)))
+    return acked
+
+
+def test_each_batch_is_acknowledged_after_its_insert_and_in_stream_order(
+    streams: redis.Redis, redis_url: str, database: str
+) -> None:
+    steps: list[tuple[str, set[tuple[int, int, int]]]] = []
+
+    class Table(ScanTable):
+        def insert(self, columns: Columns) -> None:
+            super().insert(columns)
+            steps.append(("insert", _stored_ids(columns)))
+
+    class Streams(SinkStreams):
+        def acknowledge(
+            self,
+            ids: Mapping[str, Sequence[bytes]],
+            events: Mapping[str, Sequence[int]],
+            stats: InsertStats | None,
+        ) -> None:
+            steps.append(("ack", _acked_ids(ids)))
+            super().acknowledge(ids, events, stats)
+
+    add_events(streams, make_events(700))
+    settings = sink_settings(redis_url, database, sink_batch_rows=100, sink_flush_ms=2_000)
+    with (
+        sink_with(settings, SCANS, streams=Streams, table=Table) as (sink, stop),
+        in_thread(sink.run, stop),
+    ):
+        wait_until(_caught_up(streams, database, 700), 10, "the events")
+    assert [step for step, _ in steps] == ["insert", "ack"] * 7
+    inserts, acks = steps[::2], steps[1::2]
+    assert [rows for _, rows in inserts] == [ids for _, ids in acks]
+    for earlier, later in itertools.pairwise(ids for _, ids in acks):
+        for partition in range(PARTITIONS):
+            assert max(i for i in earlier if i[0] == partition) < min(
+                i for i in later if i[0] == partition
+            )
+
+
+def test_a_stop_during_an_insert_writes_that_batch_and_the_one_in_hand(
+    streams: redis.Redis, redis_url: str, database: str
+) -> None:
+    class StopWhileInserting(ScanTable):
+        """Its first insert stops the sink once the sink has read into the next batch."""
+
+        def insert(self, columns: Columns) -> None:
+            super().insert(columns)
+            if not stop.is_set():
+                wait_until(lambda: _pending(streams) >= 150, 10, "the next batch to be read")
+                stop.set()
+
+    add_events(streams, make_events(250))
+    settings = sink_settings(redis_url, database, sink_batch_rows=100, sink_flush_ms=600_000)
+    with sink_with(settings, SCANS, table=StopWhileInserting) as (sink, stop):
+        sink.run()
+    read = 250 - backlog(streams)
+    assert read >= 150
+    assert stored(database) == (read, read)
+    assert _pending(streams) == 0
+
+
+class _LostAckReply(SinkStreams):
+    """The first acknowledgement is done in Redis, but its reply never reaches the sink."""
+
+    lost = False
+
+    def acknowledge(
+        self,
+        ids: Mapping[str, Sequence[bytes]],
+        events: Mapping[str, Sequence[int]],
+        stats: InsertStats | None,
+    ) -> None:
+        super().acknowledge(ids, events, stats)
+        if not self.lost:
+            self.lost = True
+            raise redis.ConnectionError("connection lost after the acknowledgement")
+
+
+def test_a_writer_that_loses_redis_has_the_sink_recover(
+    streams: redis.Redis, redis_url: str, database: str
+) -> None:
+    add_events(streams, make_events(600))
+    settings = sink_settings(redis_url, database, sink_batch_rows=100)
+    with (
+        sink_with(settings, SCANS, streams=_LostAckReply) as (sink, stop),
+        in_thread(sink.run, stop),
+    ):
+        wait_until(_caught_up(streams, database, 600), 10, "the events")
+    assert stored(database) == (600, 600)
+    assert _pending(streams) == 0
 
 
 # --- the sink as a process --------------------------------------------------------------------
