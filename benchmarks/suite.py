@@ -78,7 +78,7 @@ class SuiteOptions:
     workers: tuple[int, ...] = (1, 2)
     memory_codes: tuple[int, ...] = (1_000_000, 10_000_000)
     memory_scanned_fraction: float = 0.05
-    sink_events: int = 200_000
+    sink_events: int = 1_000_000  # ten batches: the read-ahead's steady state
     codes_per_run: int = 1_000_000
     url: str | None = None
     codes_file: Path | None = None
@@ -144,12 +144,20 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
               half.get("p99_ms"), "<=", 10, "ms"),
         _goal("bulk_events_per_s", "bulk NDJSON ingest per process",
               bulk.get("events_per_s"), ">=", 200_000, "events/s"),
-        _goal("sink_ratio", "sink rows/s / raw insert rows/s", sink.get("ratio"), ">=", 0.8),
+        _goal("sink_ratio", "sink rows/s / the faster raw insert (str or UTF-8 bytes)",
+              _sink_ratio(sink), ">=", 0.8),
         _goal("redis_bytes_per_scanned_code", "Redis per scanned code",
               largest.get("bytes_per_scanned_code"), "<=", 100, "B"),
         _goal("redis_bits_per_unscanned_code", "Redis per issued code not scanned (its bit)",
               largest.get("bitmap_bits_per_issued_code"), "<=", 1, "bit"),
     ]  # fmt: skip
+
+
+def _sink_ratio(sink: dict[str, Any]) -> float | None:
+    """Against the faster raw insert: the sink inserts text as UTF-8 bytes, which the driver
+    writes faster than ``str``."""
+    ratios = [sink[key] for key in ("ratio", "ratio_to_utf8") if key in sink]
+    return min(ratios, default=None)
 
 
 def _goal(
