@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -280,6 +281,7 @@ def sink_command(args: argparse.Namespace) -> None:
     settings = _settings(args, needs_redis=True, needs_clickhouse=True)
     stop = _background_service(args.supervised)
     collect_less_often()
+    os.nice(local_services.BACKGROUND_NICENESS)
     run_sink(settings, stop)
 
 
