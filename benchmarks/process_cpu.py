@@ -18,8 +18,13 @@ def cpu_seconds(pids: Mapping[str, int], client: redis.Redis) -> dict[str, float
     """CPU seconds used so far by each process of ``pids`` and its children (the API's
     workers), and by Redis as ``redis``."""
     redis_cpu = cast(dict[str, float], client.info("cpu"))
-    used = {name: sum(map(_process_cpu_seconds, _process_tree(pid))) for name, pid in pids.items()}
+    used = processes_cpu_seconds(pids)
     return {**used, "redis": redis_cpu["used_cpu_user"] + redis_cpu["used_cpu_sys"]}
+
+
+def processes_cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each process of ``pids`` and its children."""
+    return {name: sum(map(_process_cpu_seconds, _process_tree(pid))) for name, pid in pids.items()}
 
 
 def us_per_event(

@@ -51,6 +51,7 @@ from benchmarks import (
 )
 from benchmarks.compare import compare, format_comparison
 from benchmarks.load_cost import LoadCost, costing
+from benchmarks.process_cpu import processes_cpu_seconds
 from benchmarks.progress import Progress
 from benchmarks.report import RESULTS, provenance, publish
 from benchmarks.stack import SKU, BenchStack, local_stack, process, scanward, wait_healthy
@@ -251,11 +252,18 @@ def _ceilings(
     port = target.stack.port if target.stack else local_services.free_port()
     url = f"http://127.0.0.1:{port}"
     hello = [sys.executable, "-m", "benchmarks.hello_server", str(port)]
-    with _processes([hello] * workers, target.env):
+    with _processes([hello] * workers, target.env) as servers:
         wait_healthy(url)
+        pids = {f"hello-{n}": server.pid for n, server in enumerate(servers)}
         with progress.phase(f"ceiling, {workers} hello-world worker(s)", options.duration_s):
             run_wrk(url, target.env, WARM_UP_S, options.connections)
+            before = processes_cpu_seconds(pids)
             ceiling = run_wrk(url, target.env, options.duration_s, options.connections)
+            after = processes_cpu_seconds(pids)
+        # what aiohttp and the loop cost the same request with no work: beside http_and_loop
+        ceiling["cpu_us_per_request"] = round(
+            (sum(after.values()) - sum(before.values())) / max(1, ceiling["requests"]) * 1e6, 1
+        )
         bulk_per_s = 0.0
         if bulk_bodies:
             with progress.phase("ceiling, bulk NDJSON echo", options.duration_s):
@@ -265,12 +273,14 @@ def _ceilings(
 
 
 @contextmanager
-def _processes(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
+def _processes(
+    commands: list[list[str]], env: dict[str, str]
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     if not commands:
-        yield
+        yield []
         return
-    with process(commands[0], env), _processes(commands[1:], env):
-        yield
+    with process(commands[0], env) as first, _processes(commands[1:], env) as others:
+        yield [first, *others]
 
 
 @contextmanager

@@ -245,6 +245,7 @@ def _workers_section(scan_path: dict[str, Any], charts: dict[str, Path]) -> list
         "Scan / ceiling",
         *(f"{label} ms at peak" for _, label in PERCENTILES),
         *(f"{process} CPU µs/scan" for process in processes),
+        "hello-world CPU µs/request",
     ]
     rows = [_workers_row(run, processes) for run in by_workers]
     headline = scan_path.get("ceiling_ratio")
@@ -267,6 +268,7 @@ def _workers_row(run: dict[str, Any], processes: list[str]) -> list[str]:
         human_number(run["ceiling_ratio"]),
         *(human_number(peak.get(key)) for key, _ in PERCENTILES),
         *(human_number(cpu.get(process)) for process in processes),
+        human_number((run.get("ceiling") or {}).get("cpu_us_per_request")),
     ]
 
 

@@ -80,6 +80,7 @@ def test_the_quick_suite_runs_every_phase_and_reports_it(tmp_path: Path) -> None
         assert load["requests"] > 0
         assert load["errors"] == load["non_2xx"] == 0
     assert set(one_worker["cpu_us_per_scan"]) == {"api", "redis", "sink", "clickhouse"}
+    assert one_worker["ceiling"]["cpu_us_per_request"] > 0
     open_loop = result["scan_path"]["open_loop"]
     assert [row["fraction"] for row in open_loop] == [0.25, 0.5, 0.75, 0.9]
     for row in open_loop:
