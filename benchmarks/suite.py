@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -443,7 +443,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from(args: argparse.Namespace) -> SuiteOptions:
     if args.quick:
-        return SuiteOptions.quick()
+        return replace(SuiteOptions.quick(), url=args.url, codes_file=args.codes_file)
     return SuiteOptions(
         duration_s=args.duration,
         connections=args.connections,
@@ -478,7 +478,8 @@ def bench(args: argparse.Namespace) -> None:
     from benchmarks import suite_report
 
     result = run(options_from(args), Progress())
-    stem = RESULTS / f"suite-{time.strftime('%Y%m%d-%H%M%S')}"
+    variant = "-quick" if args.quick else "-url" if args.url else ""
+    stem = RESULTS / f"suite-{time.strftime('%Y%m%d-%H%M%S')}{variant}"
     publish(result, stem.name)
     for path in suite_report.write_report(result, stem):
         print(f"wrote {path}", file=sys.stderr)
