@@ -38,6 +38,7 @@ from ingest import (
     local_services,
     query_output,
     reward_audit,
+    scan_export,
 )
 from ingest.batch_store import BatchStore
 from ingest.clickhouse_schema import apply_migrations
@@ -266,6 +267,19 @@ def sql_command(args: argparse.Namespace) -> None:
         sys.stdout.writelines(query_output.tab_separated(rows))
 
 
+def export_command(args: argparse.Namespace) -> None:
+    """Scans of a date range to a CSV or Parquet file (standard output without ``--output``)."""
+    if args.until is not None and args.until <= args.since:
+        raise CommandError("--until must be after --since (it is the first day left out)")
+    client = _clickhouse(_settings(args, needs_clickhouse=True))
+    try:
+        with _output(args.output) as output:
+            count = scan_export.export_scans(client, args.since, args.until, args.format, output)
+    finally:
+        client.disconnect()
+    print(f"exported {count} scans", file=sys.stderr)
+
+
 def _background_service(supervised: bool) -> threading.Event:
     """JSON logs, and an event set by SIGTERM, SIGINT or (supervised) the supervisor's death."""
     json_logging.configure()
@@ -491,6 +505,18 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--json", action="store_true", help="a JSON array of objects instead")
     sql.set_defaults(run=sql_command)
+
+    export = commands.add_parser(
+        "export", parents=[common], help="write scans from ClickHouse to a CSV or Parquet file"
+    )
+    export.add_argument("table", choices=["scans"])
+    export.add_argument("--since", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    export.add_argument(
+        "--until", type=date.fromisoformat, help="YYYY-MM-DD, the first day left out"
+    )
+    export.add_argument("--format", default="csv", choices=scan_export.FILE_FORMATS)
+    export.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    export.set_defaults(run=export_command)
 
     sink = commands.add_parser(
         "sink",
