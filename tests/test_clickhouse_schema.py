@@ -89,6 +89,7 @@ def test_migrations_apply_once_and_are_recorded(empty_database: str) -> None:
             "0002_scan_fraud_columns",
             "0003_fraud_alerts",
             "0004_draws",
+            "0005_rollups",
         ]
         assert apply_migrations(client) == []
     finally:
@@ -100,6 +101,7 @@ def test_migrations_apply_once_and_are_recorded(empty_database: str) -> None:
         (2, "0002_scan_fraud_columns"),
         (3, "0003_fraud_alerts"),
         (4, "0004_draws"),
+        (5, "0005_rollups"),
     ]
 
 
@@ -192,4 +194,5 @@ def test_the_migrations_ship_with_the_package() -> None:
         "0002_scan_fraud_columns",
         "0003_fraud_alerts",
         "0004_draws",
+        "0005_rollups",
     ]
