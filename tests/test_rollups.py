@@ -3,14 +3,10 @@ a view that fails leaves no source row twice."""
 
 from __future__ import annotations
 
-import math
-from datetime import date
-
 import pytest
 import redis
 
-from ingest.clickhouse_client import connect
-from ingest.scan_events import ScanEvent
+from tests.analytics_support import load_analytics_data
 from tests.sink_support import (
     add_events,
     backlog,
@@ -24,48 +20,10 @@ from tests.sink_support import (
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
 
-EVENTS = 3000
-DISTRIBUTORS = ("D-EAST", "D-NORTH", "D-WEST")
-
-
-def _shipped(event: ScanEvent, number: int) -> ScanEvent:
-    """Two thirds of the codes shipped; of those, some surfacing in another territory or none."""
-    if number % 3 == 0:
-        return event
-    shipped_to = DISTRIBUTORS[number % 3]
-    surfaced_in = DISTRIBUTORS[number % 5 % 3] if number % 4 else ""
-    away = 0.0 if surfaced_in == shipped_to else 12.5 + number % 40
-    return event._replace(
-        distributor_id=shipped_to,
-        surfaced_in=surfaced_in,
-        distance_km=away if not math.isnan(event.lat) else math.nan,
-    )
-
 
 @pytest.fixture
 def sunk(streams: redis.Redis, redis_url: str, database: str) -> str:
-    """``EVENTS`` scans moved by the sink in batches of 500, and prize draws inserted."""
-    events = [_shipped(event, n) for n, event in enumerate(make_events(EVENTS))]
-    add_events(streams, events)
-    with running_sink(sink_settings(redis_url, database, sink_batch_rows=500)):
-        wait_until(lambda: backlog(streams) == 0, 20, "the events to be sunk")
-    draws = [
-        {
-            "date": date(2026, 2, 1 + n % 3),
-            "campaign_id": f"C{n % 2}",
-            "seq": n,
-            "tier": n % 4,
-            "won": int(n % 3 == 0),
-            "prize_id": "" if n % 3 else f"p{n % 5}",
-            "prize_kind": "" if n % 3 else ("cash", "points")[n % 2],
-            "prize_value": 0 if n % 3 else 100 + n,
-        }
-        for n in range(600)
-    ]
-    client = connect(database)
-    for block in (draws[:250], draws[250:]):  # two inserts: two parts summed by the rollup
-        client.execute(f"INSERT INTO draws ({', '.join(draws[0])}) VALUES", block)
-    client.disconnect()
+    load_analytics_data(streams, redis_url, database)
     return database
 
 
