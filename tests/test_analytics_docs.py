@@ -18,13 +18,13 @@ DOCUMENT = Path(__file__).parent.parent / "docs" / "analytics.md"
 EXAMPLE = re.compile(r"```sql\n(?P<sql>.*?)\n```.*?```tsv\n(?P<answer>.*?)\n```", re.DOTALL)
 
 
-def _examples() -> list[tuple[str, str]]:
+def examples() -> list[tuple[str, str]]:
     return [(m["sql"], m["answer"]) for m in EXAMPLE.finditer(DOCUMENT.read_text("utf-8"))]
 
 
 def test_the_document_asks_at_least_twelve_questions() -> None:
-    assert len(_examples()) >= 12
-    assert len(_examples()) == DOCUMENT.read_text("utf-8").count("```sql")
+    assert len(examples()) >= 12
+    assert len(examples()) == DOCUMENT.read_text("utf-8").count("```sql")
 
 
 @pytest.mark.redis
@@ -34,7 +34,7 @@ def test_every_documented_query_gives_the_documented_answer(
 ) -> None:
     load_analytics_data(streams, redis_url, database)
     wrong = []
-    for sql, answer in _examples():
+    for sql, answer in examples():
         printed = "".join(query_output.tab_separated(query(database, sql))).rstrip("\n")
         if printed != answer:
             wrong.append(f"{sql}\n--- documented:\n{answer}\n--- got:\n{printed}")
