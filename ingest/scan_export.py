@@ -31,12 +31,7 @@ def export_scans(
 ) -> int:
     """Writes the scans of ``since`` <= date < ``until`` (no end when None) to ``output``;
     returns how many."""
-    # DESCRIBE, not system.columns: 18.16's has no column positions
-    columns = [
-        (name, kind)
-        for name, kind, default_kind, *_ in client.execute("DESCRIBE TABLE scans")
-        if default_kind != "MATERIALIZED"
-    ]
+    columns = stored_columns(client, "scans")
     condition = "date >= %(since)s" + (" AND date < %(until)s" if until else "")
     rows = client.execute_iter(
         f"SELECT {', '.join(name for name, _ in columns)} FROM scans "
@@ -48,6 +43,16 @@ def export_scans(
     if file_format == "csv":
         return _write_csv([name for name, _ in columns], blocks, output)
     return _write_parquet(columns, blocks, output)
+
+
+def stored_columns(client: Any, table: str) -> list[tuple[str, str]]:
+    """The (name, type) of the columns an insert into ``table`` gives, in table order."""
+    # DESCRIBE, not system.columns: 18.16's has no column positions
+    return [
+        (name, kind)
+        for name, kind, default_kind, *_ in client.execute(f"DESCRIBE TABLE {table}")
+        if default_kind != "MATERIALIZED"
+    ]
 
 
 def _blocks(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:

@@ -20,6 +20,7 @@ from chdb import session
 
 from ingest.clickhouse_client import connect
 from ingest.clickhouse_schema import apply_migrations
+from ingest.scan_export import stored_columns
 from tests.analytics_support import load_analytics_data
 from tests.test_analytics_docs import examples
 
@@ -85,11 +86,7 @@ def test_the_documented_queries_answer_the_same_on_a_current_clickhouse(
     apply_migrations(chdb)
     old = connect(database)
     for table in COPIED_TABLES:
-        names = [
-            name
-            for name, _, default_kind, *_ in old.execute(f"DESCRIBE TABLE {table}")
-            if default_kind != "MATERIALIZED"
-        ]
+        names = [name for name, _ in stored_columns(old, table)]
         rows = old.execute(f"SELECT {', '.join(names)} FROM {table}")
         values = ", ".join("(" + ", ".join(map(_literal, row)) + ")" for row in rows)
         chdb.text(f"INSERT INTO {table} ({', '.join(names)}) VALUES {values}")
