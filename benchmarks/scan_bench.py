@@ -34,14 +34,17 @@ from benchmarks import campaign_bench
 from benchmarks.api_metrics import mean_batch, scrape
 from benchmarks.process_cpu import cpu_seconds, us_per_event
 from benchmarks.report import provenance, publish
-from benchmarks.stack import SKU, BenchStack, local_stack, process, scanward, wait_healthy
+from benchmarks.stack import (
+    SKU,
+    BenchStack,
+    drain_streams,
+    local_stack,
+    process,
+    scanward,
+    wait_healthy,
+)
 from benchmarks.wrk import run_wrk
-from ingest.scan_events import STREAM_KEYS
 from ingest.sink_streams import STATS_KEY
-
-
-def _stream_length(client: redis.Redis) -> int:
-    return sum(int(client.xlen(key)) for key in STREAM_KEYS)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,11 +84,7 @@ def _measure(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
         metrics_after = scrape(url)
         commands_at_peak = _command_stats(client, commands_before, peak["requests"])
         drawn_at_peak = campaign_bench.between(drawn_before, campaign_bench.counters(client))
-        backlog_at_end = _stream_length(client)
-        drained = time.monotonic()
-        while _stream_length(client) > 0 and time.monotonic() - drained < 60:
-            time.sleep(0.1)
-        drain_s = time.monotonic() - drained
+        drained = drain_streams(client)
         stats = cast(dict[bytes, bytes], client.hgetall(STATS_KEY))
         sink = {name.decode(): float(value) for name, value in stats.items()}
         half_rate = peak["per_s"] // 2
@@ -121,8 +120,8 @@ def _measure(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
         "redis_commands_at_peak": commands_at_peak,
         "sink": {
             "stats": sink,
-            "backlog_at_end_of_peak": backlog_at_end,
-            "drain_after_peak_s": round(drain_s, 2),
+            "backlog_at_end_of_peak": drained["backlog_events"],
+            "drain_after_peak_s": drained["drain_s"],
         },
         "goals": {
             "ceiling_ratio_min": 0.6,

@@ -14,10 +14,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 
@@ -30,12 +32,15 @@ from fraud.shipments import SerialRange
 from ingest import local_services
 from ingest.batch_store import BatchStore
 from ingest.redis_scripts import RedisPyCommands, ScriptRunner
+from ingest.scan_events import STREAM_KEYS
 from ingest.server import wait_until_serving
+from ingest.sink_streams import STATS_KEY
 
 SECRET = "bench keyring secret"
 SHANGHAI = (31.3, 121.5)  # where the load puts its phones (scan_load.lua, open_loop)
 SKU = "BENCH"
 _STOP_TIMEOUT_S = 30
+DRAIN_LIMIT_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,23 @@ def scanward(*args: str) -> list[str]:
 
 def run_scanward(env: Mapping[str, str], *args: str) -> None:
     subprocess.run(scanward(*args), env={**os.environ, **env}, check=True, capture_output=True)
+
+
+def drain_streams(client: redis.Redis) -> dict[str, Any]:
+    """Waits (at most ``DRAIN_LIMIT_S``) for the sink to empty the scan streams; the backlog
+    found, the lag of the sink's last insert (its oldest row's age when ClickHouse took it) and
+    the seconds the streams took to empty."""
+    backlog = _stream_length(client)
+    lag_ms = int(cast(bytes | None, client.hget(STATS_KEY, "lag_ms")) or 0)
+    started = time.monotonic()
+    while _stream_length(client) > 0 and time.monotonic() - started < DRAIN_LIMIT_S:
+        time.sleep(0.1)
+    drain_s = round(time.monotonic() - started, 2)
+    return {"backlog_events": backlog, "last_insert_lag_ms": lag_ms, "drain_s": drain_s}
+
+
+def _stream_length(client: redis.Redis) -> int:
+    return sum(int(client.xlen(key)) for key in STREAM_KEYS)
 
 
 def wait_healthy(url: str) -> None:

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
@@ -54,16 +54,21 @@ from benchmarks.load_cost import LoadCost, costing
 from benchmarks.process_cpu import processes_cpu_seconds
 from benchmarks.progress import Progress
 from benchmarks.report import RESULTS, provenance, publish
-from benchmarks.stack import SKU, BenchStack, local_stack, process, scanward, wait_healthy
+from benchmarks.stack import (
+    SKU,
+    BenchStack,
+    drain_streams,
+    local_stack,
+    process,
+    scanward,
+    wait_healthy,
+)
 from benchmarks.wrk import run_wrk
 from ingest import local_services
 from ingest.config import Settings
-from ingest.scan_events import STREAM_KEYS
-from ingest.sink_streams import STATS_KEY
 
 OPEN_LOOP_FRACTIONS = (0.25, 0.5, 0.75, 0.9)
 WARM_UP_S = 2
-DRAIN_LIMIT_S = 60
 BULK_LINES = 1000
 BULK_EVENTS_PER_S = 150_000
 
@@ -276,11 +281,8 @@ def _ceilings(
 def _processes(
     commands: list[list[str]], env: dict[str, str]
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    if not commands:
-        yield []
-        return
-    with process(commands[0], env) as first, _processes(commands[1:], env) as others:
-        yield [first, *others]
+    with ExitStack() as stack:
+        yield [stack.enter_context(process(command, env)) for command in commands]
 
 
 @contextmanager
@@ -387,23 +389,7 @@ def _settle(target: _Target) -> dict[str, Any]:
     if client is None:
         return {}
     with client:
-        return _drain(client)
-
-
-def _drain(client: redis.Redis) -> dict[str, Any]:
-    """The backlog, the lag of the sink's last insert (its oldest row's age when ClickHouse
-    took it) and the seconds until the streams were empty."""
-    backlog = _stream_length(client)
-    lag_ms = int(cast(bytes | None, client.hget(STATS_KEY, "lag_ms")) or 0)
-    started = time.monotonic()
-    while _stream_length(client) > 0 and time.monotonic() - started < DRAIN_LIMIT_S:
-        time.sleep(0.1)
-    drain_s = round(time.monotonic() - started, 2)
-    return {"backlog_events": backlog, "last_insert_lag_ms": lag_ms, "drain_s": drain_s}
-
-
-def _stream_length(client: redis.Redis) -> int:
-    return sum(int(client.xlen(key)) for key in STREAM_KEYS)
+        return drain_streams(client)
 
 
 def _options_json(options: SuiteOptions) -> dict[str, Any]:

@@ -236,11 +236,27 @@ class Crash(BaseException):
     """The process dies here: nothing of the sink runs after it."""
 
 
-class CrashBeforeAck(SinkStreams):
+class WatchedAcks(SinkStreams):
+    """``SinkStreams`` calling ``before_ack`` and ``after_ack`` with the ids of each
+    acknowledgement: test doubles override them to record or to fail there."""
+
     def acknowledge(
         self,
         ids: Mapping[str, Sequence[bytes]],
         events: Mapping[str, Sequence[int]],
         stats: InsertStats | None,
     ) -> None:
+        self.before_ack(ids)
+        super().acknowledge(ids, events, stats)
+        self.after_ack(ids)
+
+    def before_ack(self, ids: Mapping[str, Sequence[bytes]]) -> None:
+        pass
+
+    def after_ack(self, ids: Mapping[str, Sequence[bytes]]) -> None:
+        pass
+
+
+class CrashBeforeAck(WatchedAcks):
+    def before_ack(self, ids: Mapping[str, Sequence[bytes]]) -> None:
         raise Crash

@@ -43,12 +43,13 @@ from ingest.sink import run_sink
 from ingest.sink_batch import Batch
 from ingest.sink_family import SCANS, Entries, Entry
 from ingest.sink_lease import LEASE_KEY, SinkLease
-from ingest.sink_streams import NEW, STATS_KEY, InsertStats, SinkStreams, dead_letter_key
+from ingest.sink_streams import NEW, STATS_KEY, SinkStreams, dead_letter_key
 from ingest.sink_table import QUERY_ID_PREFIX, ScanTable
 from tests.sink_support import (
     Crash,
     CrashBeforeAck,
     HalfThenCut,
+    WatchedAcks,
     add_events,
     backlog,
     entry_fields,
@@ -324,15 +325,9 @@ def test_each_batch_is_acknowledged_after_its_insert_and_in_stream_order(
             super().insert(columns)
             steps.append(("insert", _stored_ids(columns)))
 
-    class Streams(SinkStreams):
-        def acknowledge(
-            self,
-            ids: Mapping[str, Sequence[bytes]],
-            events: Mapping[str, Sequence[int]],
-            stats: InsertStats | None,
-        ) -> None:
+    class Streams(WatchedAcks):
+        def before_ack(self, ids: Mapping[str, Sequence[bytes]]) -> None:
             steps.append(("ack", _acked_ids(ids)))
-            super().acknowledge(ids, events, stats)
 
     add_events(streams, make_events(700))
     settings = sink_settings(redis_url, database, sink_batch_rows=100, sink_flush_ms=2_000)
@@ -373,18 +368,12 @@ def test_a_stop_during_an_insert_writes_that_batch_and_the_one_in_hand(
     assert _pending(streams) == 0
 
 
-class _LostAckReply(SinkStreams):
+class _LostAckReply(WatchedAcks):
     """The first acknowledgement is done in Redis, but its reply never reaches the sink."""
 
     lost = False
 
-    def acknowledge(
-        self,
-        ids: Mapping[str, Sequence[bytes]],
-        events: Mapping[str, Sequence[int]],
-        stats: InsertStats | None,
-    ) -> None:
-        super().acknowledge(ids, events, stats)
+    def after_ack(self, ids: Mapping[str, Sequence[bytes]]) -> None:
         if not self.lost:
             self.lost = True
             raise redis.ConnectionError("connection lost after the acknowledgement")
