@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from codes import crockford
-from codes.commands import LuaScript, ScriptCall
+from codes.commands import ChangeStream, LuaScript, ScriptCall
 from codes.digital_link import normalize_gtin
 from codes.errors import BatchError
 from codes.signing import MAX_SERIAL
@@ -21,6 +21,8 @@ from codes.signing import MAX_SERIAL
 NEXT_SERIAL_KEY = "{codes}:serial:next"
 BATCH_INDEX_KEY = "{codes}:batches"
 INDEX_VERSION_KEY = "{codes}:batches:version"
+CHANGES = ChangeStream("{codes}:changes")
+"""Each batch's fields after each order and revocation."""
 _BATCH_KEY_PREFIX = "{codes}:batch:"
 _MAX_TEXT = 64
 
@@ -98,7 +100,13 @@ class BatchOrder:
         pairs = [item for pair in fields.items() for item in pair]
         return ScriptCall(
             RESERVE_BATCH,
-            (NEXT_SERIAL_KEY, batch_key(batch_id), BATCH_INDEX_KEY, INDEX_VERSION_KEY),
+            (
+                NEXT_SERIAL_KEY,
+                batch_key(batch_id),
+                BATCH_INDEX_KEY,
+                INDEX_VERSION_KEY,
+                *CHANGES.keys,
+            ),
             (self.quantity, MAX_SERIAL, *pairs),
         )
 
@@ -120,7 +128,8 @@ class BatchOrder:
 
 def revoke(batch_id: str, now_ms: int | None = None) -> ScriptCall:
     revoked_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return ScriptCall(REVOKE_BATCH, (batch_key(batch_id), INDEX_VERSION_KEY), (revoked_ms,))
+    keys = (batch_key(batch_id), INDEX_VERSION_KEY, *CHANGES.keys)
+    return ScriptCall(REVOKE_BATCH, keys, (revoked_ms,))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,3 +30,20 @@ class ScriptCall:
     script: LuaScript
     keys: tuple[str, ...]
     args: tuple[str | int | bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeStream:
+    """A stream where a script appends each record of reference data it changes, as the record
+    now is, for the sink to mirror into ClickHouse; and its count of entries not yet mirrored."""
+
+    key: str
+
+    @property
+    def unsunk_key(self) -> str:
+        return self.key + ":unsunk"
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        """The keys a script appending to the stream is given, last."""
+        return (self.key, self.unsunk_key)

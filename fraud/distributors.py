@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 import orjson
 
-from codes.commands import LuaScript, ScriptCall
+from codes.commands import ChangeStream, LuaScript, ScriptCall
 from fraud.territory import Territory
 
 DISTRIBUTORS_KEY = "{geo}:distributors"
 VERSION_KEY = "{geo}:version"
+CHANGES = ChangeStream("{geo}:changes")
+"""Each distributor's JSON as stored by every put."""
 PUT_DISTRIBUTOR = LuaScript.load(__package__ or "fraud", "put_distributor.lua")
 
 MAX_NAME_LENGTH = 200
@@ -61,7 +63,7 @@ class Distributor:
     def put(self) -> ScriptCall:
         return ScriptCall(
             PUT_DISTRIBUTOR,
-            (DISTRIBUTORS_KEY, VERSION_KEY),
+            (DISTRIBUTORS_KEY, VERSION_KEY, *CHANGES.keys),
             (self.distributor_id, orjson.dumps(self.to_json())),
         )
 

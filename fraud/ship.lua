@@ -5,6 +5,8 @@
 --          serial is the last starting at or before it)
 -- KEYS[2]  the shipment log, a list read by every worker to keep its index fresh
 -- KEYS[3]  children of aggregated codes: hash parent serial -> '<I8' serials
+-- KEYS[4]  the change stream the sink mirrors into ClickHouse ``shipments`` (field 'shipment':
+--          the log line), KEYS[5] its unsunk count
 -- ARGV[1]  distributor id   ARGV[2]  shipment id   ARGV[3]  now, ms
 -- ARGV[4]  the ranges, each '<I8I8B': first, last, expand (1: ship what is aggregated under
 --          each serial of the range, for cases and pallets)
@@ -12,7 +14,7 @@
 -- 'SHIP_DUPLICATE <serial>' naming the first serial that cannot be shipped.
 local RANGE = '<I8I8B'
 local RANGE_SIZE = struct.size(RANGE)
-local ranges_key, log_key, children_key = KEYS[1], KEYS[2], KEYS[3]
+local ranges_key, log_key, children_key, changes_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local distributor, shipment_id, now = ARGV[1], ARGV[2], ARGV[3]
 
 local ranges = {}
@@ -72,6 +74,8 @@ for _, range in ipairs(merged) do
     redis.call('ZADD', ranges_key, range[1], struct.pack('<I8I8', range[1], range[2]) .. distributor)
     text[#text + 1] = string.format('%d-%d', range[1], range[2])
 end
-redis.call('RPUSH', log_key,
-    table.concat({shipment_id, distributor, now, table.concat(text, ',')}, '\n'))
+local line = table.concat({shipment_id, distributor, now, table.concat(text, ',')}, '\n')
+redis.call('RPUSH', log_key, line)
+redis.call('XADD', changes_key, '*', 'shipment', line)
+redis.call('INCR', KEYS[5])
 return shipped

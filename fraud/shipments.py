@@ -7,7 +7,8 @@ atomic script on one Redis or on Redis Cluster:
 
 - ``{ship}:ranges``: shipped serial ranges, never overlapping (a serial ships once);
 - ``{ship}:log``: one line per shipment, read incrementally by every worker;
-- ``{ship}:children`` / ``{ship}:parent``: aggregation, both directions.
+- ``{ship}:children`` / ``{ship}:parent``: aggregation, both directions;
+- ``{ship}:changes``: each shipment's log line again, for the sink to mirror into ClickHouse.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from codes.commands import LuaScript, ScriptCall
+from codes.commands import ChangeStream, LuaScript, ScriptCall
 
 RANGES_KEY = "{ship}:ranges"
 LOG_KEY = "{ship}:log"
 CHILDREN_KEY = "{ship}:children"
 PARENT_KEY = "{ship}:parent"
+CHANGES = ChangeStream("{ship}:changes")
 
 SHIP = LuaScript.load(__package__ or "fraud", "ship.lua")
 AGGREGATE = LuaScript.load(__package__ or "fraud", "aggregate.lua")
@@ -68,7 +70,7 @@ def ship(
     packed = b"".join(_RANGE.pack(*r) for r in ranges)
     return ScriptCall(
         SHIP,
-        (RANGES_KEY, LOG_KEY, CHILDREN_KEY),
+        (RANGES_KEY, LOG_KEY, CHILDREN_KEY, *CHANGES.keys),
         (distributor_id, shipment_id, now_ms, packed),
     )
 

@@ -36,6 +36,7 @@ from ingest import (
     demo,
     json_logging,
     local_services,
+    mirror_snapshot,
     query_output,
     reward_audit,
     scan_export,
@@ -280,6 +281,16 @@ def export_command(args: argparse.Namespace) -> None:
     print(f"exported {count} scans", file=sys.stderr)
 
 
+def mirror_command(args: argparse.Namespace) -> None:
+    settings = _settings(args, needs_redis=True)
+    assert settings.redis_url is not None
+    redis = SyncRedis.from_url(settings.redis_url)
+    try:
+        _print_json(mirror_snapshot.snapshot(redis))
+    finally:
+        redis.close()
+
+
 def _background_service(supervised: bool) -> threading.Event:
     """JSON logs, and an event set by SIGTERM, SIGINT or (supervised) the supervisor's death."""
     json_logging.configure()
@@ -518,10 +529,19 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--output", type=Path, help="file to write (default: stdout)")
     export.set_defaults(run=export_command)
 
+    mirror = commands.add_parser(
+        "mirror",
+        parents=[common],
+        help="append every batch, shipment and distributor in Redis to the change streams that "
+        "the sink mirrors into ClickHouse (after an upgrade; harmless to repeat)",
+    )
+    mirror.set_defaults(run=mirror_command)
+
     sink = commands.add_parser(
         "sink",
         parents=[common],
-        help="move scan and prize draw events from Redis to ClickHouse until stopped",
+        help="move scans, prize draws and reference data changes from Redis to ClickHouse "
+        "until stopped",
     )
     sink.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     sink.set_defaults(run=sink_command)

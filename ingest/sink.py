@@ -1,11 +1,13 @@
 """The sink: events from the Redis streams into ClickHouse, each exactly once.
 
 It moves every family of events (``ingest.sink_family``): scan events from the partitions'
-streams ``{scans:N}:events`` into ``scans``, and prize draws from each campaign's stream
-``{camp:<id>}:draws`` into ``draws``. A family's streams are read through the consumer group
+streams ``{scans:N}:events`` into ``scans``, prize draws from each campaign's stream
+``{camp:<id>}:draws`` into ``draws``, and the changes of batches, shipments and distributors
+into their mirrors (``ingest.mirror``). A family's streams are read through the consumer group
 ``CONSUMER_GROUP`` as the one fixed consumer ``CONSUMER``; entries are decoded into columns and
 written in one columnar insert per ``sink_batch_rows`` rows or ``sink_flush_ms`` (times the
-family's ``flush_scale``: draws wait 5 s), whichever comes first. Then the sink acknowledges
+family's ``flush_scale``: draws and changes wait 5 s, and an idle stream of theirs is polled
+5 times less often), whichever comes first. Then the sink acknowledges
 the entries and trims each stream past them, so a stream's length is its unsunk backlog (the
 scan path refuses scans beyond ``max_unsunk_events``). Streams of campaigns added while the
 sink runs are found every ``DISCOVER_S``: their consumer group is made and their pending
@@ -40,9 +42,9 @@ checking): ``run_sink`` holds ``sink_lease.SinkLease`` while it runs, and under 
 ``Sink`` loop per family, each in its own thread with its own Redis connection and ClickHouse
 client (which one thread uses at a time). Separate loops keep the families independent: their
 batches fill at their own pace, and a failing or slow insert into one table (each retried with
-its own backoff) delays nothing of the other; as the waits for running inserts are per table,
-a busy family never holds up the other's checks. The loops share the stop event: when one ends
-(stop, a lost lease, a crash) the other writes its batches in hand and ends too.
+its own backoff) delays nothing of the others; as the waits for running inserts are per table,
+a busy family never holds up the others' checks. The loops share the stop event: when one ends
+(stop, a lost lease, a crash) the others write their batches in hand and end too.
 
 ClickHouse or Redis being down only delays the sink: it retries with a backoff capped at
 ``BACKOFF_CAP_S`` and never drops an entry. On stop (SIGTERM/SIGINT in ``scanward sink``) each
@@ -112,6 +114,7 @@ class Sink:
         self._table = table
         self._batch_rows = settings.sink_batch_rows
         self._flush_ms = settings.sink_flush_ms * self._family.flush_scale
+        self._idle_s = IDLE_S * self._family.flush_scale
         self._stop = stop
         self._log = {"family": self._family.name}
 
@@ -189,7 +192,7 @@ class Sink:
                     writer.submit(batch)
                     batch = Batch(self._family)
                 elif all(len(entries) < count for entries in replies.values()):
-                    self._stop.wait(IDLE_S)
+                    self._stop.wait(self._idle_s)
             if batch.size:
                 writer.submit(batch)
 
@@ -308,7 +311,7 @@ class _Writer:
 
 def run_sink(settings: Settings, stop: threading.Event) -> None:
     """Runs the sink of ``settings`` until ``stop`` is set: under the lease, one loop per event
-    family (see the module's documentation). A loop's failure ends the other and is raised."""
+    family (see the module's documentation). A loop's failure ends the others and is raised."""
     redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
     if redis_url is None or clickhouse_url is None:
         raise ValueError("the sink needs redis_url and clickhouse_url")
@@ -345,7 +348,7 @@ def _run_family(
     try:
         Sink(SinkStreams(redis, family), family.table(client), settings, stop).run()
     finally:
-        stop.set()  # the lease covers both loops: one ending ends the other
+        stop.set()  # the lease covers every loop: one ending ends the others
         client.disconnect()
         redis.close()
 

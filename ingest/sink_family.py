@@ -15,7 +15,10 @@ from typing import Any, cast
 
 from redis import Redis
 
-from ingest import draw_events, scan_events
+from codes import batches
+from codes.commands import ChangeStream
+from fraud import distributors, shipments
+from ingest import draw_events, mirror, scan_events
 from ingest.scan_events import Columns
 from ingest.sink_table import DrawTable, ScanTable, SinkTable
 from rewards import store
@@ -36,7 +39,8 @@ class EventFamily:
     flush_scale: int
     """A batch of the family is written after this many times ``sink_flush_ms`` (if it has not
     reached ``sink_batch_rows`` before): every insert costs ClickHouse a part to write and merge,
-    so a family nobody waits for is written in fewer, larger inserts."""
+    so a family nobody waits for is written in fewer, larger inserts (and its streams, when
+    idle, are polled that many times less often)."""
     stream_keys: Callable[[Redis], Collection[str]]
     """The family's streams now; a stream stays once the sink has seen it."""
     unsunk_key: Callable[[str], str]
@@ -96,4 +100,31 @@ DRAWS = EventFamily(
 )
 """Entries of more draws than ``max_events_per_entry`` only make a read bring more rows."""
 
-FAMILIES = (SCANS, DRAWS)
+
+def _mirror(
+    name: str,
+    changes: ChangeStream,
+    decode: Callable[[str, Entries], Columns],
+    table: Callable[[Any], SinkTable],
+) -> EventFamily:
+    """The family of a change stream of reference data (``ingest.mirror``)."""
+    return EventFamily(
+        name=name,
+        stats_key=f"{{sink}}:{name}:stats",
+        max_events_per_entry=1,
+        flush_scale=5,  # nobody waits on these: a change shows in ClickHouse within 5 s
+        stream_keys=lambda _: (changes.key,),
+        unsunk_key=lambda _: changes.unsunk_key,
+        events_in=lambda _: 1,
+        decode=decode,
+        table=table,
+    )
+
+
+BATCHES = _mirror("batches", batches.CHANGES, mirror.decode_batches, mirror.BatchTable)
+SHIPMENTS = _mirror("shipments", shipments.CHANGES, mirror.decode_shipments, mirror.ShipmentTable)
+DISTRIBUTORS = _mirror(
+    "distributors", distributors.CHANGES, mirror.decode_distributors, mirror.DistributorTable
+)
+
+FAMILIES = (SCANS, DRAWS, BATCHES, SHIPMENTS, DISTRIBUTORS)

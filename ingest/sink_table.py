@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Container, Iterable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -128,8 +129,7 @@ class ScanTable(SinkTable):
             )
         )
         keys = zip(partitions.tolist(), ms.tolist(), seq.tolist(), index.tolist(), strict=True)
-        absent = np.fromiter((key not in stored for key in keys), dtype=bool, count=len(ms))
-        return {name: column[absent] for name, column in columns.items()}
+        return rows_not_in(columns, keys, stored)
 
 
 DRAW_COLUMNS = (
@@ -189,9 +189,16 @@ class DrawTable(SinkTable):
             }
         query = _STORED_DRAWS.format(campaigns=" OR ".join(ranges))
         stored = set(self._client.execute(query, parameters))
-        keys = zip(campaigns.tolist(), seq.tolist(), strict=True)
-        absent = np.fromiter((key not in stored for key in keys), dtype=bool, count=len(seq))
-        return {name: column[absent] for name, column in columns.items()}
+        return rows_not_in(columns, zip(campaigns.tolist(), seq.tolist(), strict=True), stored)
+
+
+def rows_not_in(
+    columns: Columns, keys: Iterable[tuple[Any, ...]], stored: Container[tuple[Any, ...]]
+) -> Columns:
+    """The rows of ``columns`` whose key (``keys`` has one per row, in order) is not ``stored``."""
+    count = len(columns["stream_ms"])
+    absent = np.fromiter((key not in stored for key in keys), dtype=bool, count=count)
+    return {name: column[absent] for name, column in columns.items()}
 
 
 def column_values(name: str, column: npt.NDArray[np.generic]) -> list[Any]:

@@ -30,7 +30,7 @@ def database(clickhouse_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatc
 def test_migrate_prints_what_it_applied(database: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate"]) == 0
     assert capsys.readouterr().out == (
-        "0001_scans\n0002_scan_fraud_columns\n0003_fraud_alerts\n0004_draws\n0005_rollups\n"
+        "0001_scans\n0002_scan_fraud_columns\n0003_fraud_alerts\n0004_draws\n0005_rollups\n0006_mirrors\n"
     )
     assert main(["migrate"]) == 0
     output = capsys.readouterr()
