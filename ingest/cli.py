@@ -39,6 +39,7 @@ from ingest import (
     mirror_snapshot,
     query_output,
     reward_audit,
+    rollups,
     scan_export,
 )
 from ingest.batch_store import BatchStore
@@ -291,6 +292,17 @@ def mirror_command(args: argparse.Namespace) -> None:
         redis.close()
 
 
+def rollups_command(args: argparse.Namespace) -> None:
+    """``rebuild``: the rollups of a range of past days computed again from the raw tables."""
+    client = _clickhouse(_settings(args, needs_clickhouse=True))
+    try:
+        _print_json(rollups.rebuild(client, args.since, args.until))
+    except rollups.RollupError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        client.disconnect()
+
+
 def _background_service(supervised: bool) -> threading.Event:
     """JSON logs, and an event set by SIGTERM, SIGINT or (supervised) the supervisor's death."""
     json_logging.configure()
@@ -528,6 +540,20 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="csv", choices=scan_export.FILE_FORMATS)
     export.add_argument("--output", type=Path, help="file to write (default: stdout)")
     export.set_defaults(run=export_command)
+
+    rollup = commands.add_parser("rollups", help="rebuild the analysts' rollups of past days")
+    rollup_actions = rollup.add_subparsers(dest="action", required=True)
+    rebuild = rollup_actions.add_parser(
+        "rebuild",
+        parents=[common],
+        help="compute the rollups of past days again from the raw tables (after a view failed, "
+        "or for rows stored before the views existed)",
+    )
+    rebuild.add_argument("--since", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    rebuild.add_argument(
+        "--until", required=True, type=date.fromisoformat, help="YYYY-MM-DD, the first day left out"
+    )
+    rollup.set_defaults(run=rollups_command)
 
     mirror = commands.add_parser(
         "mirror",

@@ -83,3 +83,21 @@ def test_an_unreachable_clickhouse_is_one_line(
     assert capsys.readouterr().err == (
         "scanward: ClickHouse: Code: 210. Connection refused (127.0.0.1:1)\n"
     )
+
+
+@pytest.mark.clickhouse
+def test_rollups_rebuild_prints_the_rows_of_each_rollup(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["migrate"]) == 0
+    capsys.readouterr()
+    assert main(["rollups", "rebuild", "--since", "2026-01-01", "--until", "2026-01-08"]) == 0
+    assert orjson.loads(capsys.readouterr().out) == {
+        "scans_hourly": 0,
+        "scanners_daily": 0,
+        "diversion_daily": 0,
+        "counterfeits_daily": 0,
+        "awards_daily": 0,
+    }
+    assert main(["rollups", "rebuild", "--since", "2026-01-08", "--until", "2026-01-01"]) == 1
+    assert "--until must be after --since" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from codes import batches
 from fraud import distributors, shipments
 from ingest import mirror, mirror_snapshot
+from ingest.cli import main
 from ingest.clickhouse_client import connect
 from ingest.sink_streams import dead_letter_key
 from tests.helpers import ADMIN, batch_codes, order_batch
@@ -212,3 +213,22 @@ def test_a_retried_write_inserts_only_the_ranges_the_table_lacks(database: str) 
         ("S2", 11, 10),
         ("S1", 21, 10),
     ]
+
+
+async def test_the_mirror_command_prints_what_it_appended(
+    client: Client,
+    streams: redis.Redis,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _put(client, "EAST", "East Trading")
+    monkeypatch.setenv("SCANWARD_REDIS_URL", redis_url)
+    assert main(["mirror"]) == 0
+    assert orjson.loads(capsys.readouterr().out) == {
+        "batches": 0,
+        "shipments": 0,
+        "distributors": 1,
+    }
+    assert streams.xlen(distributors.CHANGES.key) == 2  # the put's and the snapshot's
+    assert streams.get(distributors.CHANGES.unsunk_key) == b"2"
