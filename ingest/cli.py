@@ -467,6 +467,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_days(parser: argparse.ArgumentParser, *, until_required: bool) -> None:
+    parser.add_argument("--since", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument(
+        "--until",
+        required=until_required,
+        type=date.fromisoformat,
+        help="YYYY-MM-DD, the first day left out",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, help="data folder (SCANWARD_DATA_DIR, ./var)")
@@ -533,10 +543,7 @@ def _parser() -> argparse.ArgumentParser:
         "export", parents=[common], help="write scans from ClickHouse to a CSV or Parquet file"
     )
     export.add_argument("table", choices=["scans"])
-    export.add_argument("--since", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
-    export.add_argument(
-        "--until", type=date.fromisoformat, help="YYYY-MM-DD, the first day left out"
-    )
+    _add_days(export, until_required=False)
     export.add_argument("--format", default="csv", choices=scan_export.FILE_FORMATS)
     export.add_argument("--output", type=Path, help="file to write (default: stdout)")
     export.set_defaults(run=export_command)
@@ -549,10 +556,7 @@ def _parser() -> argparse.ArgumentParser:
         help="compute the rollups of past days again from the raw tables (after a view failed, "
         "or for rows stored before the views existed)",
     )
-    rebuild.add_argument("--since", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
-    rebuild.add_argument(
-        "--until", required=True, type=date.fromisoformat, help="YYYY-MM-DD, the first day left out"
-    )
+    _add_days(rebuild, until_required=True)
     rollup.set_defaults(run=rollups_command)
 
     mirror = commands.add_parser(

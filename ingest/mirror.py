@@ -17,13 +17,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import orjson
 
+from codes import batches
 from codes.batches import Batch
+from fraud import distributors, shipments
 from fraud.shipments import LoggedShipment
 from ingest.scan_events import Columns
 from ingest.sink_table import SinkTable, rows_not_in
 
 if TYPE_CHECKING:
     from ingest.sink_family import Entries
+
+CHANGE_STREAMS = (batches.CHANGES, shipments.CHANGES, distributors.CHANGES)
 
 
 class MirrorTable(SinkTable):

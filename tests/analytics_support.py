@@ -8,13 +8,13 @@ from datetime import date
 
 import redis
 
-from codes import batches
 from codes.batches import NEXT_SERIAL_KEY, BatchOrder, revoke
 from codes.commands import ScriptCall
-from fraud import distributors, shipments
+from fraud import shipments
 from fraud.distributors import Distributor
 from fraud.shipments import SerialRange
 from ingest.clickhouse_client import connect
+from ingest.mirror import CHANGE_STREAMS
 from ingest.scan_events import ScanEvent
 from tests.sink_support import (
     add_events,
@@ -109,12 +109,11 @@ def load_analytics_data(streams: redis.Redis, redis_url: str, database: str) -> 
         streams.eval(call.script.source, len(call.keys), *call.keys, *call.args)
     events = [_placed(event, n) for n, event in enumerate(make_events(EVENTS))]
     add_events(streams, events)
-    changes = (batches.CHANGES, shipments.CHANGES, distributors.CHANGES)
     with running_sink(sink_settings(redis_url, database, sink_batch_rows=500)):
         wait_until(
             lambda: (
                 backlog(streams) == 0
-                and not any(int(streams.get(c.unsunk_key) or 0) for c in changes)
+                and not any(int(streams.get(c.unsunk_key) or 0) for c in CHANGE_STREAMS)
             ),
             20,
             "the events and changes to be sunk",

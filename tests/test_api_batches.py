@@ -120,6 +120,7 @@ async def test_health_without_clickhouse(client: TestClient[Any, Any]) -> None:
         "clickhouse": "not configured",
         "unsunk_events": 0,
         "unsunk_draws": 0,
+        "unsunk_changes": 0,
         "full_partitions": 0,
         "sink": {},
     }

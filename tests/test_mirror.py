@@ -15,6 +15,7 @@ from fraud import distributors, shipments
 from ingest import mirror, mirror_snapshot
 from ingest.cli import main
 from ingest.clickhouse_client import connect
+from ingest.mirror import CHANGE_STREAMS
 from ingest.sink_streams import dead_letter_key
 from tests.helpers import ADMIN, batch_codes, order_batch
 from tests.sink_support import query, running_sink, sink_settings, wait_until
@@ -22,7 +23,6 @@ from tests.sink_support import query, running_sink, sink_settings, wait_until
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
 
 Client = TestClient[Any, Any]
-CHANGES = (batches.CHANGES, shipments.CHANGES, distributors.CHANGES)
 SQUARE = {
     "type": "Polygon",
     "coordinates": [[[120, 30], [122, 30], [122, 32], [120, 32], [120, 30]]],
@@ -76,7 +76,7 @@ def _mirror(streams: redis.Redis, redis_url: str, database: str) -> None:
     """Runs the sink until every change is in ClickHouse."""
     with running_sink(sink_settings(redis_url, database)):
         wait_until(
-            lambda: all(int(streams.get(c.unsunk_key) or 0) == 0 for c in CHANGES),
+            lambda: all(int(streams.get(c.unsunk_key) or 0) == 0 for c in CHANGE_STREAMS),
             20,
             "the changes to be mirrored",
         )
@@ -130,6 +130,9 @@ async def test_changes_made_through_the_api_are_mirrored_with_their_history(
     client: Client, streams: redis.Redis, redis_url: str, database: str
 ) -> None:
     made = await _reference_data(client)
+    # three puts, three orders, a revocation and two shipments wait for the sink
+    assert (await (await client.get("/healthz")).json())["unsunk_changes"] == 9
+    assert "scanward_unsunk_changes 9.0" in await (await client.get("/metrics")).text()
     _mirror(streams, redis_url, database)
 
     mirrored = _mirrored(database)
@@ -142,14 +145,14 @@ async def test_changes_made_through_the_api_are_mirrored_with_their_history(
     # every change is a row: three orders and a revocation; three puts
     assert query(database, "SELECT count() FROM batches") == [(len(made) + 1,)]
     assert query(database, "SELECT count() FROM distributors") == [(3,)]
-    assert all(streams.xlen(c.key) == 0 for c in CHANGES), "mirrored entries are trimmed"
+    assert all(streams.xlen(c.key) == 0 for c in CHANGE_STREAMS), "mirrored entries are trimmed"
 
 
 async def test_a_snapshot_mirrors_what_redis_held_before_and_repeats_harmlessly(
     client: Client, streams: redis.Redis, redis_url: str, database: str
 ) -> None:
     await _reference_data(client)
-    for changes in CHANGES:  # as before the change streams existed
+    for changes in CHANGE_STREAMS:  # as before the change streams existed
         streams.delete(changes.key, changes.unsunk_key)
 
     assert mirror_snapshot.snapshot(streams) == {"batches": 3, "shipments": 2, "distributors": 2}

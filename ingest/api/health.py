@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from ingest import metrics
 from ingest.clickhouse_client import connect, describe
+from ingest.mirror import CHANGE_STREAMS
 from ingest.responses import json_response
 from ingest.reward_stage import CAMPAIGNS_MAX_AGE_S
 from ingest.scan_events import UNSUNK_KEYS
@@ -37,6 +38,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     try:
         counts, sink = await _backlog_and_sink(request.app[REDIS])
         unsunk_draws = await _unsunk_draws(request.app)
+        unsunk_changes = await _unsunk_changes(request.app[REDIS])
     except RedisError as error:
         return json_response({"status": "unavailable", "redis": str(error)}, status=503)
     clickhouse = await _clickhouse_status(settings.clickhouse_url)
@@ -51,6 +53,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
         "clickhouse": clickhouse,
         "unsunk_events": sum(counts),
         "unsunk_draws": unsunk_draws,
+        "unsunk_changes": unsunk_changes,
         "full_partitions": full_partitions,
         "sink": sink,
     }
@@ -63,11 +66,13 @@ async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
     try:
         counts, sink = await _backlog_and_sink(request.app[REDIS])
         unsunk_draws = await _unsunk_draws(request.app)
+        unsunk_changes = await _unsunk_changes(request.app[REDIS])
     except RedisError:
         pass  # the process metrics are still worth a scrape
     else:
         live["scanward_unsunk_events"] = (_BACKLOG_HELP, sum(counts))
         live["scanward_unsunk_draws"] = (_DRAW_BACKLOG_HELP, unsunk_draws)
+        live["scanward_unsunk_changes"] = (_CHANGE_BACKLOG_HELP, unsunk_changes)
         for field, help_text in _SINK_GAUGES.items():
             if field in sink:
                 live[f"scanward_sink_{field}"] = (help_text, sink[field])
@@ -79,6 +84,9 @@ async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
 
 _BACKLOG_HELP = "Events in the Redis streams not yet in ClickHouse"
 _DRAW_BACKLOG_HELP = "Prize draws in the campaigns' Redis streams not yet in ClickHouse"
+_CHANGE_BACKLOG_HELP = (
+    "Changes of batches, shipments and distributors not yet mirrored into ClickHouse"
+)
 _SINK_GAUGES = {
     "rows_total": "Rows the sink has inserted into ClickHouse",
     "rows_per_s": "Rows per second of the sink's last insert",
@@ -107,6 +115,14 @@ async def _unsunk_draws(app: web.Application) -> int:
     async with app[REDIS].pipeline(transaction=False) as pipe:
         for cid in campaign_ids:
             pipe.get(store.unsunk_key(store.draw_stream(cid)))
+        counts = await pipe.execute()
+    return sum(int(count or 0) for count in counts)
+
+
+async def _unsunk_changes(redis: Redis) -> int:
+    async with redis.pipeline(transaction=False) as pipe:
+        for changes in CHANGE_STREAMS:  # one key per command: they live in different slots
+            pipe.get(changes.unsunk_key)
         counts = await pipe.execute()
     return sum(int(count or 0) for count in counts)
 
