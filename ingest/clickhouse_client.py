@@ -42,3 +42,13 @@ def describe(error: BaseException) -> str:
     message = str(getattr(error, "message", None) or error).split("Stack trace:")[0]
     first_line = (message.strip().splitlines() or [type(error).__name__])[0].rstrip(". ")
     return f"Code: {code}. {first_line}" if code is not None else first_line
+
+
+def stored_columns(client: Any, table: str) -> list[tuple[str, str]]:
+    """The (name, type) of the columns an insert into ``table`` gives, in table order."""
+    # DESCRIBE, not system.columns: 18.16's has no column positions
+    return [
+        (name, kind)
+        for name, kind, default_kind, *_ in client.execute(f"DESCRIBE TABLE {table}")
+        if default_kind != "MATERIALIZED"
+    ]

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from ingest.clickhouse_client import stored_columns
 from ingest.clickhouse_schema import Migration, load_migrations
-from ingest.scan_export import stored_columns
 
 _VIEW = re.compile(
     r"CREATE MATERIALIZED VIEW IF NOT EXISTS \w+ TO (?P<table>\w+) AS\s+(?P<select>SELECT\b.*)",

@@ -2,8 +2,8 @@
 
 Rows are streamed (``execute_iter``, blocks of ``block_rows``) and written a block at a time, so
 an export of any size holds one block in memory. The columns are the table's stored ones, as
-the migrations left them (``system.columns``), in table order: a migration that adds a column
-adds it to the exports. Rows come in the order they were scanned (``time_ms``).
+the migrations left them (``clickhouse_client.stored_columns``), in table order: a migration
+that adds a column adds it to the exports. Rows come in the order they were scanned (``time_ms``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any, BinaryIO, Literal
+
+from ingest.clickhouse_client import stored_columns
 
 FileFormat = Literal["csv", "parquet"]
 FILE_FORMATS: tuple[FileFormat, ...] = ("csv", "parquet")
@@ -43,16 +45,6 @@ def export_scans(
     if file_format == "csv":
         return _write_csv([name for name, _ in columns], blocks, output)
     return _write_parquet(columns, blocks, output)
-
-
-def stored_columns(client: Any, table: str) -> list[tuple[str, str]]:
-    """The (name, type) of the columns an insert into ``table`` gives, in table order."""
-    # DESCRIBE, not system.columns: 18.16's has no column positions
-    return [
-        (name, kind)
-        for name, kind, default_kind, *_ in client.execute(f"DESCRIBE TABLE {table}")
-        if default_kind != "MATERIALIZED"
-    ]
 
 
 def _blocks(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:

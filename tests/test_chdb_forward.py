@@ -18,9 +18,8 @@ import pytest
 import redis
 from chdb import session
 
-from ingest.clickhouse_client import connect
+from ingest.clickhouse_client import connect, stored_columns
 from ingest.clickhouse_schema import apply_migrations
-from ingest.scan_export import stored_columns
 from tests.analytics_support import load_analytics_data
 from tests.test_analytics_docs import examples
 
