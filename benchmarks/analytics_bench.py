@@ -82,11 +82,11 @@ FROM system.numbers LIMIT 30
 """,
     """
 INSERT INTO batches (batch_id, sku, gtin, kind, line_id, key_id, first_serial, last_serial,
-    quantity, created, created_ms, status, revoked_ms, changed_ms)
+    quantity, created, created_ms, status, revoked_ms)
 SELECT concat('B', toString(k)), ['BEER-500', 'COLA-330', 'TEA-250', 'WATER-550'][k % 4 + 1],
     '04006381333931', 'unit', 'L1', 1, k * 100000, k * 100000 + 99999, 100000,
     toDateTime(intDiv({start_ms}, 1000)), {start_ms}, if(k % 50 = 0, 'revoked', 'active'),
-    if(k % 50 = 0, {start_ms} + 86400000 * 20, 0), {start_ms} + 86400000 * 20
+    if(k % 50 = 0, {start_ms} + 86400000 * 20, 0)
 FROM (SELECT number + 10 AS k FROM system.numbers LIMIT 200)
 """,
     """

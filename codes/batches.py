@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
@@ -28,6 +28,7 @@ _MAX_TEXT = 64
 
 RESERVE_BATCH = LuaScript.load(__package__ or "codes", "reserve_batch.lua")
 REVOKE_BATCH = LuaScript.load(__package__ or "codes", "revoke_batch.lua")
+SNAPSHOT_BATCHES = LuaScript.load(__package__ or "codes", "snapshot_batches.lua")
 
 
 class BatchKind(StrEnum):
@@ -130,6 +131,11 @@ def revoke(batch_id: str, now_ms: int | None = None) -> ScriptCall:
     revoked_ms = int(time.time() * 1000) if now_ms is None else now_ms
     keys = (batch_key(batch_id), INDEX_VERSION_KEY, *CHANGES.keys)
     return ScriptCall(REVOKE_BATCH, keys, (revoked_ms,))
+
+
+def snapshot(batch_keys: Sequence[str]) -> ScriptCall:
+    """Appends these batches, as they are now, to ``CHANGES``; reply: how many there were."""
+    return ScriptCall(SNAPSHOT_BATCHES, (*CHANGES.keys, *batch_keys), ())
 
 
 @dataclass(frozen=True, slots=True)

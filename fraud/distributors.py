@@ -4,6 +4,7 @@ worker, which reloads them when the version counter moves."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -16,6 +17,7 @@ VERSION_KEY = "{geo}:version"
 CHANGES = ChangeStream("{geo}:changes")
 """Each distributor's JSON as stored by every put."""
 PUT_DISTRIBUTOR = LuaScript.load(__package__ or "fraud", "put_distributor.lua")
+SNAPSHOT_DISTRIBUTORS = LuaScript.load(__package__ or "fraud", "snapshot_distributors.lua")
 
 MAX_NAME_LENGTH = 200
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
@@ -32,6 +34,13 @@ def check_id(distributor_id: str) -> str:
             "letter or digit"
         )
     return distributor_id
+
+
+def snapshot(distributor_ids: Sequence[str]) -> ScriptCall:
+    """Appends these distributors, as they are now, to ``CHANGES``; reply: how many there were."""
+    return ScriptCall(
+        SNAPSHOT_DISTRIBUTORS, (DISTRIBUTORS_KEY, *CHANGES.keys), tuple(distributor_ids)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ CHANGES = ChangeStream("{ship}:changes")
 SHIP = LuaScript.load(__package__ or "fraud", "ship.lua")
 AGGREGATE = LuaScript.load(__package__ or "fraud", "aggregate.lua")
 RELEASE = LuaScript.load(__package__ or "fraud", "release.lua")
+SNAPSHOT_SHIPMENTS = LuaScript.load(__package__ or "fraud", "snapshot_shipments.lua")
 
 _RANGE = struct.Struct("<QQB")
 _SERIAL = struct.Struct("<Q")
@@ -82,6 +83,11 @@ def aggregate(parent: int, children: Sequence[int]) -> ScriptCall:
 
 def release(parent: int) -> ScriptCall:
     return ScriptCall(RELEASE, (CHILDREN_KEY, PARENT_KEY), (parent,))
+
+
+def snapshot(first_line: int, last_line: int) -> ScriptCall:
+    """Appends these lines of the shipment log to ``CHANGES``; reply: how many there were."""
+    return ScriptCall(SNAPSHOT_SHIPMENTS, (LOG_KEY, *CHANGES.keys), (first_line, last_line))
 
 
 class LoggedShipment(NamedTuple):

@@ -4,8 +4,10 @@ The scripts that change them append each changed record, as it now is, to a chan
 (``codes.commands.ChangeStream``): a batch's fields, a shipment's log line, a distributor's
 JSON. Their event families (``ingest.sink_family``) decode those entries into the tables of
 migration 0006, which the sink fills exactly once like ``scans``: a row is known by its stream
-entry. A record changed again gets a row more; the tables keep the newest version of each
-record's key, so ``SELECT ... FINAL`` reads each record once, as Redis holds it.
+entry. A record changed again gets a row more; the tables keep each record's row of the highest
+``version``, its entry's place in the stream: the order in which Redis made the changes (the
+scripts append in the same atomic step as they change the record). So ``SELECT ... FINAL``
+reads each record once, as Redis holds it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
     from ingest.sink_family import Entries
 
 CHANGE_STREAMS = (batches.CHANGES, shipments.CHANGES, distributors.CHANGES)
+
+
+_STREAM_COLUMNS = ("version", "stream_ms", "stream_seq")
+_SEQ_BITS = 20  # entries one stream gets in a millisecond stay far below 2**20
 
 
 class MirrorTable(SinkTable):
@@ -63,9 +69,7 @@ class BatchTable(MirrorTable):
         "created_ms",
         "status",
         "revoked_ms",
-        "changed_ms",
-        "stream_ms",
-        "stream_seq",
+        *_STREAM_COLUMNS,
     )
 
 
@@ -81,8 +85,7 @@ class ShipmentTable(MirrorTable):
         "last_serial",
         "codes",
         "range_index",
-        "stream_ms",
-        "stream_seq",
+        *_STREAM_COLUMNS,
     )
     IDENTITY = ("stream_ms", "stream_seq", "range_index")
 
@@ -95,8 +98,7 @@ class DistributorTable(MirrorTable):
         "territory",
         "updated",
         "updated_ms",
-        "stream_ms",
-        "stream_seq",
+        *_STREAM_COLUMNS,
     )
 
 
@@ -120,8 +122,7 @@ def decode_batches(_stream: str, entries: Entries) -> Columns:
                 batch.created_ms,
                 batch.status.value,
                 revoked_ms,
-                max(batch.created_ms, revoked_ms),
-                *_stream_id(entry_id),
+                *_stream_columns(entry_id),
             )
         )
     return _columns(BatchTable.COLUMNS, rows)
@@ -144,7 +145,7 @@ def decode_shipments(_stream: str, entries: Entries) -> Columns:
                     last,
                     last - first + 1,
                     index,
-                    *_stream_id(entry_id),
+                    *_stream_columns(entry_id),
                 )
             )
     return _columns(ShipmentTable.COLUMNS, rows)
@@ -162,15 +163,16 @@ def decode_distributors(_stream: str, entries: Entries) -> Columns:
                 orjson.dumps(stored["territory"]).decode(),
                 updated_ms // 1000,
                 updated_ms,
-                *_stream_id(entry_id),
+                *_stream_columns(entry_id),
             )
         )
     return _columns(DistributorTable.COLUMNS, rows)
 
 
-def _stream_id(entry_id: bytes) -> tuple[int, int]:
+def _stream_columns(entry_id: bytes) -> tuple[int, int, int]:
+    """``version``, ``stream_ms`` and ``stream_seq`` of an entry."""
     ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq)
+    return (int(ms) << _SEQ_BITS) + int(seq), int(ms), int(seq)
 
 
 def _utc_date(ms: int) -> date:

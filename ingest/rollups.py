@@ -9,7 +9,8 @@ and inserts the view's own SELECT over the raw rows of the day.
 
 Rows the sink inserts into a day while it is rebuilt would be counted twice (by the view and by
 the rebuild): only days before today (UTC) can be rebuilt, and the sink's backlog should be
-empty.
+empty. Rebuilding is not atomic: a rollup whose rebuild fails may lack the days' rows until the
+rebuild is run again, which the error says.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from ingest.clickhouse_client import stored_columns
+from clickhouse_driver.errors import Error as ClickHouseError
+
+from ingest.clickhouse_client import describe, stored_columns
 from ingest.clickhouse_schema import Migration, load_migrations
 
 _VIEW = re.compile(
@@ -82,22 +85,31 @@ def rebuild(client: Any, since: date, until: date, today: date | None = None) ->
     days = {"since": since, "until": until}
     rows = {}
     for rollup in rollups():
-        client.execute(f"ALTER TABLE {rollup.table} DELETE WHERE {_DAYS}", days)
-        _wait_for_mutations(client, rollup.table)
-        columns = ", ".join(name for name, _ in stored_columns(client, rollup.table))
-        client.execute(
-            f"INSERT INTO {rollup.table} ({columns}) SELECT {columns} FROM"
-            f" ({rollup.select_of_days()})",
-            days,
-        )
-        [(count,)] = client.execute(f"SELECT count() FROM {rollup.table} WHERE {_DAYS}", days)
-        rows[rollup.table] = int(count)
+        try:
+            rows[rollup.table] = _rebuild(client, rollup, days)
+        except (ClickHouseError, OSError, EOFError) as error:
+            raise RollupError(
+                f"rebuilding {rollup.table} failed ({describe(error)}): its rows of those days "
+                f"may be missing until the same rebuild is run again (rebuilt: {', '.join(rows)})"
+            ) from error
     return rows
+
+
+def _rebuild(client: Any, rollup: Rollup, days: dict[str, date]) -> int:
+    client.execute(f"ALTER TABLE {rollup.table} DELETE WHERE {_DAYS}", days)
+    _wait_for_mutations(client, rollup.table)
+    columns = ", ".join(name for name, _ in stored_columns(client, rollup.table))
+    client.execute(
+        f"INSERT INTO {rollup.table} ({columns}) SELECT {columns} FROM ({rollup.select_of_days()})",
+        days,
+    )
+    [(count,)] = client.execute(f"SELECT count() FROM {rollup.table} WHERE {_DAYS}", days)
+    return int(count)
 
 
 def _wait_for_mutations(client: Any, table: str) -> None:
     deadline = time.monotonic() + MUTATION_TIMEOUT_S
     while client.execute(_UNFINISHED_MUTATIONS, {"table": table})[0][0]:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the deletion of {table}'s rows did not finish")
+            raise TimeoutError(f"the deletion of its rows did not finish in {MUTATION_TIMEOUT_S} s")
         time.sleep(0.05)

@@ -106,12 +106,15 @@ def _mirror(
     changes: ChangeStream,
     decode: Callable[[str, Entries], Columns],
     table: Callable[[Any], SinkTable],
+    read_as_events: int,
 ) -> EventFamily:
-    """The family of a change stream of reference data (``ingest.mirror``)."""
+    """The family of a change stream of reference data (``ingest.mirror``): an entry is one
+    change, but reads are sized as if it held ``read_as_events`` events (a shipment of many
+    ranges, a distributor's megabytes of borders), so that a read stays small."""
     return EventFamily(
         name=name,
         stats_key=f"{{sink}}:{name}:stats",
-        max_events_per_entry=1,
+        max_events_per_entry=read_as_events,
         flush_scale=5,  # nobody waits on these: a change shows in ClickHouse within 5 s
         stream_keys=lambda _: (changes.key,),
         unsunk_key=lambda _: changes.unsunk_key,
@@ -121,10 +124,16 @@ def _mirror(
     )
 
 
-BATCHES = _mirror("batches", batches.CHANGES, mirror.decode_batches, mirror.BatchTable)
-SHIPMENTS = _mirror("shipments", shipments.CHANGES, mirror.decode_shipments, mirror.ShipmentTable)
+BATCHES = _mirror("batches", batches.CHANGES, mirror.decode_batches, mirror.BatchTable, 1)
+SHIPMENTS = _mirror(
+    "shipments", shipments.CHANGES, mirror.decode_shipments, mirror.ShipmentTable, 1_000
+)
 DISTRIBUTORS = _mirror(
-    "distributors", distributors.CHANGES, mirror.decode_distributors, mirror.DistributorTable
+    "distributors",
+    distributors.CHANGES,
+    mirror.decode_distributors,
+    mirror.DistributorTable,
+    10_000,
 )
 
 FAMILIES = (SCANS, DRAWS, BATCHES, SHIPMENTS, DISTRIBUTORS)

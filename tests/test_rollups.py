@@ -188,3 +188,16 @@ def test_days_the_sink_may_still_write_are_not_rebuilt(
 def test_the_rollups_are_read_from_the_migrations() -> None:
     found = {rollup.table: rollup.source for rollup in rollups.rollups()}
     assert found == {**dict.fromkeys(ROLLUPS, "scans"), "awards_daily": "draws"}
+
+
+def test_a_failed_rebuild_says_which_rollup_failed_and_what_to_do(database: str) -> None:
+    query(database, "DROP TABLE diversion_daily")
+    client = connect(database)
+    try:
+        with pytest.raises(rollups.RollupError) as failed:
+            rollups.rebuild(client, date(2026, 1, 1), date(2026, 1, 2))
+    finally:
+        client.disconnect()
+    message = str(failed.value)
+    assert message.startswith("rebuilding diversion_daily failed (Code: 60.")
+    assert message.endswith("run again (rebuilt: scans_hourly, scanners_daily)")

@@ -3,8 +3,10 @@
 -- {geo}:changes), and the sink moves the entries here exactly once (a row is known by its
 -- stream entry: stream_ms, stream_seq). `scanward mirror` appends what Redis held before.
 -- A record has a row per change until ClickHouse merges them: each table is a
--- ReplacingMergeTree on the record's key keeping the newest version, so SELECT ... FINAL reads
--- every record once, as it is now. The tables hold thousands of rows, not billions.
+-- ReplacingMergeTree on the record's key keeping the highest version, the entry's place in its
+-- stream (stream_ms * 2^20 + stream_seq), which is the order in which Redis made the changes;
+-- so SELECT ... FINAL reads every record once, as it is now. The tables hold thousands of rows,
+-- not billions.
 
 -- One row per order and per revocation of a batch.
 CREATE TABLE IF NOT EXISTS batches
@@ -22,11 +24,11 @@ CREATE TABLE IF NOT EXISTS batches
     created_ms UInt64,
     status String,
     revoked_ms UInt64,
-    changed_ms UInt64,
+    version UInt64,
     stream_ms UInt64,
     stream_seq UInt64
 )
-ENGINE = ReplacingMergeTree(changed_ms)
+ENGINE = ReplacingMergeTree(version)
 ORDER BY (sku, batch_id);
 
 -- One row per serial range shipped: a serial ships once, so a range's first serial is its key.
@@ -42,10 +44,11 @@ CREATE TABLE IF NOT EXISTS shipments
     last_serial UInt64,
     codes UInt64,
     range_index UInt32,
+    version UInt64,
     stream_ms UInt64,
     stream_seq UInt64
 )
-ENGINE = ReplacingMergeTree()
+ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(date)
 ORDER BY (distributor_id, first_serial);
 
@@ -57,8 +60,9 @@ CREATE TABLE IF NOT EXISTS distributors
     territory String,
     updated DateTime,
     updated_ms UInt64,
+    version UInt64,
     stream_ms UInt64,
     stream_seq UInt64
 )
-ENGINE = ReplacingMergeTree(updated_ms)
+ENGINE = ReplacingMergeTree(version)
 ORDER BY distributor_id;
