@@ -10,14 +10,14 @@ while records change, is harmless.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Iterator, Sequence
+from typing import TypeVar, cast
 
 from redis import Redis
 
 from codes import batches
-from codes.commands import LuaScript, ScriptCall
 from fraud import distributors, shipments
+from ingest.redis_scripts import BlockingScriptRunner
 
 BATCHES_PER_CALL = 1_000
 LINES_PER_CALL = 1_000
@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 def snapshot(redis: Redis) -> dict[str, int]:
     """Appends every record to its change stream; how many of each kind."""
-    run = _runner(redis)
+    run = BlockingScriptRunner(redis).run
     batch_keys = [
         key.decode() for key in cast(list[bytes], redis.zrange(batches.BATCH_INDEX_KEY, 0, -1))
     ]
@@ -45,18 +45,6 @@ def snapshot(redis: Redis) -> dict[str, int]:
             run(distributors.snapshot(chunk)) for chunk in _chunks(ids, DISTRIBUTORS_PER_CALL)
         ),
     }
-
-
-def _runner(redis: Redis) -> Callable[[ScriptCall], int]:
-    """Runs calls by EVALSHA (redis-py loads a script on NOSCRIPT)."""
-    scripts: dict[LuaScript, Any] = {}
-
-    def run(call: ScriptCall) -> int:
-        if call.script not in scripts:
-            scripts[call.script] = redis.register_script(call.script.source)
-        return int(scripts[call.script](keys=list(call.keys), args=list(call.args)))
-
-    return run
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
@@ -80,3 +81,19 @@ class ScriptRunner:
         if digest is None:
             digest = self._digests[script] = hashlib.sha1(script.source.encode()).hexdigest()
         return digest
+
+
+class BlockingScriptRunner:
+    """Runs calls one at a time on a blocking client, for commands and tests (redis-py's
+    ``Script`` sends EVALSHA and loads the script on NOSCRIPT)."""
+
+    def __init__(self, redis: SyncRedis) -> None:
+        self._redis = redis
+        self._scripts: dict[LuaScript, Any] = {}
+
+    def run(self, call: ScriptCall) -> Any:
+        """The reply of the call; a Redis error is raised."""
+        script = self._scripts.get(call.script)
+        if script is None:
+            script = self._scripts[call.script] = self._redis.register_script(call.script.source)
+        return script(keys=list(call.keys), args=list(call.args))

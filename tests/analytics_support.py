@@ -15,6 +15,7 @@ from fraud.distributors import Distributor
 from fraud.shipments import SerialRange
 from ingest.clickhouse_client import connect
 from ingest.mirror import CHANGE_STREAMS
+from ingest.redis_scripts import BlockingScriptRunner
 from ingest.scan_events import ScanEvent
 from tests.sink_support import (
     add_events,
@@ -105,8 +106,9 @@ def load_analytics_data(streams: redis.Redis, redis_url: str, database: str) -> 
     (``_reference_changes``) moved by the sink in batches of 500, and 600 prize draws of two
     campaigns over three days, a third of them won, inserted in two blocks."""
     streams.set(NEXT_SERIAL_KEY, FIRST_SERIAL)
+    scripts = BlockingScriptRunner(streams)
     for call in _reference_changes():
-        streams.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+        scripts.run(call)
     events = [_placed(event, n) for n, event in enumerate(make_events(EVENTS))]
     add_events(streams, events)
     with running_sink(sink_settings(redis_url, database, sink_batch_rows=500)):

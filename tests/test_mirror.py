@@ -17,6 +17,7 @@ from ingest import mirror, mirror_snapshot
 from ingest.cli import main
 from ingest.clickhouse_client import connect
 from ingest.mirror import CHANGE_STREAMS
+from ingest.redis_scripts import BlockingScriptRunner
 from ingest.sink_streams import dead_letter_key
 from tests.helpers import ADMIN, batch_codes, order_batch
 from tests.sink_support import query, running_sink, sink_settings, wait_until
@@ -171,9 +172,9 @@ def test_the_mirror_keeps_the_order_redis_made_the_changes_in_not_their_clocks(
 ) -> None:
     """Two puts of a distributor from hosts whose clocks disagree: Redis keeps the one it ran
     last, and so does the mirror, before and after a snapshot."""
+    scripts = BlockingScriptRunner(streams)
     for name, updated_ms in (("From the fast clock", 2_000), ("From the slow clock", 1_000)):
-        call = Distributor.create("EAST", name, SQUARE, updated_ms).put()
-        streams.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+        scripts.run(Distributor.create("EAST", name, SQUARE, updated_ms).put())
     _mirror(streams, redis_url, database)
     assert [row[1] for row in query(database, _DISTRIBUTORS)] == ["From the slow clock"]
     mirror_snapshot.snapshot(streams)
