@@ -25,6 +25,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # redis-server, clickhouse-server and wrk, plus python3 and its venv module on minimal images.
 system-packages:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report import provenance, publish
-from ingest import local_services
-from ingest.clickhouse_client import connect
-from ingest.clickhouse_schema import apply_migrations
+from ingest.ops import local_services
+from ingest.warehouse.client import connect
+from ingest.warehouse.schema import apply_migrations
 
 DAYS = 30
 START_MS = 1_768_003_200_000  # 2026-01-10 00:00 UTC

@@ -72,8 +72,8 @@ from benchmarks.world import (
     build_world,
     forge,
 )
-from ingest import local_services
-from ingest.server import wait_until_serving
+from ingest.ops import local_services
+from ingest.ops.server import wait_until_serving
 
 FLAG_OF = {
     Label.CLONED: "cloned",

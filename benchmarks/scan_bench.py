@@ -44,7 +44,7 @@ from benchmarks.stack import (
     wait_healthy,
 )
 from benchmarks.wrk import run_wrk
-from ingest.sink_streams import STATS_KEY
+from ingest.sink.streams import STATS_KEY
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

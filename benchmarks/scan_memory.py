@@ -24,10 +24,9 @@ import orjson
 from redis.asyncio import Redis
 
 from fraud.verdicts import Verdict
-from ingest import local_services
-from ingest.redis_scripts import RedisPyCommands, ScriptRunner
-from ingest.scan_events import STREAM_KEYS, ScanEvent
-from ingest.scan_state import (
+from ingest.events.scans import STREAM_KEYS, ScanEvent
+from ingest.ops import local_services
+from ingest.scan.state import (
     decide_scans,
     device_digest,
     member_digest,
@@ -35,6 +34,7 @@ from ingest.scan_state import (
     partition_of_serial,
     scan_argument,
 )
+from ingest.store.scripts import RedisPyCommands, ScriptRunner
 
 CALL_SIZE = 8  # scans of one partition per call: a micro-batch of ~128 scans
 

@@ -40,12 +40,8 @@ import orjson
 import redis
 
 from fraud.verdicts import Verdict
-from ingest import local_services
-from ingest.clickhouse_client import connect
-from ingest.clickhouse_schema import apply_migrations
 from ingest.config import Settings
-from ingest.gc_tuning import collect_less_often
-from ingest.scan_events import (
+from ingest.events.scans import (
     EVENT_FIELD,
     PARTITIONS,
     STATE_FIELD,
@@ -55,9 +51,13 @@ from ingest.scan_events import (
     stream_key,
     unsunk_key,
 )
-from ingest.sink import run_sink
-from ingest.sink_streams import STATS_KEY
-from ingest.sink_table import COLUMNS, column_values
+from ingest.ops import local_services
+from ingest.ops.gc_tuning import collect_less_often
+from ingest.sink.consumer import run_sink
+from ingest.sink.streams import STATS_KEY
+from ingest.sink.table import COLUMNS, column_values
+from ingest.warehouse.client import connect
+from ingest.warehouse.schema import apply_migrations
 
 START_MS = 1_767_225_600_000  # 2026-01-01
 

@@ -29,12 +29,12 @@ from codes.keyring import Keyring
 from fraud import shipments
 from fraud.distributors import Distributor
 from fraud.shipments import SerialRange
-from ingest import local_services
-from ingest.batch_store import BatchStore
-from ingest.redis_scripts import RedisPyCommands, ScriptRunner
-from ingest.scan_events import STREAM_KEYS
-from ingest.server import wait_until_serving
-from ingest.sink_streams import STATS_KEY
+from ingest.events.scans import STREAM_KEYS
+from ingest.ops import local_services
+from ingest.ops.server import wait_until_serving
+from ingest.sink.streams import STATS_KEY
+from ingest.store.batches import BatchStore
+from ingest.store.scripts import RedisPyCommands, ScriptRunner
 
 SECRET = "bench keyring secret"
 SHANGHAI = (31.3, 121.5)  # where the load puts its phones (scan_load.lua, open_loop)

@@ -64,8 +64,8 @@ from benchmarks.stack import (
     wait_healthy,
 )
 from benchmarks.wrk import run_wrk
-from ingest import local_services
 from ingest.config import Settings
+from ingest.ops import local_services
 
 OPEN_LOOP_FRACTIONS = (0.25, 0.5, 0.75, 0.9)
 WARM_UP_S = 2

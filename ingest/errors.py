@@ -1,6 +1,6 @@
 """The HTTP error tree: each exception knows its status and machine-readable code.
 
-Handlers raise these; ``error_middleware`` in ``ingest.app`` turns them into
+Handlers raise these; ``error_middleware`` in ``ingest.http.app`` turns them into
 ``{"error": {"code": ..., "message": ...}}``.
 """
 

@@ -9,7 +9,7 @@ workers; divided by the scans answered, these are each stage's CPU time per scan
 The stages, in the order a scan meets them:
 
 - ``parse``: reading the request: its client address, the JSON of its body (or the lines of a
-  bulk body) and ``ScanRequest.parse``;
+  bulk body) and ``parse_scan``;
 - ``verify``: verifying a batch's codes;
 - ``fraud``: the fraud stage's own work: the scans' facts, placing them, building its Redis
   commands, reading their replies, the rules;

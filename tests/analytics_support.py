@@ -13,10 +13,10 @@ from codes.commands import ScriptCall
 from fraud import shipments
 from fraud.distributors import Distributor
 from fraud.shipments import SerialRange
-from ingest.clickhouse_client import connect
-from ingest.mirror import CHANGE_STREAMS
-from ingest.redis_scripts import BlockingScriptRunner
-from ingest.scan_events import ScanEvent
+from ingest.events.scans import ScanEvent
+from ingest.sink.mirror import CHANGE_STREAMS
+from ingest.store.scripts import BlockingScriptRunner
+from ingest.warehouse.client import connect
 from tests.sink_support import (
     add_events,
     backlog,

@@ -17,10 +17,10 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from codes.keyring import Keyring
-from ingest import local_services
-from ingest.app import create_app
 from ingest.config import Settings
-from ingest.sink import run_sink
+from ingest.http.app import create_app
+from ingest.ops import local_services
+from ingest.sink.consumer import run_sink
 from tests.helpers import ADMIN_TOKEN, AiohttpClient
 from tests.sink_support import fresh_database
 

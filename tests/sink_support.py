@@ -18,12 +18,8 @@ import redis
 from clickhouse_driver.errors import NetworkError
 
 from fraud.verdicts import Verdict
-from ingest import local_services
-from ingest.clickhouse_client import connect
-from ingest.clickhouse_schema import apply_migrations
 from ingest.config import Settings
-from ingest.local_services import ServerProcess
-from ingest.scan_events import (
+from ingest.events.scans import (
     EVENT_FIELD,
     PARTITIONS,
     STATE_FIELD,
@@ -33,10 +29,14 @@ from ingest.scan_events import (
     stream_key,
     unsunk_key,
 )
-from ingest.sink import Sink, run_sink
-from ingest.sink_family import EventFamily
-from ingest.sink_streams import InsertStats, SinkStreams
-from ingest.sink_table import SinkTable
+from ingest.ops import local_services
+from ingest.ops.local_services import ServerProcess
+from ingest.sink.consumer import Sink, run_sink
+from ingest.sink.family import EventFamily
+from ingest.sink.streams import InsertStats, SinkStreams
+from ingest.sink.table import SinkTable
+from ingest.warehouse.client import connect
+from ingest.warehouse.schema import apply_migrations
 
 DAY_MS = 86_400_000
 # 2026-01-31 12:00 UTC: events spread over two days and two months (two table partitions).

@@ -9,9 +9,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from fraud.policy import FraudPolicy
-from ingest import alerts
-from ingest.clickhouse_client import connect
 from ingest.config import Settings
+from ingest.warehouse import alerts
+from ingest.warehouse.client import connect
 from tests.helpers import ADMIN, batch_codes, order_batch, post_scan
 from tests.sink_support import query, wait_until
 from tests.test_api_fraud import IN_BEIJING, IN_SHANGHAI, put_east_and_north

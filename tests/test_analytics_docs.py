@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from ingest import query_output
+from ingest.warehouse import query_output
 from tests.analytics_support import load_analytics_data
 from tests.sink_support import query
 

@@ -17,7 +17,7 @@ from codes.batches import Batch
 from codes.keyring import Keyring
 from codes.verify import Verifier
 from ingest.config import Settings
-from ingest.state import REDIS
+from ingest.http.state import REDIS
 from tests.conftest import KEYRING_SECRET
 from tests.helpers import ADMIN, ORDER, order_batch
 

@@ -12,9 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from fraud.policy import FraudPolicy
-from ingest.app import create_app
 from ingest.config import Settings
-from ingest.reward_stage import CAMPAIGNS_MAX_AGE_S
+from ingest.http.app import create_app
+from ingest.scan.reward_stage import CAMPAIGNS_MAX_AGE_S
 from rewards.status import REVEAL_DELAY_MS
 from tests.helpers import ADMIN, AiohttpClient, batch_codes, order_shipped_batch, post_scan
 

@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from fraud.policy import FraudPolicy
-from ingest.app import create_app
 from ingest.config import Settings
-from ingest.fraud_stage import REFERENCE_MAX_AGE_S
+from ingest.http.app import create_app
+from ingest.scan.fraud_stage import REFERENCE_MAX_AGE_S
 from tests.helpers import ADMIN, AiohttpClient, batch_codes, order_batch, post_scan
 
 pytestmark = pytest.mark.redis

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 from codes import digital_link
 from codes.keyring import Keyring
 from codes.verify import Verifier
-from ingest.app import create_app
 from ingest.config import Settings
-from ingest.scan_events import EVENT_FIELD, STREAM_KEYS, UNSUNK_KEYS
+from ingest.events.scans import EVENT_FIELD, STREAM_KEYS, UNSUNK_KEYS
+from ingest.http.app import create_app
 from tests.conftest import KEYRING_SECRET
 from tests.helpers import ADMIN, AiohttpClient, batch_codes, order_shipped_batch, post_scan
 

@@ -18,8 +18,8 @@ import pytest
 import redis
 from chdb import session
 
-from ingest.clickhouse_client import connect, stored_columns
-from ingest.clickhouse_schema import apply_migrations
+from ingest.warehouse.client import connect, stored_columns
+from ingest.warehouse.schema import apply_migrations
 from tests.analytics_support import load_analytics_data
 from tests.test_analytics_docs import examples
 

@@ -10,7 +10,7 @@ from codes.batches import Batch
 from codes.keyring import Keyring
 from codes.verify import Verifier
 from ingest.cli import main
-from ingest.local_services import ServiceAddresses, ServiceError, data_folder_lock, free_port
+from ingest.ops.local_services import ServiceAddresses, ServiceError, data_folder_lock, free_port
 
 SECRET = "cli secret"
 

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from ingest.cli import main
-from ingest.local_services import ServiceAddresses
+from ingest.ops.local_services import ServiceAddresses
 from tests.sink_support import fresh_database
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.clickhouse_client import connect
-from ingest.clickhouse_schema import MigrationError, apply_migrations, load_migrations
-from ingest.sink_table import COLUMNS, DRAW_COLUMNS
+from ingest.sink.table import COLUMNS, DRAW_COLUMNS
+from ingest.warehouse.client import connect
+from ingest.warehouse.schema import MigrationError, apply_migrations, load_migrations
 from tests.sink_support import fresh_database, query
 
 SCANS = {

@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from ingest.client_address import ClientAddress
+from ingest.http.client_address import ClientAddress
 
 
 class _Transport:

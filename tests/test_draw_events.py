@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ingest.draw_events import campaign_of, decode_columns, draws_in
+from ingest.events.draws import campaign_of, decode_columns, draws_in
 from rewards.campaigns import is_campaign_id
 from rewards.store import draw_stream as stream_key
 from tests.draw_support import OUTCOME, PRIZES, encode_entry, make_draws

@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ingest.redis_scripts import RedisPyCommands, ScriptRunner
+from ingest.store.scripts import RedisPyCommands, ScriptRunner
 from rewards import store
 from rewards.campaigns import Campaign
 from rewards.draws import DrawStatus, Entrant, LiveCampaign, Outcome

@@ -31,9 +31,9 @@ import orjson
 import pytest
 
 from codes.keyring import Keyring
-from ingest import local_services
-from ingest.clickhouse_client import connect
-from ingest.local_services import ServerProcess, free_port
+from ingest.ops import local_services
+from ingest.ops.local_services import ServerProcess, free_port
+from ingest.warehouse.client import connect
 from tests.conftest import KEYRING_SECRET
 from tests.helpers import (
     ADMIN,

@@ -10,8 +10,8 @@ import pytest
 
 from benchmarks.fraud_eval import run_world
 from benchmarks.world import Label, WorldParams, build_world
-from ingest.app import create_app
 from ingest.config import Settings
+from ingest.http.app import create_app
 from tests.helpers import ADMIN_TOKEN, AiohttpClient
 
 SMALL = WorldParams(

@@ -5,7 +5,7 @@ import logging
 
 import orjson
 
-from ingest.json_logging import JsonFormatter
+from ingest.ops.json_logging import JsonFormatter
 
 
 def test_a_record_is_one_json_line_with_its_extra_fields() -> None:

@@ -6,8 +6,8 @@ import pytest
 import redis
 from clickhouse_driver import Client
 
-from ingest import local_services
-from ingest.local_services import ServiceAddresses, ServiceError
+from ingest.ops import local_services
+from ingest.ops.local_services import ServiceAddresses, ServiceError
 
 
 @pytest.mark.clickhouse

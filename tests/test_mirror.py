@@ -13,12 +13,12 @@ from aiohttp.test_utils import TestClient
 from codes import batches
 from fraud import distributors, shipments
 from fraud.distributors import Distributor
-from ingest import mirror, mirror_snapshot
 from ingest.cli import main
-from ingest.clickhouse_client import connect
-from ingest.mirror import CHANGE_STREAMS
-from ingest.redis_scripts import BlockingScriptRunner
-from ingest.sink_streams import dead_letter_key
+from ingest.sink import mirror, mirror_snapshot
+from ingest.sink.mirror import CHANGE_STREAMS
+from ingest.sink.streams import dead_letter_key
+from ingest.store.scripts import BlockingScriptRunner
+from ingest.warehouse.client import connect
 from tests.helpers import ADMIN, batch_codes, order_batch
 from tests.sink_support import query, running_sink, sink_settings, wait_until
 

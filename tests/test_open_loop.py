@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 
 from benchmarks import open_loop
-from ingest.local_services import free_port
-from ingest.server import wait_until_serving
+from ingest.ops.local_services import free_port
+from ingest.ops.server import wait_until_serving
 
 CODES = [f"C{index:06d}" for index in range(100_000)]
 HOST = "127.0.0.1:8080"

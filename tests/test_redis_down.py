@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ingest.app import create_app
 from ingest.config import Settings
-from ingest.local_services import free_port
+from ingest.http.app import create_app
+from ingest.ops.local_services import free_port
 from tests.conftest import KEYRING_SECRET
 from tests.helpers import ADMIN_TOKEN
 

@@ -10,8 +10,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ingest.local_services import free_port
-from ingest.redis_pipe import RedisPipe
+from ingest.ops.local_services import free_port
+from ingest.store.pipe import RedisPipe
 
 
 @pytest.mark.redis

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from ingest.config import Settings
-from ingest.local_services import free_port
+from ingest.ops.local_services import free_port
 from tests.conftest import KEYRING_SECRET
 from tests.helpers import ADMIN, ADMIN_TOKEN, DISTRIBUTOR_BODY, DISTRIBUTOR_URL, ORDER
 from tests.sink_support import query, wait_until

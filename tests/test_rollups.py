@@ -8,8 +8,8 @@ from datetime import date
 import pytest
 import redis
 
-from ingest import rollups
-from ingest.clickhouse_client import connect
+from ingest.warehouse import rollups
+from ingest.warehouse.client import connect
 from tests.analytics_support import load_analytics_data
 from tests.sink_support import (
     add_events,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.scan_events import EVENT_FIELD, STATE, STATE_FIELD, decode_columns
+from ingest.events.scans import EVENT_FIELD, STATE, STATE_FIELD, decode_columns
 from tests.sink_support import make_events
 
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingest.cli import main
-from ingest.clickhouse_client import connect
-from ingest.scan_export import export_scans
+from ingest.warehouse.client import connect
+from ingest.warehouse.export import export_scans
 
 FIRST_DAY = date(2026, 11, 20)
 PER_DAY = 5

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ingest.scan_pipeline import ScanPipeline
-from ingest.scan_request import ScanRequest
+from ingest.scan.pipeline import ScanPipeline
+from ingest.scan.request import ScanRequest
 
 
 class _GatedPipeline(ScanPipeline):

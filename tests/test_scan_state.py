@@ -11,9 +11,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ingest.redis_scripts import RedisPyCommands, ScriptRunner
-from ingest.scan_events import PARTITIONS, events_in, partition_tag, stream_key, unsunk_key
-from ingest.scan_state import (
+from ingest.events.scans import PARTITIONS, events_in, partition_tag, stream_key, unsunk_key
+from ingest.scan.state import (
     SCAN_STATE,
     SEEN_RANGE,
     STREAM_FULL,
@@ -26,6 +25,7 @@ from ingest.scan_state import (
     partition_of_text,
     scan_argument,
 )
+from ingest.store.scripts import RedisPyCommands, ScriptRunner
 
 SERIAL = 3 * SEEN_RANGE + 17
 Entry = tuple[bytes, dict[bytes, bytes]]

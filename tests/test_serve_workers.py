@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 import redis
 
-from ingest.local_services import free_port
-from ingest.scan_events import UNSUNK_KEYS
+from ingest.events.scans import UNSUNK_KEYS
+from ingest.ops.local_services import free_port
 from tests.conftest import KEYRING_SECRET
 from tests.helpers import ADMIN_TOKEN
 

@@ -24,12 +24,8 @@ import pytest
 import redis
 from clickhouse_driver.errors import NetworkError
 
-from ingest import local_services, sink_batch
-from ingest.clickhouse_client import connect
-from ingest.clickhouse_schema import apply_migrations
 from ingest.config import Settings
-from ingest.local_services import ServerProcess
-from ingest.scan_events import (
+from ingest.events.scans import (
     CONSUMER_GROUP,
     EVENT_FIELD,
     PARTITIONS,
@@ -39,12 +35,17 @@ from ingest.scan_events import (
     Columns,
     ScanEvent,
 )
-from ingest.sink import run_sink
-from ingest.sink_batch import Batch
-from ingest.sink_family import SCANS, Entries, Entry
-from ingest.sink_lease import LEASE_KEY, SinkLease
-from ingest.sink_streams import NEW, STATS_KEY, SinkStreams, dead_letter_key
-from ingest.sink_table import QUERY_ID_PREFIX, ScanTable
+from ingest.ops import local_services
+from ingest.ops.local_services import ServerProcess
+from ingest.sink import insert
+from ingest.sink.consumer import run_sink
+from ingest.sink.family import SCANS, Entries, Entry
+from ingest.sink.insert import Batch
+from ingest.sink.lease import LEASE_KEY, SinkLease
+from ingest.sink.streams import NEW, STATS_KEY, SinkStreams, dead_letter_key
+from ingest.sink.table import QUERY_ID_PREFIX, ScanTable
+from ingest.warehouse.client import connect
+from ingest.warehouse.schema import apply_migrations
 from tests.sink_support import (
     Crash,
     CrashBeforeAck,
@@ -184,7 +185,7 @@ def test_a_crash_between_insert_and_ack_inserts_nothing_twice(
 def test_a_write_waits_for_an_insert_still_running_on_the_server(
     streams: redis.Redis, redis_url: str, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "ingest.sink")
+    caplog.set_level(logging.INFO, "ingest.sink.consumer")
     add_events(streams, make_events(100))
     settings = sink_settings(redis_url, database)
     with sink_with(settings, SCANS, streams=CrashBeforeAck) as (sink, _), pytest.raises(Crash):
@@ -271,7 +272,7 @@ def test_a_batch_takes_entries_up_to_its_rows_and_returns_the_rest() -> None:
 def test_a_batch_decoded_as_it_fills_holds_every_row_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sink_batch, "DECODE_ROWS", 10)  # decoded every few adds
+    monkeypatch.setattr(insert, "DECODE_ROWS", 10)  # decoded every few adds
     poison = (b"99-0", {EVENT_FIELD: b"\x05\x00\x00\x00short", STATE_FIELD: b"\x01" * 7})
     first, second = _entries(24, per_entry=3), _entries(30, per_entry=2, first_id=100)
     batch = Batch(SCANS)

@@ -11,10 +11,10 @@ from typing import Any, cast
 import pytest
 import redis
 
-from ingest.scan_events import CONSUMER_GROUP
-from ingest.sink_family import DRAWS, Entry
-from ingest.sink_streams import STATS_KEY, dead_letter_key
-from ingest.sink_table import DRAW_COLUMNS, DrawTable
+from ingest.events.scans import CONSUMER_GROUP
+from ingest.sink.family import DRAWS, Entry
+from ingest.sink.streams import STATS_KEY, dead_letter_key
+from ingest.sink.table import DRAW_COLUMNS, DrawTable
 from rewards.store import CAMPAIGNS_KEY, unsunk_key
 from rewards.store import draw_stream as stream_key
 from tests.draw_support import OUTCOME, PRIZES, Draw, add_draws, encode_entry, make_draws

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.clickhouse_client import connect
-from ingest.local_services import ServiceAddresses, free_port
+from ingest.ops.local_services import ServiceAddresses, free_port
+from ingest.warehouse.client import connect
 from tests.conftest import KEYRING_SECRET
 from tests.helpers import ADMIN, DISTRIBUTOR, DISTRIBUTOR_BODY, DISTRIBUTOR_URL, ORDER, shipment_of
 

@@ -1,0 +1,160 @@
+"""``scanward serve`` and ``scanward up``: the API alone, or the whole stack (Redis and
+ClickHouse unless configured, the schema, API workers, the sink and the alerts loop)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+
+import uvloop
+
+from codes.keyring import Keyring
+from ingest.cli.common import (
+    CommandError,
+    Subcommands,
+    keyring_secret,
+    positive,
+    redis_of,
+    settings_of,
+)
+from ingest.cli.warehouse import apply_all_migrations
+from ingest.config import Settings
+from ingest.metrics import MULTIPROC_ENV
+from ingest.ops import demo, json_logging, local_services
+from ingest.ops.server import serve, wait_until_serving
+from ingest.ops.supervisor import Supervisor
+
+
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    up = commands.add_parser("up", parents=[common], help="start Redis, ClickHouse and the API")
+    up.add_argument("--port", type=int)
+    up.add_argument("--host")
+    up.add_argument("--demo", action="store_true", help="make a demo batch and print curls")
+    up.add_argument("--workers", type=positive, help="API processes sharing the port")
+    up.set_defaults(run=up_command)
+
+    serve_parser = commands.add_parser("serve", parents=[common], help="run the API only")
+    serve_parser.add_argument("--port", type=int)
+    serve_parser.add_argument("--host")
+    serve_parser.add_argument("--workers", type=positive, help="processes sharing the port")
+    serve_parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    serve_parser.set_defaults(run=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> None:
+    """The API alone, in one process or in ``--workers`` processes sharing the port."""
+    settings = settings_of(args, needs_redis=True).with_overrides(workers=args.workers)
+    keyring_secret(settings)
+    json_logging.configure()
+    if args.worker or settings.workers == 1:
+        try:
+            uvloop.run(serve(settings, reuse_port=args.worker))
+        except OSError as error:
+            raise _cannot_serve(settings, error) from None
+        return
+    _check_port_is_free(settings)
+    with (
+        tempfile.TemporaryDirectory(prefix="scanward-metrics-") as metrics_dir,
+        Supervisor({**settings_environment(settings), MULTIPROC_ENV: metrics_dir}) as supervisor,
+    ):
+        add_workers(supervisor, settings.workers)
+        supervisor.run()
+
+
+def up_command(args: argparse.Namespace) -> None:
+    """Redis and ClickHouse (unless configured), the schema, API workers and the sink."""
+    settings = settings_of(args).with_overrides(workers=args.workers)
+    secret = keyring_secret(settings)
+    json_logging.configure()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.keyring_file.exists():
+        Keyring.new().save(settings.keyring_file, secret)
+        print(f"created a keyring with one master key at {settings.keyring_file}")
+    _check_port_is_free(settings)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(local_services.data_folder_lock(settings.data_dir))
+        redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
+        if redis_url is None:
+            redis_url = stack.enter_context(
+                _stopping(local_services.start_redis(settings.data_dir))
+            )
+        if clickhouse_url is None:
+            clickhouse_url = stack.enter_context(
+                _stopping(local_services.start_clickhouse(settings.data_dir))
+            )
+        settings = replace(settings, redis_url=redis_url, clickhouse_url=clickhouse_url)
+        api_url = f"http://{settings.host}:{settings.port}"
+        local_services.ServiceAddresses(redis_url, clickhouse_url, api_url).save(settings.data_dir)
+        stack.callback((settings.data_dir / local_services.SERVICES_FILE).unlink, missing_ok=True)
+        for name in apply_all_migrations(settings):
+            print(f"applied migration {name}")
+        print(f"redis       {redis_url}\nclickhouse  {clickhouse_url}\napi         {api_url}")
+        metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="scanward-metrics-"))
+        environment = {**settings_environment(settings), MULTIPROC_ENV: metrics_dir}
+        supervisor = stack.enter_context(Supervisor(environment))
+        add_workers(supervisor, settings.workers)
+        supervisor.add("sink", ["sink", "--supervised"], stop_group=1)
+        supervisor.add("alerts", ["alerts", "run", "--supervised"], stop_group=1)
+        _wait_until_serving(api_url)
+        if args.demo:
+            asyncio.run(_announce_demo(settings, api_url))
+        print(f"serving with {settings.workers} worker(s) and the sink; Ctrl-C stops everything")
+        sys.stdout.flush()
+        supervisor.run()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """What a child process needs beyond the inherited environment: the values resolved here."""
+    values = {
+        "data_dir": str(settings.data_dir),
+        "host": settings.host,
+        "port": str(settings.port),
+        "redis_url": settings.redis_url,
+        "clickhouse_url": settings.clickhouse_url,
+    }
+    return {f"SCANWARD_{k.upper()}": v for k, v in values.items() if v is not None}
+
+
+def add_workers(supervisor: Supervisor, count: int) -> None:
+    for number in range(count):
+        supervisor.add(f"api worker {number + 1}", ["serve", "--worker"], stop_group=0)
+
+
+def _cannot_serve(settings: Settings, error: OSError) -> CommandError:
+    return CommandError(f"cannot serve on {settings.host}:{settings.port}: {error}")
+
+
+def _check_port_is_free(settings: Settings) -> None:
+    """Workers bind with SO_REUSEPORT, which would quietly share a port with another stack."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as error:
+            raise _cannot_serve(settings, error) from None
+
+
+def _wait_until_serving(api_url: str, timeout_s: float = 30.0) -> None:
+    if not wait_until_serving(api_url, timeout_s):
+        raise CommandError(f"the API did not answer at {api_url} within {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def _stopping(server: local_services.ServerProcess) -> Iterator[str]:
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+async def _announce_demo(settings: Settings, api_url: str) -> None:
+    async with redis_of(settings) as redis:
+        batch = await demo.demo_batch(redis, settings.keyring_file, keyring_secret(settings))
+        await demo.demo_campaign(redis, settings.member_tiers)
+    print(demo.instructions(settings, api_url, batch), flush=True)

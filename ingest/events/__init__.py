@@ -1,0 +1,2 @@
+"""The stream entries between the scan path and the sink: scan events and prize draws, their
+stream keys and partitions, how they are encoded and how they decode into columns."""

@@ -1,0 +1,1 @@
+"""The handlers, one module per resource; each declares its routes."""

@@ -1,0 +1,4 @@
+"""The scan path: requests parsed, micro-batched, verified, judged by the fraud stage, recorded
+by ``scan_state.lua`` with their events, and drawn for prizes; answered only after Redis
+acknowledged the event. May import ``store``, ``events`` and the domain packages, not ``http``.
+"""

@@ -1,0 +1,160 @@
+"""The fraud stage of the scan path: runs the rules of ``fraud`` over a micro-batch.
+
+Territory and shipment rules need no I/O (the reference data is cached in the worker). The
+clone, farm and guessing rules need what Redis remembers, fetched in one round trip before the
+scan state is decided: the codes' records (an HGET each) and the devices' and IPs' counters
+(one ``velocity.lua`` call per actor partition). A device or IP blocked for guessing is refused
+with 429; this worker then refuses it without asking Redis until the cool-down ends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+from fraud import location, velocity
+from fraud.assessment import Assessment, ScanFacts, assess
+from fraud.clones import CodeHistory
+from fraud.policy import FraudPolicy
+from fraud.velocity import NOT_OBSERVED, ActorCounts, ActorKind, Observation
+from fraud.verdicts import COUNTERFEIT_FLAGS
+from ingest import stage_timer
+from ingest.errors import TooManyRequests
+from ingest.scan.state import history_of, read_history
+from ingest.store.references import ReferenceSource
+from ingest.store.scripts import ScriptRunner
+
+REFERENCE_MAX_AGE_S = 0.1
+_MAX_REMEMBERED_BLOCKS = 10_000
+# what guessers send; a genuine code in a URL with the wrong GTIN is a fake label, not a guess
+_GUESS_FLAGS = frozenset(COUNTERFEIT_FLAGS) - {"gtin_mismatch"}
+
+
+class FraudStage:
+    def __init__(
+        self, scripts: ScriptRunner, references: ReferenceSource, policy: FraudPolicy
+    ) -> None:
+        self._scripts = scripts
+        self._references = references
+        self._policy = policy
+        self._blocked_until: dict[tuple[ActorKind, str], float] = {}
+
+    async def judge(
+        self, scans: Sequence[ScanFacts], now_ms: int
+    ) -> list[Assessment | TooManyRequests]:
+        """An assessment per scan, or the refusal of a blocked device or IP."""
+        with stage_timer.FRAUD:
+            known_blocks = [self._known_block(scan) for scan in scans]
+            fresh = [scan for scan, block in zip(scans, known_blocks, strict=True) if block is None]
+        judged_fresh = await self._judge_fresh(fresh, now_ms)
+        with stage_timer.FRAUD:
+            judged = iter(judged_fresh)
+            return [block or next(judged) for block in known_blocks]
+
+    async def _judge_fresh(
+        self, scans: Sequence[ScanFacts], now_ms: int
+    ) -> list[Assessment | TooManyRequests]:
+        reference = await self._references.current(REFERENCE_MAX_AGE_S)
+        with stage_timer.FRAUD:
+            placements = location.place(
+                [s.serial for s in scans],
+                [s.lat for s in scans],
+                [s.lon for s in scans],
+                [s.accuracy_m for s in scans],
+                reference,
+                self._policy,
+            )
+        histories, devices, ips = await self._remembered(scans, now_ms)
+        with stage_timer.FRAUD:
+            blocks = [
+                self._block(scan, device, ip) if device.blocked_s or ip.blocked_s else None
+                for scan, device, ip in zip(scans, devices, ips, strict=True)
+            ]
+            kept = [at for at, block in enumerate(blocks) if block is None]
+            assessed = iter(
+                assess(
+                    [scans[at] for at in kept],
+                    [placements[at] for at in kept],
+                    [histories[at] for at in kept],
+                    [devices[at] for at in kept],
+                    [ips[at] for at in kept],
+                    self._policy,
+                )
+            )
+            return [block or next(assessed) for block in blocks]
+
+    async def _remembered(
+        self, facts: Sequence[ScanFacts], now_ms: int
+    ) -> tuple[list[CodeHistory | None], list[ActorCounts], list[ActorCounts]]:
+        """The codes' histories and the devices' and IPs' counts, in one round trip."""
+        with stage_timer.FRAUD:
+            read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
+            by_actor_partition: dict[int, list[tuple[int, Observation]]] = defaultdict(list)
+            for at, fact in enumerate(facts):
+                for observation in _observations(fact):
+                    partition = velocity.actor_partition(observation.actor)
+                    by_actor_partition[partition].append((at, observation))
+            history_reads = [read_history(facts[at].serial) for at in read]
+            velocity_calls = [
+                velocity.count(partition, [o for _, o in observed], now_ms // 1000, self._policy)
+                for partition, observed in by_actor_partition.items()
+            ]
+        replies = await self._scripts.run_many([*history_reads, *velocity_calls])
+        with stage_timer.FRAUD:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            histories: list[CodeHistory | None] = [None] * len(facts)
+            for at, record in zip(read, replies[: len(read)], strict=True):
+                histories[at] = history_of(record)
+            devices, ips = [NOT_OBSERVED] * len(facts), [NOT_OBSERVED] * len(facts)
+            counted = replies[len(history_reads) :]
+            for observed, counts in zip(by_actor_partition.values(), counted, strict=True):
+                for (at, observation), reply in zip(observed, counts, strict=True):
+                    target = devices if observation.kind is ActorKind.DEVICE else ips
+                    target[at] = ActorCounts.from_reply(reply)
+            return histories, devices, ips
+
+    def _known_block(self, scan: ScanFacts) -> TooManyRequests | None:
+        now = time.monotonic()
+        for actor in ((ActorKind.DEVICE, scan.device_id), (ActorKind.IP, scan.ip)):
+            until = self._blocked_until.get(actor)
+            if until is not None and until > now:
+                return _refusal(actor[0], math.ceil(until - now))
+        return None
+
+    def _block(self, scan: ScanFacts, device: ActorCounts, ip: ActorCounts) -> TooManyRequests:
+        if len(self._blocked_until) >= _MAX_REMEMBERED_BLOCKS:
+            now = time.monotonic()
+            self._blocked_until = {a: t for a, t in self._blocked_until.items() if t > now}
+        kind, seconds = (
+            (ActorKind.DEVICE, device.blocked_s)
+            if device.blocked_s >= ip.blocked_s
+            else (ActorKind.IP, ip.blocked_s)
+        )
+        actor = scan.device_id if kind is ActorKind.DEVICE else scan.ip
+        self._blocked_until[(kind, actor)] = time.monotonic() + seconds
+        return _refusal(kind, seconds)
+
+
+def _refusal(kind: ActorKind, seconds: int) -> TooManyRequests:
+    who = "device" if kind is ActorKind.DEVICE else "address"
+    return TooManyRequests(
+        f"this {who} sent too many invalid codes; try again in {seconds} s",
+        "too_many_invalid_codes",
+        seconds,
+    )
+
+
+def _observations(scan: ScanFacts) -> list[Observation]:
+    """The scan as its IP made it and, when it sent one, as its device made it."""
+    invalid = any(flag["flag"] in _GUESS_FLAGS for flag in scan.code_flags)
+    observations = [Observation(ActorKind.IP, scan.ip, invalid, 0, scan.member)]
+    if scan.device_id:
+        serial = 0 if scan.serial == location.NO_SERIAL else scan.serial
+        observations.append(
+            Observation(ActorKind.DEVICE, scan.device_id, invalid, serial, scan.member)
+        )
+    return observations

@@ -1,0 +1,360 @@
+"""The sink: events from the Redis streams into ClickHouse, each exactly once.
+
+It moves every family of events (``ingest.sink.family``): scan events from the partitions'
+streams ``{scans:N}:events`` into ``scans``, prize draws from each campaign's stream
+``{camp:<id>}:draws`` into ``draws``, and the changes of batches, shipments and distributors
+into their mirrors (``ingest.sink.mirror``). A family's streams are read through the consumer group
+``CONSUMER_GROUP`` as the one fixed consumer ``CONSUMER``; entries are decoded into columns and
+written in one columnar insert per ``sink_batch_rows`` rows or ``sink_flush_ms`` (times the
+family's ``flush_scale``: draws and changes wait 5 s, and an idle stream of theirs is polled
+5 times less often), whichever comes first. Then the sink acknowledges
+the entries and trims each stream past them, so a stream's length is its unsunk backlog (the
+scan path refuses scans beyond ``max_unsunk_events``). Streams of campaigns added while the
+sink runs are found every ``DISCOVER_S``: their consumer group is made and their pending
+entries written before their new ones are read.
+
+A loop reads and decodes the next batch while its writer thread (``_Writer``) inserts and
+acknowledges the last one: the insert's server side and the acknowledgement run in ClickHouse
+and Redis, and the loop's thread runs meanwhile. The writer writes one batch at a time, in the
+order they were read, so each stream's entries are acknowledged in stream order, each batch
+after its insert; the loop waits for the write in flight before it writes anything itself (the
+pending entries of a new stream) and before it recovers after a failure, and a write that fails
+ends the loop as a failure of its own would. At most two batches are in memory: the one being
+written and the one being read.
+
+Exactly once, although ClickHouse 18.16 cannot deduplicate inserts into a MergeTree:
+
+- An entry stays pending (in the group's PEL) from its delivery until it is acknowledged, which
+  happens only after its rows are in ClickHouse. A sink that dies at any point leaves every
+  entry whose insert may have happened pending; nothing is acknowledged that is not stored.
+- The first insert of freshly delivered entries needs no check: no row of theirs can exist.
+- Every other write (the pending entries found at start or in a newly found stream, a retry
+  after a failed insert or a failed acknowledgement) first waits until ``system.processes``
+  shows no insert into the family's table by a sink of this database (each carries a
+  recognisable query id: a dead sink's insert may still run on the server), then asks the table
+  which of the events it already holds (``SinkTable.missing``: for scans the partition, entry
+  id and place in the entry, searching only their days and partitions; for draws the campaign
+  and seq, searching only their campaigns' seq ranges) and inserts only the others. The check
+  is per event, so even an insert cut half-way is completed, not repeated.
+
+Only one sink may write at a time (a second one would insert fresh entries while the first is
+checking): ``run_sink`` holds ``sink_lease.SinkLease`` while it runs, and under it runs one
+``Sink`` loop per family, each in its own thread with its own Redis connection and ClickHouse
+client (which one thread uses at a time). Separate loops keep the families independent: their
+batches fill at their own pace, and a failing or slow insert into one table (each retried with
+its own backoff) delays nothing of the others; as the waits for running inserts are per table,
+a busy family never holds up the others' checks. The loops share the stop event: when one ends
+(stop, a lost lease, a crash) the others write their batches in hand and end too.
+
+ClickHouse or Redis being down only delays the sink: it retries with a backoff capped at
+``BACKOFF_CAP_S`` and never drops an entry. On stop (SIGTERM/SIGINT in ``scanward sink``) each
+loop finishes the write in flight, writes and acknowledges the batch in hand, then returns; if
+ClickHouse fails either write, the entries not written stay pending for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from clickhouse_driver.errors import Error as ClickHouseError
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from ingest.config import Settings
+from ingest.events.scans import Columns
+from ingest.sink.family import FAMILIES, EventFamily
+from ingest.sink.insert import Batch
+from ingest.sink.lease import SinkLease
+from ingest.sink.streams import NEW, InsertStats, SinkStreams
+from ingest.sink.table import SinkTable
+from ingest.warehouse.client import connect, describe
+
+log = logging.getLogger(__name__)
+
+MAX_READ_COUNT = 1_000
+IDLE_S = 0.02
+DISCOVER_S = 1.0
+BACKOFF_FIRST_S, BACKOFF_CAP_S = 0.1, 2.0
+_CLICKHOUSE_ERRORS = (ClickHouseError, OSError, EOFError)
+
+
+def _entries_to_read(rows: int, streams: int, events_per_entry: int) -> int:
+    """Entries to ask each stream for: however full the entries, a read brings at most about
+    ``rows`` more rows (an entry holds up to ``events_per_entry`` events)."""
+    return max(1, min(MAX_READ_COUNT, rows // (max(streams, 1) * events_per_entry)))
+
+
+class _Stopped(Exception):
+    """Stop was asked while the sink could not yet write safely."""
+
+
+class Backoff:
+    def __init__(self) -> None:
+        self.delay = BACKOFF_FIRST_S
+
+    def wait(self, stop: threading.Event) -> None:
+        stop.wait(self.delay)
+        self.delay = min(self.delay * 2, BACKOFF_CAP_S)
+
+
+class Sink:
+    """The loop of one event family: ``streams`` and ``table`` are that family's."""
+
+    def __init__(
+        self, streams: SinkStreams, table: SinkTable, settings: Settings, stop: threading.Event
+    ) -> None:
+        self._streams = streams
+        self._family = streams.family
+        self._table = table
+        self._batch_rows = settings.sink_batch_rows
+        self._flush_ms = settings.sink_flush_ms * self._family.flush_scale
+        self._idle_s = IDLE_S * self._family.flush_scale
+        self._stop = stop
+        self._log = {"family": self._family.name}
+
+    def run(self) -> None:
+        """Sinks until ``stop`` is set; the batches in hand are written before returning."""
+        log.info(
+            "sink started",
+            extra={**self._log, "batch_rows": self._batch_rows, "flush_ms": self._flush_ms},
+        )
+        backoff = Backoff()
+        while not self._stop.is_set():
+            try:
+                self._streams.open()
+                self._recover(self._streams.keys)
+                backoff = Backoff()
+                self._follow()
+            except RedisError as error:
+                # Pending entries may now include some whose reply was lost: recover them.
+                log.warning("redis failed; recovering", extra={**self._log, "error": str(error)})
+                backoff.wait(self._stop)
+            except _Stopped:
+                break
+        log.info("sink stopped", extra=self._log)
+
+    def _recover(self, keys: Collection[str]) -> None:
+        """Writes the entries of streams ``keys`` left pending by an earlier run or a failed
+        step, page by page."""
+        cursors = dict.fromkeys(keys, b"0")
+        while cursors and not self._stop.is_set():
+            batch = Batch(self._family)
+            count = _entries_to_read(
+                self._batch_rows, len(cursors), self._family.max_events_per_entry
+            )
+            for key, entries in self._streams.read(cursors, count).items():
+                if entries:
+                    cursors[key] = entries[-1][0]
+                    batch.add(key, entries)
+                else:
+                    del cursors[key]
+            if batch.vanished:
+                log.warning(
+                    "pending entries deleted from their stream by someone else: not stored",
+                    extra={**self._log, "entries": batch.vanished},
+                )
+            if batch.size:
+                log.info("recovering pending entries", extra={**self._log, "entries": batch.size})
+                self._write(batch, fresh=False)
+
+    def _follow(self) -> None:
+        """Reads new entries and hands them in batches to the writer until stop; looks for new
+        streams every ``DISCOVER_S``."""
+        batch = Batch(self._family)
+        discovered = time.monotonic()
+        with _Writer(self._write_fresh, f"sink-{self._family.name}-writer") as writer:
+            while not self._stop.is_set():
+                writer.check()
+                if time.monotonic() - discovered >= DISCOVER_S:
+                    discovered = time.monotonic()
+                    if added := self._streams.discover():
+                        log.info("new streams", extra={**self._log, "streams": added})
+                        writer.wait()  # the ClickHouse client serves one thread at a time
+                        self._recover(added)  # before any new entry of theirs is acknowledged
+                keys = self._streams.keys
+                count = _entries_to_read(
+                    self._batch_rows, len(keys), self._family.max_events_per_entry
+                )
+                replies = self._streams.read(dict.fromkeys(keys, NEW), count)
+                for key, entries in replies.items():
+                    while entries := batch.add(key, entries, self._batch_rows):  # it is full
+                        writer.submit(batch)
+                        batch = Batch(self._family)
+                if batch.size and (
+                    batch.rows >= self._batch_rows or batch.age_ms >= self._flush_ms
+                ):
+                    writer.submit(batch)
+                    batch = Batch(self._family)
+                elif all(len(entries) < count for entries in replies.values()):
+                    self._stop.wait(self._idle_s)
+            if batch.size:
+                writer.submit(batch)
+
+    def _write_fresh(self, batch: Batch) -> None:
+        self._write(batch, fresh=True)
+
+    def _write(self, batch: Batch, *, fresh: bool) -> None:
+        """Inserts the rows of ``batch`` that ClickHouse lacks, then acknowledges the batch.
+
+        ``fresh``: no insert of these entries was ever tried, so there is nothing to look up.
+        """
+        backoff = Backoff()
+        while True:
+            try:
+                stats = self._insert(batch.columns() if fresh else self._missing(batch))
+                break
+            except _CLICKHOUSE_ERRORS as error:
+                pending = {**self._log, "entries": batch.size, "error": describe(error)}
+                if self._stop.is_set():
+                    log.error("stopping with entries pending for the next start", extra=pending)
+                    raise _Stopped from error
+                log.warning("clickhouse insert failed; retrying", extra=pending)
+                backoff.wait(self._stop)
+                fresh = False
+        if batch.undecodable:
+            log.error(
+                "entries that do not decode set aside in the dead-letter streams",
+                extra={
+                    **self._log,
+                    "entries": [
+                        f"{key} {entry_id.decode()}" for key, (entry_id, _) in batch.undecodable
+                    ],
+                },
+            )
+            self._streams.set_aside(batch.undecodable)
+        self._streams.acknowledge(batch.ids, batch.events, stats)
+
+    def _missing(self, batch: Batch) -> Columns:
+        columns = batch.columns()
+        if not columns:
+            return {}
+        if self._table.running_inserts():
+            log.info("waiting for an earlier insert to finish", extra=self._log)
+            while self._table.running_inserts():
+                if self._stop.wait(IDLE_S):
+                    raise _Stopped
+        missing = self._table.missing(columns)
+        log.info(
+            "checked entries against clickhouse",
+            extra={**self._log, "rows": batch.rows, "missing": len(missing["stream_ms"])},
+        )
+        return missing
+
+    def _insert(self, columns: Columns) -> InsertStats | None:
+        rows = len(columns["stream_ms"]) if columns else 0
+        if not rows:
+            return None
+        started = time.perf_counter()
+        self._table.insert(columns)
+        finished_ms = int(time.time() * 1000)
+        stats = InsertStats(
+            rows=rows,
+            seconds=time.perf_counter() - started,
+            finished_ms=finished_ms,
+            lag_ms=finished_ms - int(columns["stream_ms"].min()),
+        )
+        log.info(
+            "inserted",
+            extra={
+                **self._log,
+                "rows": rows,
+                "seconds": round(stats.seconds, 3),
+                "lag_ms": stats.lag_ms,
+            },
+        )
+        return stats
+
+
+class _Writer:
+    """Writes the batches of a sink loop in a thread of its own, one at a time and in the order
+    they are submitted (see the module's documentation)."""
+
+    def __init__(self, write: Callable[[Batch], None], name: str) -> None:
+        self._write = write
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._writing: Future[None] | None = None
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Waits for the batch being written; raises the error of its write."""
+        try:
+            self.wait()
+        finally:
+            self._thread.shutdown()
+
+    def submit(self, batch: Batch) -> None:
+        """Has ``batch`` written once the previous write is done; raises the error of that write
+        (then ``batch`` is not written)."""
+        batch.columns()  # its last entries decoded here, while the previous batch is written
+        self.wait()
+        self._writing = self._thread.submit(self._write, batch)
+
+    def check(self) -> None:
+        """Raises the error of a write that has failed."""
+        if self._writing is not None and self._writing.done():
+            self.wait()
+
+    def wait(self) -> None:
+        """Waits until no batch is being written; raises the error of the last write."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+
+def run_sink(settings: Settings, stop: threading.Event) -> None:
+    """Runs the sink of ``settings`` until ``stop`` is set: under the lease, one loop per event
+    family (see the module's documentation). A loop's failure ends the others and is raised."""
+    redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
+    if redis_url is None or clickhouse_url is None:
+        raise ValueError("the sink needs redis_url and clickhouse_url")
+    redis = _redis(redis_url)
+    lease = SinkLease(redis)
+    if not lease.acquire(stop):
+        redis.close()
+        return
+    heartbeat = lease.keep(stop)
+    try:
+        with ThreadPoolExecutor(len(FAMILIES), thread_name_prefix="sink") as pool:
+            loops = [
+                pool.submit(_run_family, family, redis_url, clickhouse_url, settings, stop)
+                for family in FAMILIES
+            ]
+        for loop in loops:
+            loop.result()
+    finally:
+        stop.set()
+        heartbeat.join()
+        lease.release()
+        redis.close()
+
+
+def _run_family(
+    family: EventFamily,
+    redis_url: str,
+    clickhouse_url: str,
+    settings: Settings,
+    stop: threading.Event,
+) -> None:
+    redis = _redis(redis_url)
+    client = connect(clickhouse_url)
+    try:
+        Sink(SinkStreams(redis, family), family.table(client), settings, stop).run()
+    finally:
+        stop.set()  # the lease covers every loop: one ending ends the others
+        client.disconnect()
+        redis.close()
+
+
+def _redis(url: str) -> Redis:
+    # No silent retries: a read retried after a lost reply would leave entries pending unseen.
+    return Redis.from_url(
+        url, socket_connect_timeout=2, socket_timeout=30, retry=Retry(NoBackoff(), 0)
+    )

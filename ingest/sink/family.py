@@ -1,0 +1,140 @@
+"""The families of events the sink moves, each from its Redis streams into its ClickHouse table.
+
+A family says which streams to read (a fixed set, or one discovered while the sink runs), where
+each keeps its count of unsunk events, how many events an entry holds, how entries decode into
+the table's columns (every family has ``stream_ms``, the entry id's time) and which table
+takes them, with its identity check for retried writes. Everything else, the exactly-once
+machinery, is the same for all families (``ingest.sink.consumer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis import Redis
+
+from codes import batches
+from codes.commands import ChangeStream
+from fraud import distributors, shipments
+from ingest.events import draws, scans
+from ingest.events.scans import Columns
+from ingest.sink import mirror
+from ingest.sink.table import DrawTable, ScanTable, SinkTable
+from rewards import store
+from rewards.campaigns import is_campaign_id
+
+Fields = dict[bytes, bytes]
+Entry = tuple[bytes, Fields]
+Entries = Sequence[Entry]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFamily:
+    name: str
+    stats_key: str
+    """The hash where the sink keeps the stats of its inserts of this family."""
+    max_events_per_entry: int
+    """What the sink sizes its reads by."""
+    flush_scale: int
+    """A batch of the family is written after this many times ``sink_flush_ms`` (if it has not
+    reached ``sink_batch_rows`` before): every insert costs ClickHouse a part to write and merge,
+    so a family nobody waits for is written in fewer, larger inserts (and its streams, when
+    idle, are polled that many times less often)."""
+    stream_keys: Callable[[Redis], Collection[str]]
+    """The family's streams now; a stream stays once the sink has seen it."""
+    unsunk_key: Callable[[str], str]
+    """The count of the unsunk events of a stream, which the sink's acknowledgement lowers."""
+    events_in: Callable[[Fields], int]
+    decode: Callable[[str, Entries], Columns]
+    """Columns for some entries of one stream, their text as the table inserts it (see
+    ``SinkTable.UTF8``); ``ValueError``, ``KeyError``, ``IndexError``, ``UnicodeDecodeError``
+    or ``struct.error`` for entries not of the family's layout."""
+    table: Callable[[Any], SinkTable]
+    """The table, given a ClickHouse client."""
+
+
+_SCAN_PARTITIONS = {key: partition for partition, key in enumerate(scans.STREAM_KEYS)}
+_SCAN_UNSUNK_KEYS = dict(zip(scans.STREAM_KEYS, scans.UNSUNK_KEYS, strict=True))
+
+
+def _decode_scans(stream: str, entries: Entries) -> Columns:
+    return scans.decode_columns(_SCAN_PARTITIONS[stream], entries, utf8=True)
+
+
+SCANS = EventFamily(
+    name="scans",
+    stats_key="{sink}:stats",
+    max_events_per_entry=scans.MAX_EVENTS_PER_ENTRY,
+    flush_scale=1,
+    stream_keys=lambda _: scans.STREAM_KEYS,
+    unsunk_key=_SCAN_UNSUNK_KEYS.__getitem__,
+    events_in=scans.events_in,
+    decode=_decode_scans,
+    table=ScanTable,
+)
+
+
+def _campaign_streams(redis: Redis) -> list[str]:
+    """The draw streams of the campaigns in ``CAMPAIGNS_KEY`` (a member that is not a campaign
+    id names no stream the draw script writes)."""
+    members = cast(set[bytes], redis.smembers(store.CAMPAIGNS_KEY))
+    ids = sorted(member.decode(errors="replace") for member in members)
+    return [store.draw_stream(cid) for cid in ids if is_campaign_id(cid)]
+
+
+def _decode_draws(stream: str, entries: Entries) -> Columns:
+    return draws.decode_columns(draws.campaign_of(stream), entries)
+
+
+DRAWS = EventFamily(
+    name="draws",
+    stats_key="{sink}:draws:stats",
+    max_events_per_entry=scans.MAX_EVENTS_PER_ENTRY,
+    flush_scale=5,  # 1 s -> 5 s: cut ClickHouse's cost of the draws from ~10 to ~1 us a scan
+    stream_keys=_campaign_streams,
+    unsunk_key=store.unsunk_key,
+    events_in=draws.draws_in,
+    decode=_decode_draws,
+    table=DrawTable,
+)
+"""Entries of more draws than ``max_events_per_entry`` only make a read bring more rows."""
+
+
+def _mirror(
+    name: str,
+    changes: ChangeStream,
+    decode: Callable[[str, Entries], Columns],
+    table: Callable[[Any], SinkTable],
+    read_as_events: int,
+) -> EventFamily:
+    """The family of a change stream of reference data (``ingest.sink.mirror``): an entry is one
+    change, but reads are sized as if it held ``read_as_events`` events (a shipment of many
+    ranges, a distributor's megabytes of borders), so that a read stays small."""
+    return EventFamily(
+        name=name,
+        stats_key=f"{{sink}}:{name}:stats",
+        max_events_per_entry=read_as_events,
+        flush_scale=5,  # nobody waits on these: a change shows in ClickHouse within 5 s
+        stream_keys=lambda _: (changes.key,),
+        unsunk_key=lambda _: changes.unsunk_key,
+        events_in=lambda _: 1,
+        decode=decode,
+        table=table,
+    )
+
+
+BATCHES = _mirror("batches", batches.CHANGES, mirror.decode_batches, mirror.BatchTable, 1)
+SHIPMENTS = _mirror(
+    "shipments", shipments.CHANGES, mirror.decode_shipments, mirror.ShipmentTable, 1_000
+)
+DISTRIBUTORS = _mirror(
+    "distributors",
+    distributors.CHANGES,
+    mirror.decode_distributors,
+    mirror.DistributorTable,
+    10_000,
+)
+
+FAMILIES = (SCANS, DRAWS, BATCHES, SHIPMENTS, DISTRIBUTORS)

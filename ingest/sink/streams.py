@@ -1,0 +1,137 @@
+"""The Redis side of the sink for one event family: its consumer group on each of the family's
+streams, reads, acks and stats.
+
+One command per stream key, pipelined: the same calls work on one Redis and on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from codes.commands import LuaScript
+from ingest.events.scans import CONSUMER_GROUP
+from ingest.sink.family import SCANS, Entries, Entry, EventFamily
+
+ACK_EVENTS = LuaScript.load(__package__ or "ingest.sink", "ack_events.lua")
+CONSUMER = "sink"
+"""One sink, one fixed consumer name: its pending entries are exactly what it may have inserted."""
+STATS_KEY = SCANS.stats_key
+"""The stats of the scan sink, which ``/healthz``, ``/metrics`` and the benchmarks read."""
+NEW = b">"
+"""The cursor of entries never delivered; an entry id as cursor reads the pending ones after it."""
+
+
+def dead_letter_key(stream: str) -> str:
+    return stream + ":dead"
+
+
+@dataclass(frozen=True, slots=True)
+class InsertStats:
+    rows: int
+    seconds: float
+    finished_ms: int
+    lag_ms: int
+    """Age of the oldest inserted row (since it entered its stream) when the insert finished."""
+
+
+class SinkStreams:
+    def __init__(self, redis: Redis, family: EventFamily) -> None:
+        self._redis = redis
+        self.family = family
+        self._known: dict[str, None] = {}  # ordered
+        self._ack = redis.register_script(ACK_EVENTS.source)  # EVALSHA, loaded on NOSCRIPT
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The streams the sink reads: every stream of the family seen so far."""
+        return tuple(self._known)
+
+    def open(self) -> None:
+        """Creates the consumer group of every stream, known before or new (again after a
+        failure: a group that Redis lost is made again)."""
+        self._create_groups(self._known)
+        self.discover()
+
+    def discover(self) -> list[str]:
+        """The family's streams not seen before, with their consumer groups made."""
+        new = [key for key in self.family.stream_keys(self._redis) if key not in self._known]
+        self._create_groups(new)
+        self._known.update(dict.fromkeys(new))
+        return new
+
+    def _create_groups(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                self._redis.xgroup_create(key, CONSUMER_GROUP, id="0", mkstream=True)
+            except ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+
+    def read(self, cursors: Mapping[str, bytes], count: int) -> dict[str, Entries]:
+        """At most ``count`` entries after the cursor of each stream, by stream key."""
+        if not cursors:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for key, cursor in cursors.items():
+            pipe.xreadgroup(CONSUMER_GROUP, CONSUMER, {key: cursor}, count=count)
+        replies = pipe.execute()
+        return {
+            key: reply[0][1] if reply else [] for key, reply in zip(cursors, replies, strict=True)
+        }
+
+    def set_aside(self, entries: Sequence[tuple[str, Entry]]) -> None:
+        """Copies undecodable entries to their stream's dead-letter stream (then they are
+        acknowledged like the others)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key, (entry_id, fields) in entries:
+            record: dict[Any, Any] = {**fields, b"id": entry_id}
+            pipe.xadd(dead_letter_key(key), record)
+        pipe.execute()
+
+    def acknowledge(
+        self,
+        ids: Mapping[str, Sequence[bytes]],
+        events: Mapping[str, Sequence[int]],
+        stats: InsertStats | None,
+    ) -> None:
+        """Acks the entries, trims each stream just past them and subtracts their events from
+        the stream's unsunk count, one script per stream (``ack_events.lua``), and records the
+        insert's ``stats``: all in one round trip, so that they wait for Redis once, not once
+        per stream behind the reads of the next batch.
+
+        The entries of a stream below its last acked id were all delivered before it and are
+        acked already, since the sink recovers the pending entries after any failed read, and
+        those of a stream new to it before its first read of new entries, before it
+        acknowledges again: trimming to that id deletes nothing still pending.
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        for key, entry_ids in ids.items():
+            pairs = [x for pair in zip(entry_ids, events[key], strict=True) for x in pair]
+            self._ack(
+                keys=[key, self.family.unsunk_key(key)],
+                args=[CONSUMER_GROUP, _next_id(entry_ids[-1]), *pairs],
+                client=pipe,
+            )
+        if stats is not None:
+            stats_key = self.family.stats_key
+            pipe.hincrby(stats_key, "rows_total", stats.rows)
+            pipe.hincrby(stats_key, "inserts_total", 1)
+            pipe.hset(
+                stats_key,
+                mapping={
+                    "last_insert_ms": stats.finished_ms,
+                    "rows_per_s": round(stats.rows / max(stats.seconds, 1e-6)),
+                    "lag_ms": stats.lag_ms,
+                },
+            )
+        pipe.execute()
+
+
+def _next_id(entry_id: bytes) -> bytes:
+    ms, _, seq = entry_id.partition(b"-")
+    return b"%s-%d" % (ms, int(seq) + 1)
