@@ -19,8 +19,8 @@ from ingest.http.request_body import json_fields, read_body, require_json
 from ingest.http.responses import json_response
 from ingest.http.scan_body import parse_scan
 from ingest.http.state import CLIENT_ADDRESS, SCANS, SETTINGS
-from ingest.scan.pipeline import ScanResult
 from ingest.scan.request import ScanRequest
+from ingest.scan.result import ScanResult
 
 routes = web.RouteTableDef()
 
