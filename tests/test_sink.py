@@ -40,7 +40,7 @@ from ingest.ops.local_services import ServerProcess
 from ingest.sink import insert
 from ingest.sink.consumer import run_sink
 from ingest.sink.family import SCANS, Entries, Entry
-from ingest.sink.insert import Batch
+from ingest.sink.insert import Insert
 from ingest.sink.lease import LEASE_KEY, SinkLease
 from ingest.sink.streams import NEW, STATS_KEY, SinkStreams, dead_letter_key
 from ingest.sink.table import QUERY_ID_PREFIX, ScanTable
@@ -262,7 +262,7 @@ def _entries(events: int, per_entry: int, first_id: int = 1) -> list[Entry]:
 
 def test_a_batch_takes_entries_up_to_its_rows_and_returns_the_rest() -> None:
     entries = _entries(20, per_entry=4)
-    batch = Batch(SCANS)
+    batch = Insert(SCANS)
     rest = batch.add(STREAM_KEYS[0], entries, rows=10)
     assert (batch.size, batch.rows, list(rest)) == (3, 12, entries[3:])  # the third fills it
     assert list(batch.add(STREAM_KEYS[0], rest, rows=10)) == entries[3:]
@@ -275,7 +275,7 @@ def test_a_batch_decoded_as_it_fills_holds_every_row_once(
     monkeypatch.setattr(insert, "DECODE_ROWS", 10)  # decoded every few adds
     poison = (b"99-0", {EVENT_FIELD: b"\x05\x00\x00\x00short", STATE_FIELD: b"\x01" * 7})
     first, second = _entries(24, per_entry=3), _entries(30, per_entry=2, first_id=100)
-    batch = Batch(SCANS)
+    batch = Insert(SCANS)
     for at in range(0, 12, 3):
         batch.add(STREAM_KEYS[0], first[at // 3 * 2 : at // 3 * 2 + 2])
         batch.add(STREAM_KEYS[1], [*second[at : at + 3], *([poison] if at == 6 else [])])
@@ -519,7 +519,7 @@ def test_acknowledging_twice_subtracts_the_events_once(streams: redis.Redis) -> 
     sink_streams = SinkStreams(streams, SCANS)
     sink_streams.open()
     replies = sink_streams.read(dict.fromkeys(STREAM_KEYS, NEW), 100)
-    batch = Batch(SCANS)
+    batch = Insert(SCANS)
     for key, entries in replies.items():
         batch.add(key, entries)
     first = next(iter(batch.ids))

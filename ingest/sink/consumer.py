@@ -13,13 +13,13 @@ scan path refuses scans beyond ``max_unsunk_events``). Streams of campaigns adde
 sink runs are found every ``DISCOVER_S``: their consumer group is made and their pending
 entries written before their new ones are read.
 
-A loop reads and decodes the next batch while its writer thread (``_Writer``) inserts and
+A loop reads and decodes the next insert while its writer thread (``_Writer``) inserts and
 acknowledges the last one: the insert's server side and the acknowledgement run in ClickHouse
-and Redis, and the loop's thread runs meanwhile. The writer writes one batch at a time, in the
-order they were read, so each stream's entries are acknowledged in stream order, each batch
+and Redis, and the loop's thread runs meanwhile. The writer writes one insert at a time, in the
+order they were read, so each stream's entries are acknowledged in stream order, each insert
 after its insert; the loop waits for the write in flight before it writes anything itself (the
 pending entries of a new stream) and before it recovers after a failure, and a write that fails
-ends the loop as a failure of its own would. At most two batches are in memory: the one being
+ends the loop as a failure of its own would. At most two inserts are in memory: the one being
 written and the one being read.
 
 Exactly once, although ClickHouse 18.16 cannot deduplicate inserts into a MergeTree:
@@ -41,14 +41,14 @@ Only one sink may write at a time (a second one would insert fresh entries while
 checking): ``run_sink`` holds ``sink_lease.SinkLease`` while it runs, and under it runs one
 ``Sink`` loop per family, each in its own thread with its own Redis connection and ClickHouse
 client (which one thread uses at a time). Separate loops keep the families independent: their
-batches fill at their own pace, and a failing or slow insert into one table (each retried with
+inserts fill at their own pace, and a failing or slow insert into one table (each retried with
 its own backoff) delays nothing of the others; as the waits for running inserts are per table,
 a busy family never holds up the others' checks. The loops share the stop event: when one ends
-(stop, a lost lease, a crash) the others write their batches in hand and end too.
+(stop, a lost lease, a crash) the others write their inserts in hand and end too.
 
 ClickHouse or Redis being down only delays the sink: it retries with a backoff capped at
 ``BACKOFF_CAP_S`` and never drops an entry. On stop (SIGTERM/SIGINT in ``scanward sink``) each
-loop finishes the write in flight, writes and acknowledges the batch in hand, then returns; if
+loop finishes the write in flight, writes and acknowledges the insert in hand, then returns; if
 ClickHouse fails either write, the entries not written stay pending for the next start.
 """
 
@@ -69,7 +69,7 @@ from redis.retry import Retry
 from ingest.config import Settings
 from ingest.events.scans import Columns
 from ingest.sink.family import FAMILIES, EventFamily
-from ingest.sink.insert import Batch
+from ingest.sink.insert import Insert
 from ingest.sink.lease import SinkLease
 from ingest.sink.streams import NEW, InsertStats, SinkStreams
 from ingest.sink.table import SinkTable
@@ -119,7 +119,7 @@ class Sink:
         self._log = {"family": self._family.name}
 
     def run(self) -> None:
-        """Sinks until ``stop`` is set; the batches in hand are written before returning."""
+        """Sinks until ``stop`` is set; the inserts in hand are written before returning."""
         log.info(
             "sink started",
             extra={**self._log, "batch_rows": self._batch_rows, "flush_ms": self._flush_ms},
@@ -144,29 +144,29 @@ class Sink:
         step, page by page."""
         cursors = dict.fromkeys(keys, b"0")
         while cursors and not self._stop.is_set():
-            batch = Batch(self._family)
+            insert = Insert(self._family)
             count = _entries_to_read(
                 self._batch_rows, len(cursors), self._family.max_events_per_entry
             )
             for key, entries in self._streams.read(cursors, count).items():
                 if entries:
                     cursors[key] = entries[-1][0]
-                    batch.add(key, entries)
+                    insert.add(key, entries)
                 else:
                     del cursors[key]
-            if batch.vanished:
+            if insert.vanished:
                 log.warning(
                     "pending entries deleted from their stream by someone else: not stored",
-                    extra={**self._log, "entries": batch.vanished},
+                    extra={**self._log, "entries": insert.vanished},
                 )
-            if batch.size:
-                log.info("recovering pending entries", extra={**self._log, "entries": batch.size})
-                self._write(batch, fresh=False)
+            if insert.size:
+                log.info("recovering pending entries", extra={**self._log, "entries": insert.size})
+                self._write(insert, fresh=False)
 
     def _follow(self) -> None:
-        """Reads new entries and hands them in batches to the writer until stop; looks for new
+        """Reads new entries and hands them as inserts to the writer until stop; looks for new
         streams every ``DISCOVER_S``."""
-        batch = Batch(self._family)
+        insert = Insert(self._family)
         discovered = time.monotonic()
         with _Writer(self._write_fresh, f"sink-{self._family.name}-writer") as writer:
             while not self._stop.is_set():
@@ -183,55 +183,55 @@ class Sink:
                 )
                 replies = self._streams.read(dict.fromkeys(keys, NEW), count)
                 for key, entries in replies.items():
-                    while entries := batch.add(key, entries, self._batch_rows):  # it is full
-                        writer.submit(batch)
-                        batch = Batch(self._family)
-                if batch.size and (
-                    batch.rows >= self._batch_rows or batch.age_ms >= self._flush_ms
+                    while entries := insert.add(key, entries, self._batch_rows):  # it is full
+                        writer.submit(insert)
+                        insert = Insert(self._family)
+                if insert.size and (
+                    insert.rows >= self._batch_rows or insert.age_ms >= self._flush_ms
                 ):
-                    writer.submit(batch)
-                    batch = Batch(self._family)
+                    writer.submit(insert)
+                    insert = Insert(self._family)
                 elif all(len(entries) < count for entries in replies.values()):
                     self._stop.wait(self._idle_s)
-            if batch.size:
-                writer.submit(batch)
+            if insert.size:
+                writer.submit(insert)
 
-    def _write_fresh(self, batch: Batch) -> None:
-        self._write(batch, fresh=True)
+    def _write_fresh(self, insert: Insert) -> None:
+        self._write(insert, fresh=True)
 
-    def _write(self, batch: Batch, *, fresh: bool) -> None:
-        """Inserts the rows of ``batch`` that ClickHouse lacks, then acknowledges the batch.
+    def _write(self, insert: Insert, *, fresh: bool) -> None:
+        """Inserts the rows of ``insert`` that ClickHouse lacks, then acknowledges the insert.
 
         ``fresh``: no insert of these entries was ever tried, so there is nothing to look up.
         """
         backoff = Backoff()
         while True:
             try:
-                stats = self._insert(batch.columns() if fresh else self._missing(batch))
+                stats = self._insert_rows(insert.columns() if fresh else self._missing(insert))
                 break
             except _CLICKHOUSE_ERRORS as error:
-                pending = {**self._log, "entries": batch.size, "error": describe(error)}
+                pending = {**self._log, "entries": insert.size, "error": describe(error)}
                 if self._stop.is_set():
                     log.error("stopping with entries pending for the next start", extra=pending)
                     raise _Stopped from error
                 log.warning("clickhouse insert failed; retrying", extra=pending)
                 backoff.wait(self._stop)
                 fresh = False
-        if batch.undecodable:
+        if insert.undecodable:
             log.error(
                 "entries that do not decode set aside in the dead-letter streams",
                 extra={
                     **self._log,
                     "entries": [
-                        f"{key} {entry_id.decode()}" for key, (entry_id, _) in batch.undecodable
+                        f"{key} {entry_id.decode()}" for key, (entry_id, _) in insert.undecodable
                     ],
                 },
             )
-            self._streams.set_aside(batch.undecodable)
-        self._streams.acknowledge(batch.ids, batch.events, stats)
+            self._streams.set_aside(insert.undecodable)
+        self._streams.acknowledge(insert.ids, insert.events, stats)
 
-    def _missing(self, batch: Batch) -> Columns:
-        columns = batch.columns()
+    def _missing(self, insert: Insert) -> Columns:
+        columns = insert.columns()
         if not columns:
             return {}
         if self._table.running_inserts():
@@ -242,11 +242,11 @@ class Sink:
         missing = self._table.missing(columns)
         log.info(
             "checked entries against clickhouse",
-            extra={**self._log, "rows": batch.rows, "missing": len(missing["stream_ms"])},
+            extra={**self._log, "rows": insert.rows, "missing": len(missing["stream_ms"])},
         )
         return missing
 
-    def _insert(self, columns: Columns) -> InsertStats | None:
+    def _insert_rows(self, columns: Columns) -> InsertStats | None:
         rows = len(columns["stream_ms"]) if columns else 0
         if not rows:
             return None
@@ -272,10 +272,10 @@ class Sink:
 
 
 class _Writer:
-    """Writes the batches of a sink loop in a thread of its own, one at a time and in the order
+    """Writes the inserts of a sink loop in a thread of its own, one at a time and in the order
     they are submitted (see the module's documentation)."""
 
-    def __init__(self, write: Callable[[Batch], None], name: str) -> None:
+    def __init__(self, write: Callable[[Insert], None], name: str) -> None:
         self._write = write
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._writing: Future[None] | None = None
@@ -284,18 +284,18 @@ class _Writer:
         return self
 
     def __exit__(self, *_: object) -> None:
-        """Waits for the batch being written; raises the error of its write."""
+        """Waits for the insert being written; raises the error of its write."""
         try:
             self.wait()
         finally:
             self._thread.shutdown()
 
-    def submit(self, batch: Batch) -> None:
-        """Has ``batch`` written once the previous write is done; raises the error of that write
-        (then ``batch`` is not written)."""
-        batch.columns()  # its last entries decoded here, while the previous batch is written
+    def submit(self, insert: Insert) -> None:
+        """Has ``insert`` written once the previous write is done; raises the error of that write
+        (then ``insert`` is not written)."""
+        insert.columns()  # its last entries decoded here, while the previous insert is written
         self.wait()
-        self._writing = self._thread.submit(self._write, batch)
+        self._writing = self._thread.submit(self._write, insert)
 
     def check(self) -> None:
         """Raises the error of a write that has failed."""
@@ -303,7 +303,7 @@ class _Writer:
             self.wait()
 
     def wait(self) -> None:
-        """Waits until no batch is being written; raises the error of the last write."""
+        """Waits until no insert is being written; raises the error of the last write."""
         writing, self._writing = self._writing, None
         if writing is not None:
             writing.result()

@@ -1,7 +1,7 @@
 """The stream entries of one insert: their rows as columns and, per stream, their ids.
 
-Entries are decoded as the batch fills, a few thousand rows at a time (``DECODE_ROWS``): one
-call per stream for many reads costs a fraction of a call per read, and a batch that is
+Entries are decoded as the insert fills, a few thousand rows at a time (``DECODE_ROWS``): one
+call per stream for many reads costs a fraction of a call per read, and an insert that is
 complete has only its last few entries left to decode before it can be written.
 """
 
@@ -18,11 +18,11 @@ from ingest.events.scans import Columns
 from ingest.sink.family import Entries, Entry, EventFamily
 
 DECODE_ROWS = 16_384
-"""Rows held undecoded before the batch decodes them."""
+"""Rows held undecoded before the insert decodes them."""
 _UNDECODABLE = (KeyError, ValueError, IndexError, UnicodeDecodeError, struct.error)
 
 
-class Batch:
+class Insert:
     def __init__(self, family: EventFamily) -> None:
         self._family = family
         self.ids: dict[str, list[bytes]] = {}
@@ -47,7 +47,7 @@ class Batch:
 
     def add(self, stream: str, entries: Entries, rows: int | None = None) -> Entries:
         """Adds ``entries`` of ``stream`` or, given ``rows``, only the first of them up to the
-        one that brings the batch to ``rows`` rows; returns the others."""
+        one that brings the insert to ``rows`` rows; returns the others."""
         counts = [self._family.events_in(fields) if fields else 0 for _, fields in entries]
         rest: Entries = []
         if rows is not None:
@@ -74,7 +74,7 @@ class Batch:
         return (time.monotonic() - self._started) * 1000
 
     def columns(self) -> Columns:
-        """The rows of every entry that decodes; ``{}`` when none does. The batch is complete:
+        """The rows of every entry that decodes; ``{}`` when none does. The insert is complete:
         nothing may be added after."""
         if self._columns is None:
             self._decode_held()
