@@ -29,7 +29,7 @@ local DRAW = '<I8I8BB'        -- serial, draw value, tier, risk
 local OUTCOME = '<I8i2BI4i8'  -- seq, prize index (-1 none), guaranteed?, available mask,
                               -- points balance after
 local WON = '<Bi8'            -- the prize's kind (KINDS), value
-local SEEN_RANGE = 65472      -- as in ingest/scan_state.lua: one 8 KiB bitmap per range
+local SEEN_RANGE = 65472      -- as in ingest/scan/scan_state.lua: one 8 KiB bitmap per range
 local function empty_bitmap() return string.rep('\0', SEEN_RANGE / 8) end
 local DAY_KEYS_TTL = 3 * 86400
 local RECENT_AWARDS = 10

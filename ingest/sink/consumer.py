@@ -38,7 +38,7 @@ Exactly once, although ClickHouse 18.16 cannot deduplicate inserts into a MergeT
   is per event, so even an insert cut half-way is completed, not repeated.
 
 Only one sink may write at a time (a second one would insert fresh entries while the first is
-checking): ``run_sink`` holds ``sink_lease.SinkLease`` while it runs, and under it runs one
+checking): ``run_sink`` holds ``ingest.sink.lease.SinkLease`` while it runs, and under it runs one
 ``Sink`` loop per family, each in its own thread with its own Redis connection and ClickHouse
 client (which one thread uses at a time). Separate loops keep the families independent: their
 inserts fill at their own pace, and a failing or slow insert into one table (each retried with
