@@ -3,7 +3,7 @@
 ``submit`` queues items with a future each; the first submission of a tick starts a drain task,
 and by the time it runs every request parsed in that tick is queued. While one micro-batch waits
 on its decision (Redis, for scans) the next one gathers, and up to ``max_in_flight`` wait at
-once (one alone left the loop idle while its reply sat behind other work). The decide callable
+once (with one, the loop would idle while its reply waits behind other work). The decide callable
 settles every future of its micro-batch; if it raises, the futures it left are answered 500.
 """
 

@@ -2,9 +2,9 @@
 
 One connection; each ``execute`` writes its commands back to back and gets their replies in
 order, parsed by hiredis. Several ``execute`` calls may be in flight at once on the connection
-(replies come back in the order the commands were written). redis-py's pipeline did the same
-work through a connection pool, retry wrappers and per-command response callbacks: measured,
-that was ~10% of a scan's CPU.
+(replies come back in the order the commands were written). redis-py's pipeline does the same
+work through a connection pool, retry wrappers and per-command response callbacks, which cost
+~10% of a scan's CPU.
 
 Errors follow redis-py's classes, so callers treat both clients alike: an error reply is a
 ``ResponseError`` (``NoScriptError`` for NOSCRIPT) in place of its reply; a lost or refused
