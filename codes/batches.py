@@ -15,7 +15,7 @@ from enum import StrEnum
 from codes import crockford
 from codes.commands import ChangeStream, LuaScript, ScriptCall
 from codes.digital_link import normalize_gtin
-from codes.errors import BatchError
+from codes.errors import BatchError, BatchIdTaken
 from codes.signing import MAX_SERIAL
 
 NEXT_SERIAL_KEY = "{codes}:serial:next"
@@ -26,7 +26,11 @@ CHANGES = ChangeStream("{codes}:changes")
 _BATCH_KEY_PREFIX = "{codes}:batch:"
 _MAX_TEXT = 64
 
-RESERVE_BATCH = LuaScript.load(__package__ or "codes", "reserve_batch.lua")
+RESERVE_BATCH = LuaScript.load(
+    __package__ or "codes",
+    "reserve_batch.lua",
+    {"SERIALS_EXHAUSTED": BatchError, "BATCH_EXISTS": BatchIdTaken},
+)
 REVOKE_BATCH = LuaScript.load(__package__ or "codes", "revoke_batch.lua")
 SNAPSHOT_BATCHES = LuaScript.load(__package__ or "codes", "snapshot_batches.lua")
 

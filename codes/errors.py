@@ -1,7 +1,8 @@
-"""Errors of the codes layer.
+"""Errors of the codes layer, and the base of the fraud and rewards errors.
 
 Every failure to read or verify a code is a ``CodeError`` whose ``reason`` is one of the
-counterfeit flags the scan path reports, so callers never need to parse messages.
+counterfeit flags the scan path reports, so callers never need to parse messages. The errors of
+``fraud`` and ``rewards`` carry such a code too, as ``CodedError``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,18 @@ from typing import Literal
 CodeRejection = Literal[
     "malformed", "bad_signature", "unknown_key", "unknown_serial", "gtin_mismatch"
 ]
+
+
+class CodedError(Exception):
+    """An error whose ``code`` names the case for machines (the API reports it as it is) while
+    the message says it to people; each class names its code, which one error may replace."""
+
+    code: str
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class CodesError(Exception):
@@ -31,3 +44,7 @@ class KeyringError(CodesError):
 
 class BatchError(CodesError):
     """A batch request is invalid (bad GTIN, quantity out of range, serial space exhausted)."""
+
+
+class BatchIdTaken(CodesError):
+    """The batch id drawn for a new batch is taken: draw another."""

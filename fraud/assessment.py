@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from fraud.clones import CodeHistory, clone_flag
+from fraud.clones import clone_flag
 from fraud.location import NO_SERIAL, Placement
 from fraud.policy import FraudPolicy
+from fraud.scan_record import ScanRecord, record_scan
 from fraud.velocity import ActorCounts, velocity_flags
 from fraud.verdicts import Verdict, judge
 
@@ -27,7 +28,7 @@ class ScanFacts(NamedTuple):
     accuracy_m: float  # NaN when not reported
     now_ms: int
     device_id: str  # "" when not sent
-    device: bytes  # its digest as scan records keep it, fraud.clones.NO_DEVICE when none
+    device: bytes  # its digest as scan records keep it, fraud.scan_record.NO_DEVICE when none
     member: bytes  # digest of the member id, fraud.velocity.NO_MEMBER when none
     ip: str
 
@@ -44,29 +45,28 @@ class Assessment(NamedTuple):
 def assess(
     scans: Sequence[ScanFacts],
     placements: Sequence[Placement],
-    histories: Sequence[CodeHistory | None],
+    histories: Sequence[ScanRecord | None],
     device_counts: Sequence[ActorCounts],
     ip_counts: Sequence[ActorCounts],
     policy: FraudPolicy,
 ) -> list[Assessment]:
-    seen_in_batch: dict[int, CodeHistory] = {}
+    # a code's record before its last scan in the batch, and that scan: brought up to date only
+    # when another scan of the code follows, which few do
+    seen_in_batch: dict[int, tuple[ScanRecord | None, ScanFacts]] = {}
     assessments = []
     for scan, placement, stored, device, ip in zip(
         scans, placements, histories, device_counts, ip_counts, strict=True
     ):
         flags = [*scan.code_flags, *placement.flags]
         if scan.serial != NO_SERIAL:
-            history = seen_in_batch.get(scan.serial, stored)
+            earlier = seen_in_batch.get(scan.serial)
+            history = stored if earlier is None else _recorded(*earlier)
             clone = clone_flag(
                 history, scan.now_ms, scan.lat, scan.lon, scan.accuracy_m, scan.device, policy
             )
             if clone is not None:
                 flags.append(clone)
-            seen_in_batch[scan.serial] = (
-                CodeHistory.first(scan.now_ms, scan.lat, scan.lon, scan.device)
-                if history is None
-                else history.after(scan.now_ms, scan.lat, scan.lon, scan.device)
-            )
+            seen_in_batch[scan.serial] = (history, scan)
         flags.extend(velocity_flags(device, ip, policy))
         verdict, risk = judge((str(f["flag"]) for f in flags), policy.verdicts)
         assessments.append(
@@ -80,3 +80,8 @@ def assess(
             )
         )
     return assessments
+
+
+def _recorded(record: ScanRecord | None, scan: ScanFacts) -> ScanRecord:
+    """The record once the scan is counted, by the rule scan_state.lua applies in Redis."""
+    return record_scan(record, scan.now_ms, scan.lat, scan.lon, scan.device, scan.member)

@@ -8,50 +8,14 @@ or when the code has been on more devices than the configured limit.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 from fraud.geo import haversine_km
 from fraud.policy import FraudPolicy
-
-NO_DEVICE = bytes(4)
-
-
-class CodeHistory(NamedTuple):
-    """What the scan state remembers of a code (``lat``/``lon`` NaN where unknown)."""
-
-    first_ms: int
-    last_ms: int
-    first_lat: float
-    first_lon: float
-    last_lat: float
-    last_lon: float
-    scan_count: int
-    distinct_devices: int
-    devices: tuple[bytes, ...]  # digests, the first scanner's first; at most a few are kept
-
-    def after(self, now_ms: int, lat: float, lon: float, device: bytes) -> CodeHistory:
-        """The history once this scan is recorded (scans of one code in one micro-batch)."""
-        devices, distinct = self.devices, self.distinct_devices
-        if device != NO_DEVICE and device not in devices:
-            distinct += 1
-            devices = (*devices, device)
-        return self._replace(
-            last_ms=now_ms,
-            last_lat=lat,
-            last_lon=lon,
-            scan_count=self.scan_count + 1,
-            distinct_devices=distinct,
-            devices=devices,
-        )
-
-    @classmethod
-    def first(cls, now_ms: int, lat: float, lon: float, device: bytes) -> CodeHistory:
-        devices = () if device == NO_DEVICE else (device,)
-        return cls(now_ms, now_ms, lat, lon, lat, lon, 1, len(devices), devices)
+from fraud.scan_record import NO_DEVICE, ScanRecord
 
 
 def clone_flag(
-    history: CodeHistory | None,
+    history: ScanRecord | None,
     now_ms: int,
     lat: float,
     lon: float,

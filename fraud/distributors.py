@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import orjson
 
 from codes.commands import ChangeStream, LuaScript, ScriptCall
+from fraud.errors import DistributorError
 from fraud.territory import Territory
 
 DISTRIBUTORS_KEY = "{geo}:distributors"
@@ -21,10 +22,6 @@ SNAPSHOT_DISTRIBUTORS = LuaScript.load(__package__ or "fraud", "snapshot_distrib
 
 MAX_NAME_LENGTH = 200
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-
-
-class DistributorError(ValueError):
-    """A distributor the API cannot accept; the message says why."""
 
 
 def check_id(distributor_id: str) -> str:

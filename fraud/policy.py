@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from fraud.verdicts import DEFAULT_OUTCOMES, Outcome, parse_outcomes
+from fraud.errors import PolicyError
+from fraud.verdicts import DEFAULT_RULINGS, Ruling, parse_rulings
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +43,16 @@ class FraudPolicy:
     alert_window_s: int = 86_400
     alert_min_scans: int = 20
     alert_share: float = 0.2
-    verdicts: Mapping[str, Outcome] = field(default_factory=lambda: dict(DEFAULT_OUTCOMES))
+    verdicts: Mapping[str, Ruling] = field(default_factory=lambda: dict(DEFAULT_RULINGS))
 
     @classmethod
     def from_json(cls, text: str) -> FraudPolicy:
         try:
             document = orjson.loads(text)
         except orjson.JSONDecodeError as error:
-            raise ValueError(f"not valid JSON: {error}") from None
+            raise PolicyError(f"not valid JSON: {error}") from None
         if not isinstance(document, dict):
-            raise ValueError("must be a JSON object")
+            raise PolicyError("must be a JSON object")
         return cls().with_overrides(document)
 
     def with_overrides(self, document: Mapping[str, Any]) -> FraudPolicy:
@@ -59,16 +60,16 @@ class FraudPolicy:
         changes: dict[str, Any] = {}
         for name, value in document.items():
             if name not in known:
-                raise ValueError(f"unknown key {name!r}")
+                raise PolicyError(f"unknown key {name!r}")
             if name == "verdicts":
                 if not isinstance(value, dict):
-                    raise ValueError("verdicts must be an object of flag: [verdict, risk]")
-                changes[name] = parse_outcomes(value)
+                    raise PolicyError("verdicts must be an object of flag: [verdict, risk]")
+                changes[name] = parse_rulings(value)
                 continue
             default = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number")
+                raise PolicyError(f"{name} must be a non-negative number")
             if isinstance(default, int) and not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer")
+                raise PolicyError(f"{name} must be an integer")
             changes[name] = type(default)(value)
         return replace(self, **changes)

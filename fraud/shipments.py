@@ -13,6 +13,7 @@ atomic script on one Redis or on Redis Cluster:
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -20,7 +21,8 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from codes.commands import ChangeStream, LuaScript, ScriptCall
+from codes.commands import ChangeStream, ErrorReplies, LuaScript, ScriptCall
+from fraud.errors import ShipmentConflict, ShipmentDuplicate
 
 RANGES_KEY = "{ship}:ranges"
 LOG_KEY = "{ship}:log"
@@ -28,31 +30,29 @@ CHILDREN_KEY = "{ship}:children"
 PARENT_KEY = "{ship}:parent"
 CHANGES = ChangeStream("{ship}:changes")
 
-SHIP = LuaScript.load(__package__ or "fraud", "ship.lua")
-AGGREGATE = LuaScript.load(__package__ or "fraud", "aggregate.lua")
+
+def _refused(*reasons: str) -> ErrorReplies:
+    return {reason: functools.partial(ShipmentConflict, reason) for reason in reasons}
+
+
+SHIP = LuaScript.load(
+    __package__ or "fraud",
+    "ship.lua",
+    {**_refused("SHIP_OVERLAP"), "SHIP_DUPLICATE": ShipmentDuplicate},
+)
+AGGREGATE = LuaScript.load(
+    __package__ or "fraud",
+    "aggregate.lua",
+    _refused(
+        "AGG_PARENT_FULL", "AGG_PARENT_SHIPPED", "AGG_CHILD_TAKEN", "AGG_CHILD_SHIPPED", "AGG_CYCLE"
+    ),
+)
 RELEASE = LuaScript.load(__package__ or "fraud", "release.lua")
 SNAPSHOT_SHIPMENTS = LuaScript.load(__package__ or "fraud", "snapshot_shipments.lua")
 
 _RANGE = struct.Struct("<QQB")
 _SERIAL = struct.Struct("<Q")
 NOT_SHIPPED = -1
-
-
-class ShipmentConflict(Exception):
-    """A script refused the request; ``serial`` names the code at fault when there is one."""
-
-    def __init__(self, reason: str, serial: int | None, other: str | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.serial = serial
-        self.other = other
-
-    @classmethod
-    def from_reply(cls, reply: str) -> ShipmentConflict:
-        """From an error reply such as ``SHIP_OVERLAP 1234 D17``."""
-        reason, *rest = reply.split(" ", 2)
-        serial = int(rest[0]) if rest else None
-        return cls(reason, serial, rest[1] if len(rest) > 1 else None)
 
 
 class SerialRange(NamedTuple):

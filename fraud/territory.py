@@ -17,6 +17,7 @@ from typing import TypeGuard, cast
 import numpy as np
 import numpy.typing as npt
 
+from fraud.errors import TerritoryError
 from fraud.geo import (
     BoolArray,
     FloatArray,
@@ -43,11 +44,6 @@ _CHUNK_PAIRS = 8192
 
 _ROOT = "territory"
 _MEMBERS = ("type", "coordinates", "bbox")
-
-
-class TerritoryError(ValueError):
-    """Invalid GeoJSON territory; str(error) is a clear message naming where, e.g.
-    'territory.coordinates[0][3]: latitude 95 is outside -90..90'."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

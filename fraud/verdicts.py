@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from enum import IntEnum
 from typing import NamedTuple
 
+from fraud.errors import PolicyError
+
 
 class Verdict(IntEnum):
     """Ordered by severity for ``judge``; the values are stored in events, so never renumber."""
@@ -47,53 +49,55 @@ _SEVERITY = {Verdict.GENUINE: 0, Verdict.SUSPICIOUS: 1, Verdict.REVOKED: 2, Verd
 MAX_RISK = 4
 
 
-class Outcome(NamedTuple):
+class Ruling(NamedTuple):
+    """A verdict and a risk: what one flag rules, or all of a scan's flags together."""
+
     verdict: Verdict
     risk: int
 
 
 COUNTERFEIT_FLAGS = ("malformed", "bad_signature", "unknown_key", "unknown_serial", "gtin_mismatch")
 
-DEFAULT_OUTCOMES: Mapping[str, Outcome] = {
-    **{flag: Outcome(Verdict.COUNTERFEIT, 4) for flag in COUNTERFEIT_FLAGS},
-    "cloned": Outcome(Verdict.COUNTERFEIT, 4),
-    "revoked": Outcome(Verdict.REVOKED, 3),
-    "not_shipped": Outcome(Verdict.SUSPICIOUS, 3),
-    "device_farm": Outcome(Verdict.SUSPICIOUS, 3),
-    "guessing": Outcome(Verdict.SUSPICIOUS, 3),
-    "out_of_territory": Outcome(Verdict.GENUINE, 2),
-    "no_location": Outcome(Verdict.GENUINE, 1),
+DEFAULT_RULINGS: Mapping[str, Ruling] = {
+    **{flag: Ruling(Verdict.COUNTERFEIT, 4) for flag in COUNTERFEIT_FLAGS},
+    "cloned": Ruling(Verdict.COUNTERFEIT, 4),
+    "revoked": Ruling(Verdict.REVOKED, 3),
+    "not_shipped": Ruling(Verdict.SUSPICIOUS, 3),
+    "device_farm": Ruling(Verdict.SUSPICIOUS, 3),
+    "guessing": Ruling(Verdict.SUSPICIOUS, 3),
+    "out_of_territory": Ruling(Verdict.GENUINE, 2),
+    "no_location": Ruling(Verdict.GENUINE, 1),
 }
 
-GENUINE = Outcome(Verdict.GENUINE, 0)
+GENUINE = Ruling(Verdict.GENUINE, 0)
 
 
-def judge(flags: Iterable[str], outcomes: Mapping[str, Outcome]) -> Outcome:
+def judge(flags: Iterable[str], rulings: Mapping[str, Ruling]) -> Ruling:
     """The most severe verdict and the highest risk of ``flags``."""
     verdict, risk = GENUINE
     for flag in flags:
-        outcome = outcomes[flag]
-        if outcome.verdict.severity > verdict.severity:
-            verdict = outcome.verdict
-        risk = max(risk, outcome.risk)
-    return Outcome(verdict, risk)
+        ruling = rulings[flag]
+        if ruling.verdict.severity > verdict.severity:
+            verdict = ruling.verdict
+        risk = max(risk, ruling.risk)
+    return Ruling(verdict, risk)
 
 
-def parse_outcomes(overrides: Mapping[str, object]) -> dict[str, Outcome]:
+def parse_rulings(overrides: Mapping[str, object]) -> dict[str, Ruling]:
     """The default table with ``overrides`` (``{"flag": ["verdict", risk]}``) applied."""
-    table = dict(DEFAULT_OUTCOMES)
+    table = dict(DEFAULT_RULINGS)
     for flag, value in overrides.items():
         if flag not in table:
-            raise ValueError(f"verdicts: unknown flag {flag!r} (known: {', '.join(table)})")
+            raise PolicyError(f"verdicts: unknown flag {flag!r} (known: {', '.join(table)})")
         if not (isinstance(value, list | tuple) and len(value) == 2):
-            raise ValueError(f"verdicts.{flag} must be [verdict, risk]")
+            raise PolicyError(f"verdicts.{flag} must be [verdict, risk]")
         label, risk = value
         try:
             verdict = Verdict[str(label).upper()]
         except KeyError:
             names = ", ".join(v.label for v in Verdict)
-            raise ValueError(f"verdicts.{flag}: verdict must be one of {names}") from None
+            raise PolicyError(f"verdicts.{flag}: verdict must be one of {names}") from None
         if not isinstance(risk, int) or isinstance(risk, bool) or not 0 <= risk <= MAX_RISK:
-            raise ValueError(f"verdicts.{flag}: risk must be an integer 0 to {MAX_RISK}")
-        table[flag] = Outcome(verdict, risk)
+            raise PolicyError(f"verdicts.{flag}: risk must be an integer 0 to {MAX_RISK}")
+        table[flag] = Ruling(verdict, risk)
     return table

@@ -1,6 +1,7 @@
 """The HTTP error tree: each exception knows its status and machine-readable code.
 
-Handlers raise these; ``error_middleware`` in ``ingest.http.app`` turns them into
+Handlers raise these (and let the errors of the domain packages become them, see
+``ingest.http.error_mapping``); ``json_errors`` in ``ingest.http.app`` turns them into
 ``{"error": {"code": ..., "message": ...}}``.
 """
 

@@ -25,6 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rewards.calendar import CampaignDay
+from rewards.errors import CampaignError
 
 MAX_PRIZES = 32  # a draw records which prizes were available as a 32-bit mask
 MAX_DAYS = 366  # a seed per day is committed when the campaign is saved
@@ -47,14 +48,6 @@ def _known_zones() -> frozenset[str]:
 
 def is_campaign_id(text: str) -> bool:
     return _ID.fullmatch(text) is not None
-
-
-class CampaignError(ValueError):
-    """A campaign the API cannot accept: ``code`` for machines, the message for people."""
-
-    def __init__(self, message: str, code: str = "invalid_campaign") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class PrizeKind(StrEnum):
@@ -204,7 +197,7 @@ def _prize(document: object, where: str, tiers: int) -> Prize:
         raise CampaignError(f"{where}.id is 1 to 64 letters, digits, '_' or '-'")
     try:
         kind = PrizeKind(fields.text("kind"))
-    except ValueError:
+    except (CampaignError, ValueError):  # missing, not text or unknown: one message
         raise CampaignError(f"{where}.kind must be one of cash, points, item") from None
     total_budget = fields.count("total_budget")
     daily_cap = fields.count("daily_cap", default=total_budget)

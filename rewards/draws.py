@@ -15,11 +15,11 @@ from codes.commands import LuaScript, ScriptCall
 from rewards import draw_log
 from rewards.calendar import CampaignDay
 from rewards.campaigns import Campaign, Prize, PrizeKind
+from rewards.errors import StaleCampaign
 from rewards.odds import DrawValues, slices
 from rewards.store import draw_stream, unsunk_key
 
-DRAW = LuaScript.load(__package__ or "rewards", "draw.lua")
-STALE_CAMPAIGN = "STALE_CAMPAIGN"
+DRAW = LuaScript.load(__package__ or "rewards", "draw.lua", {"STALE_CAMPAIGN": StaleCampaign})
 
 _PRIZE = struct.Struct("<IIIBBBq")  # as PRIZE in draw.lua
 _SLICE = struct.Struct("<QQ")
@@ -56,17 +56,28 @@ class DrawStatus(Enum):
 _STATUSES = {ord(status.value): status for status in DrawStatus}
 
 
-class PrizeWon(NamedTuple):
+class Won(NamedTuple):
+    """A prize won in a campaign, as the consumer is told of it."""
+
+    campaign_id: str
     prize_id: str
     kind: PrizeKind
     value: int
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "prize_id": self.prize_id,
+            "kind": self.kind.value,
+            "value": self.value,
+            "campaign_id": self.campaign_id,
+        }
+
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class DrawOutcome:
     status: DrawStatus
     seq: int = 0
-    prize: PrizeWon | None = None
+    prize: Won | None = None
     """As it was when drawn (a retry after the campaign changed gets the same)."""
     guaranteed: bool = False
     available_mask: int = 0
@@ -113,7 +124,7 @@ class LiveCampaign:
         self, entrants: Sequence[Entrant], tiers: Sequence[int], now_ms: int, retry_ttl_s: int
     ) -> ScriptCall:
         """The draws of ``entrants``, members of ``tiers``, at ``now_ms`` (in the campaign's
-        period)."""
+        period); refused with ``StaleCampaign`` when the campaign was saved since this version."""
         campaign = self.campaign
         today = CampaignDay.at(now_ms, campaign.zone)
         owed = campaign.guarantee_due(today, now_ms)
@@ -175,19 +186,20 @@ class LiveCampaign:
             + _text(draw_log.FRAME, request)
         )
 
-    def outcomes(self, reply: Sequence[bytes]) -> list[Outcome]:
+    def outcomes(self, reply: Sequence[bytes]) -> list[DrawOutcome]:
         return [self._outcome(raw) for raw in reply]
 
-    def _outcome(self, raw: bytes) -> Outcome:
+    def _outcome(self, raw: bytes) -> DrawOutcome:
         status = _STATUSES[raw[0]]
         if status is DrawStatus.ALREADY_DRAWN:
-            return Outcome(status)
+            return DrawOutcome(status)
         seq, _, guaranteed, mask, balance = draw_log.OUTCOME_STRUCT.unpack_from(raw, 1)
         prize = None
         if len(raw) > _WON_AT:
             kind, value = _WON.unpack_from(raw, _WON_AT)
-            prize = PrizeWon(raw[_WON_AT + _WON.size :].decode(), _KINDS[kind], value)
-        return Outcome(status, seq, prize, guaranteed == 1, mask, balance)
+            prize_id = raw[_WON_AT + _WON.size :].decode()
+            prize = Won(self.campaign.campaign_id, prize_id, _KINDS[kind], value)
+        return DrawOutcome(status, seq, prize, guaranteed == 1, mask, balance)
 
 
 def prize_table(prizes: Sequence[Prize]) -> bytes:

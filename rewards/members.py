@@ -7,16 +7,12 @@ import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 
+from rewards.errors import MemberError
+
 PARTITIONS = 4
 MAX_ID_LENGTH = 64  # as a scan's member_id
 
 Command = tuple[str, ...]
-
-
-class MemberError(ValueError):
-    def __init__(self, message: str, code: str = "invalid_member") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def check_member_id(member_id: str) -> str:

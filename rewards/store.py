@@ -26,11 +26,13 @@ import orjson
 
 from codes.commands import LuaScript, ScriptCall
 from rewards.campaigns import Campaign
+from rewards.errors import TimezoneFixed
 
 CAMPAIGNS_KEY = "{rewards}:campaigns"
 VERSION_KEY = "{rewards}:version"
-SAVE_CAMPAIGN = LuaScript.load(__package__ or "rewards", "save_campaign.lua")
-TIMEZONE_FIXED = "TIMEZONE_FIXED"
+SAVE_CAMPAIGN = LuaScript.load(
+    __package__ or "rewards", "save_campaign.lua", {"TIMEZONE_FIXED": TimezoneFixed}
+)
 
 
 def campaign_key(campaign_id: str, suffix: str) -> str:
@@ -48,8 +50,8 @@ def unsunk_key(stream: str) -> str:
 
 def save(campaign: Campaign) -> ScriptCall:
     """Stores the campaign as a new version and a fresh secret seed for each of its days that
-    has none (existing seeds are kept: their hashes may be published). Reply: the version; an
-    error starting with ``TIMEZONE_FIXED`` when a saved campaign would change its time zone."""
+    has none (existing seeds are kept: their hashes may be published). Reply: the version;
+    ``TimezoneFixed`` when a saved campaign would change its time zone."""
     seeds = [x for day in campaign.days() for x in (day.isoformat(), secrets.token_hex(32))]
     cid = campaign.campaign_id
     return ScriptCall(

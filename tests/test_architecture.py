@@ -4,6 +4,7 @@ package as pip builds it, with no extras, serving for real."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from ingest.ops.local_services import free_port
 from tests.conftest import KEYRING_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
+_NOT_SOURCE = (".venv", "var", ".git", "build", "*.egg-info", "results", "__pycache__", ".*_cache")
 _PIP_INSTALL = (sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation")
 
 
@@ -49,8 +51,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``pip install .`` of this tree, without its extras, into a folder of its own; the
     dependencies come from the test's environment, the bench extra's are made unimportable."""
     target = tmp_path_factory.mktemp("installed")
+    source = target / "source"  # a copy: pip builds in the tree it is given
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
     subprocess.run(
-        [*_PIP_INSTALL, "--target", str(target / "site"), str(ROOT)],
+        [*_PIP_INSTALL, "--target", str(target / "site"), str(source)],
         check=True,
         capture_output=True,
     )

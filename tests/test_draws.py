@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from ingest.store.scripts import RedisPyCommands, ScriptRunner
 from rewards import store
 from rewards.campaigns import Campaign
-from rewards.draws import DrawStatus, Entrant, LiveCampaign, Outcome
+from rewards.draws import DrawOutcome, DrawStatus, Entrant, LiveCampaign
+from rewards.errors import StaleCampaign
 from rewards.odds import choose, draw_value, slices
 
 pytestmark = pytest.mark.redis
@@ -68,7 +68,7 @@ class Draws:
         self.runner = runner
         self.live = live
 
-    async def draw(self, entrants: Sequence[Entered], now_ms: int) -> list[Outcome]:
+    async def draw(self, entrants: Sequence[Entered], now_ms: int) -> list[DrawOutcome]:
         scans, tiers = [e.scan for e in entrants], [e.tier for e in entrants]
         reply = await self.runner.run(self.live.call(scans, tiers, now_ms, 3600))
         return self.live.outcomes(reply)
@@ -109,7 +109,7 @@ def entrant(member: str = "", tier: int = 0, risk: int = 0, **changes: Any) -> E
     return Entered(Entrant(**fields), tier)
 
 
-def won(outcomes: Sequence[Outcome]) -> list[str]:
+def won(outcomes: Sequence[DrawOutcome]) -> list[str]:
     return [o.prize.prize_id for o in outcomes if o.prize]
 
 
@@ -258,7 +258,7 @@ async def test_a_changed_campaign_refuses_draws_computed_from_the_old_one(
 ) -> None:
     draws = await saved(redis, campaign(prize()))
     await draws.runner.run(store.save(campaign(prize(base_probability=0.5))))
-    with pytest.raises(ResponseError, match="STALE_CAMPAIGN"):
+    with pytest.raises(StaleCampaign):
         await draws.draw([entrant()], at(0, 12))
 
 

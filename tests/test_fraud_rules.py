@@ -7,14 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from fraud.clones import NO_DEVICE, CodeHistory, clone_flag
+from fraud.assessment import ScanFacts, assess
+from fraud.clones import clone_flag
 from fraud.distributors import Distributor
+from fraud.errors import ShipmentConflict
 from fraud.location import NO_SERIAL, Placement, place
 from fraud.policy import FraudPolicy
 from fraud.reference import ReferenceData
-from fraud.shipments import NOT_SHIPPED, LoggedShipment, ShipmentConflict, ShipmentIndex
-from fraud.velocity import NOT_OBSERVED, ActorCounts, velocity_flags
-from fraud.verdicts import DEFAULT_OUTCOMES, Outcome, Verdict, judge
+from fraud.scan_record import NO_DEVICE, ScanRecord, record_scan
+from fraud.shipments import AGGREGATE, NOT_SHIPPED, SHIP, LoggedShipment, ShipmentIndex
+from fraud.velocity import NO_MEMBER, NOT_OBSERVED, ActorCounts, velocity_flags
+from fraud.verdicts import DEFAULT_RULINGS, Ruling, Verdict, judge
 
 POLICY = FraudPolicy()
 OWNER, OTHER, THIRD = b"\x01" * 4, b"\x02" * 4, b"\x03" * 4
@@ -23,36 +26,36 @@ BEIJING = (39.90, 116.40)  # 1,067 km from Shanghai
 MINUTE_MS = 60_000
 
 
-def _history(*devices: bytes, at: tuple[float, float] = SHANGHAI, ms: int = 0) -> CodeHistory:
-    first = CodeHistory.first(ms, *at, devices[0] if devices else NO_DEVICE)
+def _history(*devices: bytes, at: tuple[float, float] = SHANGHAI, ms: int = 0) -> ScanRecord:
+    history = record_scan(None, ms, *at, devices[0] if devices else NO_DEVICE, NO_MEMBER)
     for device in devices[1:]:
-        first = first.after(ms, *at, device)
-    return first
+        history = record_scan(history, ms, *at, device, NO_MEMBER)
+    return history
 
 
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        ([], Outcome(Verdict.GENUINE, 0)),
-        (["no_location"], Outcome(Verdict.GENUINE, 1)),
-        (["out_of_territory", "no_location"], Outcome(Verdict.GENUINE, 2)),
-        (["out_of_territory", "not_shipped"], Outcome(Verdict.SUSPICIOUS, 3)),
-        (["revoked", "device_farm"], Outcome(Verdict.REVOKED, 3)),
-        (["revoked", "cloned"], Outcome(Verdict.COUNTERFEIT, 4)),
-        (["bad_signature", "guessing"], Outcome(Verdict.COUNTERFEIT, 4)),
+        ([], Ruling(Verdict.GENUINE, 0)),
+        (["no_location"], Ruling(Verdict.GENUINE, 1)),
+        (["out_of_territory", "no_location"], Ruling(Verdict.GENUINE, 2)),
+        (["out_of_territory", "not_shipped"], Ruling(Verdict.SUSPICIOUS, 3)),
+        (["revoked", "device_farm"], Ruling(Verdict.REVOKED, 3)),
+        (["revoked", "cloned"], Ruling(Verdict.COUNTERFEIT, 4)),
+        (["bad_signature", "guessing"], Ruling(Verdict.COUNTERFEIT, 4)),
     ],
 )
 def test_the_verdict_is_the_most_severe_and_the_risk_the_highest(
-    flags: list[str], expected: Outcome
+    flags: list[str], expected: Ruling
 ) -> None:
-    assert judge(flags, DEFAULT_OUTCOMES) == expected
+    assert judge(flags, DEFAULT_RULINGS) == expected
 
 
 def test_every_flag_a_rule_can_raise_is_in_the_table() -> None:
     raised = {"malformed", "bad_signature", "unknown_key", "unknown_serial", "gtin_mismatch"}
     raised |= {"revoked", "not_shipped", "out_of_territory", "cloned", "device_farm"}
     raised |= {"guessing", "no_location"}
-    assert set(DEFAULT_OUTCOMES) == raised
+    assert set(DEFAULT_RULINGS) == raised
 
 
 def test_the_policy_overrides_thresholds_and_the_table_from_json() -> None:
@@ -60,8 +63,8 @@ def test_the_policy_overrides_thresholds_and_the_table_from_json() -> None:
         '{"clone_speed_kmh": 1200, "verdicts": {"out_of_territory": ["suspicious", 3]}}'
     )
     assert policy.clone_speed_kmh == 1200.0
-    assert judge(["out_of_territory"], policy.verdicts) == Outcome(Verdict.SUSPICIOUS, 3)
-    assert judge(["cloned"], policy.verdicts) == Outcome(Verdict.COUNTERFEIT, 4)
+    assert judge(["out_of_territory"], policy.verdicts) == Ruling(Verdict.SUSPICIOUS, 3)
+    assert judge(["cloned"], policy.verdicts) == Ruling(Verdict.COUNTERFEIT, 4)
 
 
 @pytest.mark.parametrize(
@@ -138,17 +141,40 @@ def test_friends_gathered_round_one_bottle_are_not_clones() -> None:
 
 def test_a_new_device_is_compared_with_the_last_scan_too() -> None:
     # first in Shanghai two days ago, last in Beijing a minute ago by OTHER: THIRD in Shanghai
-    history = _history(OWNER).after(2 * 86_400_000, *BEIJING, OTHER)
+    history = record_scan(_history(OWNER), 2 * 86_400_000, *BEIJING, OTHER, NO_MEMBER)
     now = 2 * 86_400_000 + MINUTE_MS
     flag = clone_flag(history, now, *SHANGHAI, 10.0, THIRD, POLICY)
     assert flag is not None
     assert flag["minutes"] == 1.0
 
 
-def test_history_after_a_scan_counts_devices_like_the_scan_script() -> None:
-    history = _history(OWNER).after(5, 1.0, 2.0, OWNER).after(6, 1.0, 2.0, NO_DEVICE)
-    assert (history.scan_count, history.distinct_devices, history.devices) == (3, 1, (OWNER,))
-    assert (history.first_ms, history.last_ms, history.last_lat) == (0, 6, 1.0)
+def test_scans_of_a_code_in_one_batch_are_judged_as_if_they_came_one_by_one() -> None:
+    phones = [bytes([n]) * 4 for n in range(1, 8)]
+    scans = [  # 2.8 km apart a minute apart: devices past the limit, no impossible journey
+        ScanFacts(
+            7,
+            (),
+            SHANGHAI[0] + 0.025 * n,
+            SHANGHAI[1],
+            10.0,
+            n * MINUTE_MS,
+            "",
+            phone,
+            NO_MEMBER,
+            "",
+        )
+        for n, phone in enumerate([*phones, phones[4]])  # the fifth phone comes back
+    ]
+    nowhere = Placement((), "", "", math.nan)
+    unseen = [NOT_OBSERVED] * len(scans)
+    batch = assess(scans, [nowhere] * len(scans), [None] * len(scans), unseen, unseen, POLICY)
+    one_by_one, record = [], None
+    for scan in scans:  # each reading the record Redis would hold
+        one_by_one += assess([scan], [nowhere], [record], unseen[:1], unseen[:1], POLICY)
+        record = record_scan(record, scan.now_ms, scan.lat, scan.lon, scan.device, scan.member)
+    assert [a.flags for a in batch] == [a.flags for a in one_by_one]
+    counted = [f["distinct_devices"] for a in batch for f in a.flags if f["flag"] == "cloned"]
+    assert counted == [5, 6, 6, 6]  # four devices remembered, then "more"; the fifth unknown
 
 
 def test_farms_are_flagged_past_the_hourly_codes_or_daily_members() -> None:
@@ -189,9 +215,12 @@ def test_the_shipment_index_finds_each_serials_distributor() -> None:
 
 
 def test_script_refusals_name_the_serial_and_the_other_party() -> None:
-    conflict = ShipmentConflict.from_reply("SHIP_OVERLAP 1234 D 17")
+    conflict = SHIP.error("SHIP_OVERLAP 1234 D 17")
+    assert isinstance(conflict, ShipmentConflict)
     assert (conflict.reason, conflict.serial, conflict.other) == ("SHIP_OVERLAP", 1234, "D 17")
-    assert ShipmentConflict.from_reply("AGG_PARENT_FULL").serial is None
+    full = AGGREGATE.error("AGG_PARENT_FULL")
+    assert isinstance(full, ShipmentConflict)
+    assert (full.serial, full.other) == (None, None)
 
 
 def _reference() -> ReferenceData:

@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 
+from fraud.errors import TerritoryError
 from fraud.geo import EARTH_RADIUS_KM, FloatArray, haversine_km, normalise_points, wrap_lon
 from fraud.territory import (
     MAX_POLYGONS,
     MAX_RING_VERTICES,
     MAX_TOTAL_VERTICES,
     Territory,
-    TerritoryError,
     contains,
     distances_km,
 )

@@ -9,14 +9,13 @@ from typing import cast
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from ingest.events.scans import PARTITIONS, events_in, partition_tag, stream_key, unsunk_key
 from ingest.scan.state import (
     SCAN_STATE,
     SEEN_RANGE,
-    STREAM_FULL,
     ScanState,
+    StreamFull,
     decide_scans,
     device_digest,
     member_digest,
@@ -121,7 +120,7 @@ async def test_a_known_scan_id_is_answered_from_memory(redis: Redis) -> None:
 async def test_a_full_stream_changes_nothing(redis: Redis) -> None:
     await _decide(redis, [(_scan("a"), "", b"e")], max_length=1)
     before = {key: await redis.dump(key) for key in await redis.keys("*")}
-    with pytest.raises(ResponseError, match=STREAM_FULL):
+    with pytest.raises(StreamFull):
         await _decide(redis, [(_scan("b"), "x", b"e")], max_length=1)
     after = {key: await redis.dump(key) for key in await redis.keys("*")}
     assert after == before

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from fraud import location, velocity
 from fraud.assessment import Assessment, ScanFacts, assess
-from fraud.clones import CodeHistory
 from fraud.policy import FraudPolicy
+from fraud.scan_record import ScanRecord
 from fraud.velocity import NOT_OBSERVED, ActorCounts, ActorKind, Observation
 from fraud.verdicts import COUNTERFEIT_FLAGS
 from ingest import stage_timer
@@ -87,7 +87,7 @@ class FraudStage:
 
     async def _remembered(
         self, facts: Sequence[ScanFacts], now_ms: int
-    ) -> tuple[list[CodeHistory | None], list[ActorCounts], list[ActorCounts]]:
+    ) -> tuple[list[ScanRecord | None], list[ActorCounts], list[ActorCounts]]:
         """The codes' histories and the devices' and IPs' counts, in one round trip."""
         with stage_timer.FRAUD:
             read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
@@ -106,7 +106,7 @@ class FraudStage:
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
-            histories: list[CodeHistory | None] = [None] * len(facts)
+            histories: list[ScanRecord | None] = [None] * len(facts)
             for at, record in zip(read, replies[: len(read)], strict=True):
                 histories[at] = history_of(record)
             devices, ips = [NOT_OBSERVED] * len(facts), [NOT_OBSERVED] * len(facts)

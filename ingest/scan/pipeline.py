@@ -20,7 +20,6 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ingest import metrics, stage_timer
@@ -31,7 +30,7 @@ from ingest.scan.fraud_stage import FraudStage
 from ingest.scan.request import ScanRequest
 from ingest.scan.result import ScanResult
 from ingest.scan.reward_stage import RewardStage
-from ingest.scan.state import STREAM_FULL, ScanState, decide_scans, unsunk_limit_per_partition
+from ingest.scan.state import ScanState, StreamFull, decide_scans, unsunk_limit_per_partition
 from ingest.scan.steps import (
     Judged,
     Pending,
@@ -174,7 +173,7 @@ def _partition_groups(prepared: list[Prepared]) -> list[tuple[int, list[Prepared
 
 def _recorded(group: list[Prepared], reply: object) -> list[tuple[Prepared, ScanState]]:
     """The state of each scan the script recorded; on an error its scans are answered here."""
-    if isinstance(reply, ResponseError) and str(reply).startswith(STREAM_FULL):
+    if isinstance(reply, StreamFull):
         metrics.SCANS_REFUSED.inc(len(group))
         _fail_all(
             group,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from fraud.verdicts import Verdict
-from ingest.scan.reward_stage import Won
 from ingest.scan.state import ScanState
+from rewards.draws import Won
 
 
 class ScanResult(NamedTuple):

@@ -15,14 +15,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from redis.exceptions import ResponseError
-
 from codes.commands import ScriptCall
 from ingest import metrics, stage_timer
 from ingest.events.scans import MAX_EVENTS_PER_ENTRY
 from ingest.store.campaigns import CampaignSource
 from ingest.store.scripts import Command, ScriptRunner
-from rewards.draws import STALE_CAMPAIGN, DrawStatus, Entrant, LiveCampaign
+from rewards.draws import DrawStatus, Entrant, LiveCampaign, Won
+from rewards.errors import StaleCampaign
 from rewards.members import TierReads
 
 log = logging.getLogger(__name__)
@@ -31,22 +30,6 @@ CAMPAIGNS_MAX_AGE_S = 0.1
 MAX_DRAWS_PER_CALL = MAX_EVENTS_PER_ENTRY
 """As the scan state's calls: keeps each script short and each stream entry of a size the sink
 reads by."""
-
-
-@dataclass(frozen=True, slots=True)
-class Won:
-    campaign_id: str
-    prize_id: str
-    kind: str
-    value: int
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "prize_id": self.prize_id,
-            "kind": self.kind,
-            "value": self.value,
-            "campaign_id": self.campaign_id,
-        }
 
 
 @dataclass(slots=True)
@@ -153,7 +136,7 @@ class RewardStage:
         with stage_timer.REWARDS:
             calls = [self._call(c, now_ms) for c in chunks]
         replies = await self._scripts.run_many(calls)
-        stale = [at for at, reply in enumerate(replies) if _stale(reply)]
+        stale = [at for at, reply in enumerate(replies) if isinstance(reply, StaleCampaign)]
         if stale:
             fresh = (await self._campaigns.current(reload=True)).by_id
             again = []
@@ -181,14 +164,7 @@ class RewardStage:
         metrics.DRAWS.inc(len(fresh))
         for kind, wins in Counter(o.prize.kind.value for o in fresh if o.prize).items():
             metrics.PRIZES.labels(kind).inc(wins)
-        return [
-            Won(cid, o.prize.prize_id, o.prize.kind.value, o.prize.value) if o.prize else None
-            for o in outcomes
-        ]
+        return [o.prize for o in outcomes]
 
     def _call(self, chunk: _Chunk, now_ms: int) -> ScriptCall:
         return chunk.campaign.call(chunk.entrants, chunk.tiers, now_ms, self._retry_ttl_s)
-
-
-def _stale(reply: object) -> bool:
-    return isinstance(reply, ResponseError) and str(reply).startswith(STALE_CAMPAIGN)

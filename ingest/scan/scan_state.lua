@@ -13,12 +13,14 @@
 -- The new events are appended as one stream entry (see ingest/scan_events.py).
 -- Reply: one string per scan, "N" (new) or "R" (a retry, nothing changed) followed by STATE.
 local SCAN = '<BI8I8i4i4c4c8'            -- has_code, serial, now_ms, lat, lon, device, member
+-- A code's record and the rule record_scan applies to it are defined in fraud/scan_record.py;
+-- tests/test_scan_record.py holds this script to them.
 local RECORD = '<I6I6i4i4i4i4I4I2c8'     -- first/last ms, first/last lat+lon, count,
                                          -- distinct devices, first member; then device hashes
 local STATE = '<BI4I2'                   -- first scan?, scan count, distinct devices
 local SCAN_SIZE = struct.size(SCAN)
-local NO_DEVICE = string.rep('\0', 4)
-local MAX_DEVICES = 4
+local DEVICE_SIZE, MAX_DEVICES = 4, 4
+local NO_DEVICE = string.rep('\0', DEVICE_SIZE)
 -- 65,472 bits make an 8,184-byte bitmap: with its header it fills exactly one 8 KiB allocation
 local SEEN_RANGE, RECORD_BUCKET = 65472, 128
 -- built only when a bitmap is created: 8 KiB per call otherwise cost more than the call's work
@@ -28,8 +30,8 @@ local stream = KEYS[1]
 local tag = string.sub(stream, 1, string.find(stream, '}', 1, true))
 
 local function known_device(devices, device)
-    for at = 1, #devices, 4 do
-        if string.sub(devices, at, at + 3) == device then return true end
+    for at = 1, #devices, DEVICE_SIZE do
+        if string.sub(devices, at, at + DEVICE_SIZE - 1) == device then return true end
     end
     return false
 end
@@ -55,7 +57,7 @@ local function record_scan(serial, now, lat, lon, device, member)
         devices = string.sub(record, at)
         count = count + 1
         if device ~= NO_DEVICE and not known_device(devices, device) then
-            if #devices < 4 * MAX_DEVICES then
+            if #devices < DEVICE_SIZE * MAX_DEVICES then
                 devices = devices .. device
                 distinct = distinct + 1
             else

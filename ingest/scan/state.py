@@ -6,9 +6,8 @@ Per partition tag ``{scans:N}`` (see ``scan_events``):
 - ``:seen:<serial // 65472>``: a bitmap, one bit per issued serial of a range that has been
   scanned at least once; it decides "first scan" and costs 8 KiB per scanned range (65,472
   bits and the string header fill one 8 KiB allocation exactly);
-- ``:rec:<serial // 128>``: a hash of packed records, field ``serial % 128``, 42 bytes plus 4 per
-  distinct device (up to 4): first and last scan time and place, first member, scan count,
-  distinct devices (exact up to 4; 5 means "five or more"). Buckets of 128 keep each hash a
+- ``:rec:<serial // 128>``: a hash of the codes' records (``fraud.scan_record``: 42 bytes plus
+  4 per device remembered, up to 4), field ``serial % 128``. Buckets of 128 keep each hash a
   listpack (Redis' compact encoding, up to 128 fields of up to 64 bytes);
 - ``:sid:<retry key>``: the state a scan with a client scan_id was answered with, for retries,
   with a TTL (the key digests the scan_id with the code, device and member: the same id sent
@@ -23,27 +22,33 @@ partitions (and cluster nodes) while each script touches one slot.
 from __future__ import annotations
 
 import hashlib
-import math
 import struct
 import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from codes.commands import LuaScript, ScriptCall
-from fraud.clones import CodeHistory
+from fraud.scan_record import DEVICE_SIZE, MEMBER_SIZE, NO_LOCATION_E7, ScanRecord
 from ingest.events.scans import PARTITIONS, partition_tag, stream_key, unsunk_key
 
-SCAN_STATE = LuaScript.load(__package__ or "ingest.scan", "scan_state.lua")
+STREAM_FULL = "STREAM_FULL"
+
+
+class StreamFull(Exception):
+    """The partition's events not yet in ClickHouse are at their bound: the script refused
+    the scans and changed nothing, so they may be sent again later."""
+
+
+SCAN_STATE = LuaScript.load(
+    __package__ or "ingest.scan", "scan_state.lua", {STREAM_FULL: StreamFull}
+)
 SEEN_RANGE = 65_472
 _RECORD_BUCKET = 128  # as in scan_state.lua
-NO_LOCATION_E7 = -(2**31)
 
 _SCAN = struct.Struct("<BQQii4s8s")
 _STATE = struct.Struct("<BIH")
 _KEY_LENGTH = struct.Struct("<H")
 _RETRIED = ord("R")
-_RECORD_TAIL = struct.Struct("<iiiiIH8s")  # after first and last ms (6 bytes each)
-_DEVICE_SIZE = 4
 
 
 def unsunk_limit_per_partition(max_unsunk_events: int) -> int:
@@ -62,7 +67,7 @@ def partition_of_text(text: str) -> int:
 
 def device_digest(device_id: str) -> bytes:
     """How a device is told apart in records: 4 bytes, zeros for no device."""
-    return _digest(device_id, _DEVICE_SIZE)
+    return _digest(device_id, DEVICE_SIZE)
 
 
 def _digest(text: str, size: int) -> bytes:
@@ -79,7 +84,7 @@ def pack_scan(
 ) -> bytes:
     """What the script needs to update a code's record; ``serial`` None leaves state alone.
     ``device`` and ``member`` are the digests of ``device_digest`` and ``member_digest``."""
-    if lat is None or lon is None:
+    if lat is None or lon is None:  # fraud.scan_record.place_e7, inline: it runs for every scan
         lat_e7 = lon_e7 = NO_LOCATION_E7
     else:
         lat_e7, lon_e7 = round(lat * 1e7), round(lon * 1e7)
@@ -107,7 +112,7 @@ class ScanState(NamedTuple):
 
 
 def member_digest(member_id: str) -> bytes:
-    return _digest(member_id, 8)
+    return _digest(member_id, MEMBER_SIZE)
 
 
 def read_history(serial: int) -> tuple[str, str, str]:
@@ -117,31 +122,9 @@ def read_history(serial: int) -> tuple[str, str, str]:
     return ("HGET", f"{tag}:rec:{serial // _RECORD_BUCKET}", str(serial % _RECORD_BUCKET))
 
 
-def history_of(record: bytes | None) -> CodeHistory | None:
-    """A code's record as the fraud rules read it; None for a code never scanned."""
-    if not record:
-        return None
-    first_ms = int.from_bytes(record[0:6], "little")
-    last_ms = int.from_bytes(record[6:12], "little")
-    first_lat, first_lon, last_lat, last_lon, count, distinct, _ = _RECORD_TAIL.unpack_from(
-        record, 12
-    )
-    devices = record[12 + _RECORD_TAIL.size :]
-    return CodeHistory(
-        first_ms,
-        last_ms,
-        _degrees(first_lat),
-        _degrees(first_lon),
-        _degrees(last_lat),
-        _degrees(last_lon),
-        count,
-        distinct,
-        tuple(devices[at : at + _DEVICE_SIZE] for at in range(0, len(devices), _DEVICE_SIZE)),
-    )
-
-
-def _degrees(e7: int) -> float:
-    return math.nan if e7 == NO_LOCATION_E7 else e7 / 1e7
+def history_of(record: bytes | None) -> ScanRecord | None:
+    """A code's record as the ``read_history`` reply holds it; None for a code never scanned."""
+    return ScanRecord.unpack(record) if record else None
 
 
 def retry_key(scan_id: str | None, code: str, device_id: str, member_id: str) -> str:
@@ -171,6 +154,3 @@ def decide_scans(
         (stream_key(partition), unsunk_key(partition)),
         (max_unsunk_per_partition, scan_id_ttl_s, b"".join(scans)),
     )
-
-
-STREAM_FULL = "STREAM_FULL"

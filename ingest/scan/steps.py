@@ -28,7 +28,6 @@ from ingest.errors import ApiError
 from ingest.events.scans import ScanEvent
 from ingest.scan.request import ScanRequest
 from ingest.scan.result import ScanResult
-from ingest.scan.reward_stage import Won
 from ingest.scan.state import (
     ScanState,
     device_digest,
@@ -39,7 +38,7 @@ from ingest.scan.state import (
     retry_key,
     scan_argument,
 )
-from rewards.draws import Entrant
+from rewards.draws import Entrant, Won
 
 log = logging.getLogger(__name__)
 Step = TypeVar("Step", bound="Pending | Verified | Judged")

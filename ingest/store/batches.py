@@ -6,12 +6,11 @@ import time
 from typing import cast
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from codes import batches
 from codes.batch_index import BatchIndex
 from codes.batches import Batch, BatchOrder
-from codes.errors import BatchError
+from codes.errors import BatchIdTaken
 from ingest.store.scripts import RedisPyCommands, ScriptRunner
 
 _ID_ATTEMPTS = 5
@@ -26,17 +25,14 @@ class BatchStore:
         self._index = BatchIndex(version=-1)
 
     async def create(self, order: BatchOrder, key_id: int) -> Batch:
-        """Reserve the serial range and record the batch in one atomic script."""
+        """Reserve the serial range and record the batch in one atomic script; ``BatchError``
+        when the serial space cannot hold it."""
         for _ in range(_ID_ATTEMPTS):
             batch_id, created_ms = batches.new_batch_id(), int(time.time() * 1000)
             try:
                 first = await self._scripts.run(order.reserve(batch_id, key_id, created_ms))
-            except ResponseError as error:
-                if str(error).startswith("BATCH_EXISTS"):
-                    continue
-                if str(error).startswith("SERIALS_EXHAUSTED"):
-                    raise BatchError(str(error).partition(" ")[2]) from None
-                raise
+            except BatchIdTaken:
+                continue
             return order.reserved(batch_id, key_id, created_ms, int(first))
         raise RuntimeError("could not draw an unused batch id")
 

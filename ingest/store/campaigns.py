@@ -14,8 +14,9 @@ import orjson
 from redis.asyncio import Redis
 
 from rewards import store
-from rewards.campaigns import Campaign, CampaignError
+from rewards.campaigns import Campaign
 from rewards.draws import LiveCampaign
+from rewards.errors import CampaignError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,9 @@
-"""Runs the ``ScriptCall`` values of the sans-I/O packages: EVALSHA, reloaded on NOSCRIPT."""
+"""Runs the ``ScriptCall`` values of the sans-I/O packages: EVALSHA, reloaded on NOSCRIPT.
+
+An error reply that the call's script declares (``LuaScript.errors``) comes back as the domain
+exception it stands for, converted here once, so callers catch exceptions, not reply texts; any
+other error reply stays the Redis client's ``ResponseError``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any, Protocol, cast
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from codes.commands import LuaScript, ScriptCall
 from ingest import stage_timer
@@ -40,15 +45,16 @@ class ScriptRunner:
         self._digests: dict[LuaScript, str] = {}
 
     async def run(self, call: ScriptCall) -> Any:
-        """The reply of one call; a Redis error is raised."""
+        """The reply of one call; an error is raised (as its script declares it)."""
         [reply] = await self.run_many([call])
         if isinstance(reply, Exception):
             raise reply
         return reply
 
     async def run_many(self, calls: Sequence[ScriptCall | Command]) -> list[Any]:
-        """All calls in one round trip; where a call failed its reply is the exception. Plain
-        commands may go in the same round trip (a single-key read needs no script).
+        """All calls in one round trip; where a call failed its reply is the exception (as its
+        script declares it). Plain commands may go in the same round trip (a single-key read
+        needs no script).
 
         A call answered NOSCRIPT did not run, so after loading the script only those are sent
         again (redis-py's own pipelined scripts ask SCRIPT EXISTS on every execute instead).
@@ -64,6 +70,10 @@ class ScriptRunner:
             retried = await self._evaluate([calls[i] for i in missing])
             for i, reply in zip(missing, retried, strict=True):
                 replies[i] = reply
+        with stage_timer.REDIS_CLIENT:
+            for i, reply in enumerate(replies):
+                if isinstance(reply, ResponseError):
+                    replies[i] = _declared(calls[i], reply)
         return replies
 
     async def _evaluate(self, calls: Sequence[ScriptCall | Command]) -> list[Any]:
@@ -92,8 +102,20 @@ class BlockingScriptRunner:
         self._scripts: dict[LuaScript, Any] = {}
 
     def run(self, call: ScriptCall) -> Any:
-        """The reply of the call; a Redis error is raised."""
+        """The reply of the call; an error is raised (as its script declares it)."""
         script = self._scripts.get(call.script)
         if script is None:
             script = self._scripts[call.script] = self._redis.register_script(call.script.source)
-        return script(keys=list(call.keys), args=list(call.args))
+        try:
+            return script(keys=list(call.keys), args=list(call.args))
+        except ResponseError as error:
+            declared = call.script.error(str(error))
+            if declared is None:
+                raise
+            raise declared from None
+
+
+def _declared(call: ScriptCall | Command, error: ResponseError) -> Exception:
+    """The exception the call's script declares for this error reply, or the reply itself."""
+    declared = call.script.error(str(error)) if isinstance(call, ScriptCall) else None
+    return error if declared is None else declared

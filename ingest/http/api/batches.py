@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from codes.batches import Batch, BatchOrder, BatchStatus
-from codes.errors import BatchError, CodeError
+from codes.errors import CodeError
 from codes.export import CodeExport, ExportFormat
 from ingest.errors import Conflict, NotFound, ValidationFailed
 from ingest.http.auth import requires
@@ -33,20 +33,17 @@ async def _batch(request: web.Request) -> Batch:
 async def create_batch(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     body = await json_object(request, settings.max_body_bytes)
-    try:
-        order = BatchOrder.create(
-            sku=body.text("sku", max_length=64),
-            gtin=body.text("gtin", max_length=14),
-            quantity=body.integer("quantity"),
-            kind=body.text("kind", default="unit"),
-            line_id=body.text("line_id", default="", max_length=64),
-            max_quantity=settings.max_batch_quantity,
-        )
-        body.done()
-        key_id = request.app[KEYRING].current().current.key_id
-        batch = await request.app[BATCHES].create(order, key_id)
-    except BatchError as error:
-        raise ValidationFailed(str(error)) from None
+    order = BatchOrder.create(
+        sku=body.text("sku", max_length=64),
+        gtin=body.text("gtin", max_length=14),
+        quantity=body.integer("quantity"),
+        kind=body.text("kind", default="unit"),
+        line_id=body.text("line_id", default="", max_length=64),
+        max_quantity=settings.max_batch_quantity,
+    )
+    body.done()
+    key_id = request.app[KEYRING].current().current.key_id
+    batch = await request.app[BATCHES].create(order, key_id)
     response = json_response(_describe(batch), status=201)
     response.headers["Location"] = f"/v1/batches/{batch.batch_id}"
     return response
@@ -93,12 +90,7 @@ async def download_codes(request: web.Request) -> web.StreamResponse:
         raise Conflict("the batch's signing key is retired", "key_retired") from None
     offset = _query_int(request, "offset") or 0
     resolver = request.app[SETTINGS].resolver_url
-    try:
-        export = CodeExport.slice(
-            batch, signer, fmt, resolver, offset, _query_int(request, "limit")
-        )
-    except BatchError as error:
-        raise ValidationFailed(str(error)) from None
+    export = CodeExport.slice(batch, signer, fmt, resolver, offset, _query_int(request, "limit"))
     response = web.StreamResponse(
         headers={
             "Content-Type": f"{fmt.media_type}; charset=us-ascii",

@@ -7,9 +7,8 @@ from typing import cast
 
 import orjson
 from aiohttp import web
-from redis.exceptions import ResponseError
 
-from ingest.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from ingest.errors import BadRequest, NotFound
 from ingest.http.auth import requires
 from ingest.http.request_body import read_body
 from ingest.http.responses import json_response
@@ -17,7 +16,7 @@ from ingest.http.state import CAMPAIGNS, REDIS, SETTINGS
 from ingest.http.tokens import Role
 from ingest.store.scripts import RedisPyCommands, ScriptRunner
 from rewards import status, store
-from rewards.campaigns import Campaign, CampaignError
+from rewards.campaigns import Campaign
 from rewards.draws import LiveCampaign
 
 routes = web.RouteTableDef()
@@ -35,20 +34,9 @@ async def put_campaign(request: web.Request) -> web.StreamResponse:
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"the body is not valid JSON: {error}", "invalid_json") from None
     tiers = request.app[SETTINGS].member_tiers
-    try:
-        campaign = Campaign.from_json(request.match_info["campaign_id"], document, tiers)
-    except CampaignError as error:
-        raise ValidationFailed(str(error), error.code) from None
+    campaign = Campaign.from_json(request.match_info["campaign_id"], document, tiers)
     redis = request.app[REDIS]
-    try:
-        version = await ScriptRunner(RedisPyCommands(redis)).run(store.save(campaign))
-    except ResponseError as error:
-        if not str(error).startswith(store.TIMEZONE_FIXED):
-            raise
-        message = str(error).removeprefix(store.TIMEZONE_FIXED).strip()
-        raise Conflict(
-            f"{message}: a campaign's time zone cannot change", "timezone_fixed"
-        ) from None
+    version = await ScriptRunner(RedisPyCommands(redis)).run(store.save(campaign))
     async with redis.pipeline(transaction=False) as pipe:
         for command in store.registered(campaign.campaign_id):
             pipe.execute_command(*command)

@@ -6,9 +6,8 @@ import time
 
 from aiohttp import web
 
-from fraud.distributors import Distributor, DistributorError
-from fraud.territory import TerritoryError
-from ingest.errors import NotFound, ValidationFailed
+from fraud.distributors import Distributor
+from ingest.errors import NotFound
 from ingest.http.auth import requires
 from ingest.http.request_body import json_object
 from ingest.http.responses import json_response
@@ -30,14 +29,7 @@ async def put_distributor(request: web.Request) -> web.StreamResponse:
     name, territory = body.document("name"), body.document("territory")
     body.done()
     now_ms = int(time.time() * 1000)
-    try:
-        distributor = Distributor.create(
-            request.match_info["distributor_id"], name, territory, now_ms
-        )
-    except TerritoryError as error:
-        raise ValidationFailed(str(error), "invalid_territory") from None
-    except DistributorError as error:
-        raise ValidationFailed(str(error)) from None
+    distributor = Distributor.create(request.match_info["distributor_id"], name, territory, now_ms)
     created = await ScriptRunner(RedisPyCommands(request.app[REDIS])).run(distributor.put())
     request.app[REFERENCES].expire()
     return json_response(distributor.to_json(), status=201 if created else 200)

@@ -7,7 +7,6 @@ from typing import cast
 import orjson
 from aiohttp import web
 
-from ingest.errors import ValidationFailed
 from ingest.http.auth import requires
 from ingest.http.request_body import json_object
 from ingest.http.responses import json_response
@@ -29,10 +28,7 @@ async def put_member(request: web.Request) -> web.StreamResponse:
     body = await json_object(request, request.app[SETTINGS].max_body_bytes)
     raw_tier = body.integer("tier")
     body.done()
-    try:
-        tier = members.check_tier(raw_tier, request.app[SETTINGS].member_tiers)
-    except members.MemberError as error:
-        raise ValidationFailed(str(error), error.code) from None
+    tier = members.check_tier(raw_tier, request.app[SETTINGS].member_tiers)
     [created] = await RedisPyCommands(request.app[REDIS]).execute(
         [members.set_tier(member_id, tier)]
     )
@@ -75,7 +71,4 @@ async def show_member(request: web.Request) -> web.StreamResponse:
 
 
 def _member_id(request: web.Request) -> str:
-    try:
-        return members.check_member_id(request.match_info["member_id"])
-    except members.MemberError as error:
-        raise ValidationFailed(str(error), error.code) from None
+    return members.check_member_id(request.match_info["member_id"])

@@ -10,16 +10,17 @@ import secrets
 import time
 
 from aiohttp import web
-from redis.exceptions import ResponseError
 
 from codes import crockford
 from codes.batches import Batch, BatchKind, BatchStatus
 from codes.errors import CodeError
 from codes.verify import VerifiedCode, Verifier
 from fraud import shipments
-from fraud.shipments import SerialRange, ShipmentConflict
-from ingest.errors import Conflict, NotFound, ValidationFailed
+from fraud.errors import ShipmentConflict
+from fraud.shipments import SerialRange
+from ingest.errors import ApiError, NotFound, ValidationFailed
 from ingest.http.auth import requires
+from ingest.http.error_mapping import api_error
 from ingest.http.request_body import JsonFields, json_object
 from ingest.http.responses import json_response
 from ingest.http.state import BATCHES, REDIS, REFERENCES, VERIFIERS
@@ -55,8 +56,8 @@ async def create_shipment(request: web.Request) -> web.StreamResponse:
     call = shipments.ship(distributor_id, shipment_id, int(time.time() * 1000), ranges)
     try:
         shipped = await _scripts(request).run(call)
-    except ResponseError as error:
-        raise _conflict(ShipmentConflict.from_reply(str(error)), named) from None
+    except ShipmentConflict as error:
+        raise _conflict(error, named) from None
     request.app[REFERENCES].expire()
     body_out = {
         "shipment_id": shipment_id,
@@ -81,9 +82,8 @@ async def aggregate(request: web.Request) -> web.StreamResponse:
     call = shipments.aggregate(parent.serial, [c.serial for c in children])
     try:
         count = await _scripts(request).run(call)
-    except ResponseError as error:
-        named = {c.serial: c.canonical for c in children}
-        raise _conflict(ShipmentConflict.from_reply(str(error)), named) from None
+    except ShipmentConflict as error:
+        raise _conflict(error, {c.serial: c.canonical for c in children}) from None
     return json_response({"parent": parent.canonical, "children": count}, status=201)
 
 
@@ -159,7 +159,8 @@ async def _batch_range(request: web.Request, body: JsonFields) -> SerialRange:
     return shipped
 
 
-def _conflict(error: ShipmentConflict, named: dict[int, str]) -> ValidationFailed | Conflict:
+def _conflict(error: ShipmentConflict, named: dict[int, str]) -> ApiError:
+    """The refusal in words naming the code at fault as the request did."""
     code = named.get(error.serial, f"serial {error.serial}") if error.serial else ""
     messages = {
         "SHIP_OVERLAP": f"nothing was shipped: {code} was already shipped to {error.other}",
@@ -172,9 +173,4 @@ def _conflict(error: ShipmentConflict, named: dict[int, str]) -> ValidationFaile
         "AGG_CHILD_SHIPPED": f"{code} was already shipped",
         "AGG_CYCLE": f"{code} holds the parent: a pallet cannot go inside its own case",
     }
-    message = messages.get(error.reason)
-    if message is None:
-        raise error
-    if error.reason == "SHIP_DUPLICATE":
-        return ValidationFailed(message, "listed_twice")
-    return Conflict(message, error.reason.lower())
+    return api_error(error, messages[error.reason])
