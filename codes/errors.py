@@ -1,8 +1,7 @@
-"""Errors of the codes layer, and the base of the fraud and rewards errors.
+"""Errors of the codes layer, and ``CodedError``, the base of every domain package's errors.
 
-Every failure to read or verify a code is a ``CodeError`` whose ``reason`` is one of the
-counterfeit flags the scan path reports, so callers never need to parse messages. The errors of
-``fraud`` and ``rewards`` carry such a code too, as ``CodedError``.
+Every failure to read or verify a code is a ``CodeError`` whose ``reason`` (its ``code``) is one
+of the counterfeit flags the scan path reports, so callers never need to parse messages.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ class CodedError(Exception):
             self.code = code
 
 
-class CodesError(Exception):
+class CodesError(CodedError):
     """Base class of everything the codes package raises on purpose."""
 
 
@@ -34,17 +33,23 @@ class CodeError(CodesError):
     """A string is not a valid scanward code; ``reason`` says why."""
 
     def __init__(self, reason: CodeRejection, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, reason)
         self.reason: CodeRejection = reason
 
 
 class KeyringError(CodesError):
     """The keyring cannot be read, written or changed as asked."""
 
+    code = "keyring"
+
 
 class BatchError(CodesError):
     """A batch request is invalid (bad GTIN, quantity out of range, serial space exhausted)."""
 
+    code = "validation_failed"
+
 
 class BatchIdTaken(CodesError):
     """The batch id drawn for a new batch is taken: draw another."""
+
+    code = "batch_id_taken"
