@@ -1,7 +1,7 @@
 """A micro-batch's verdicts: every rule's flags for each scan, judged through the verdict table.
 
 The pipeline calls ``place`` (fraud.location) before its Redis round trips, fetches the code
-histories and actor counts, then ``assess``. Scans of one code in one batch are judged in
+histories and actor counts, then ``assess``. Scans of one code in one micro-batch are judged in
 order, each seeing the ones before it, as if they had come one by one.
 """
 
@@ -50,23 +50,23 @@ def assess(
     ip_counts: Sequence[ActorCounts],
     policy: FraudPolicy,
 ) -> list[Assessment]:
-    # a code's record before its last scan in the batch, and that scan: brought up to date only
-    # when another scan of the code follows, which few do
-    seen_in_batch: dict[int, tuple[ScanRecord | None, ScanFacts]] = {}
+    # a code's record before its last scan in the micro-batch, and that scan: brought up to
+    # date only when another scan of the code follows, which few do
+    seen_in_micro_batch: dict[int, tuple[ScanRecord | None, ScanFacts]] = {}
     assessments = []
     for scan, placement, stored, device, ip in zip(
         scans, placements, histories, device_counts, ip_counts, strict=True
     ):
         flags = [*scan.code_flags, *placement.flags]
         if scan.serial != NO_SERIAL:
-            earlier = seen_in_batch.get(scan.serial)
+            earlier = seen_in_micro_batch.get(scan.serial)
             history = stored if earlier is None else _recorded(*earlier)
             clone = clone_flag(
                 history, scan.now_ms, scan.lat, scan.lon, scan.accuracy_m, scan.device, policy
             )
             if clone is not None:
                 flags.append(clone)
-            seen_in_batch[scan.serial] = (history, scan)
+            seen_in_micro_batch[scan.serial] = (history, scan)
         flags.extend(velocity_flags(device, ip, policy))
         verdict, risk = judge((str(f["flag"]) for f in flags), policy.verdicts)
         assessments.append(

@@ -30,7 +30,7 @@ SCANS_BLOCKED = Counter(
 )
 DRAWS = Counter("scanward_draws", "Prize draws made (retries not counted again)")
 PRIZES = Counter("scanward_prizes", "Prizes won (retries not counted again)", ["kind"])
-BATCH_SIZE = Histogram(
+MICRO_BATCH_SIZE = Histogram(
     "scanward_scan_batch_size",
     "Scans decided per Redis round trip",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),

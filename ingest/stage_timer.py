@@ -10,7 +10,7 @@ The stages, in the order a scan meets them:
 
 - ``parse``: reading the request: its client address, the JSON of its body (or the lines of a
   bulk body) and ``parse_scan``;
-- ``verify``: verifying a batch's codes;
+- ``verify``: verifying a micro-batch's codes;
 - ``fraud``: the fraud stage's own work: the scans' facts, placing them, building its Redis
   commands, reading their replies, the rules;
 - ``record``: each scan's event and scan-state argument, the scan-state calls, reading their
@@ -22,7 +22,7 @@ The stages, in the order a scan meets them:
 
 Not counted: aiohttp's HTTP parsing and writing, the event loop and its system calls (the
 Redis socket's included), the glue between regions (handing scans to the pipeline, awaiting
-their futures, slicing a batch's replies) and ``publish`` itself. The benchmark reports those
+their futures, slicing a micro-batch's replies) and ``publish`` itself. The benchmark reports those
 as the API process's CPU less the stages.
 
 Rule: regions never nest, so nothing is counted twice. A region is a stretch of synchronous

@@ -28,7 +28,7 @@ from tests.sink_support import (
 
 EVENTS = 3000
 FIRST_SERIAL = 1_000_000  # make_events numbers its serials from here
-BATCH_SIZE = 500
+CODES_PER_BATCH = 500
 SKUS = ("COLA-330", "BIÈRE-500")
 REVOKED_BATCH = 5
 BLOCK = 100  # serials per shipped range
@@ -45,7 +45,7 @@ _REVOKED_MS = 1_769_904_000_000  # 2026-02-01 00:00 UTC, half-way through the sc
 
 
 def batch_id(number: int) -> str:
-    return f"B{number // BATCH_SIZE}"
+    return f"B{number // CODES_PER_BATCH}"
 
 
 def shipped_to(number: int) -> str:
@@ -57,7 +57,7 @@ def shipped_to(number: int) -> str:
 def _placed(event: ScanEvent, number: int) -> ScanEvent:
     """The event of a code of its batch (one SKU each) shipped where ``shipped_to`` says; some
     of the shipped ones surface in another territory, or in none."""
-    event = event._replace(batch_id=batch_id(number), sku=SKUS[number // BATCH_SIZE % 2])
+    event = event._replace(batch_id=batch_id(number), sku=SKUS[number // CODES_PER_BATCH % 2])
     home = shipped_to(number)
     if not home:
         return event
@@ -83,9 +83,9 @@ def _reference_changes() -> list[ScriptCall]:
         Distributor.create(name, full_name, _territory(*corner), _SHIPPED_MS).put()
         for name, (full_name, corner) in DISTRIBUTORS.items()
     ]
-    for number in range(EVENTS // BATCH_SIZE):
+    for number in range(EVENTS // CODES_PER_BATCH):
         order = BatchOrder.create(
-            SKUS[number % 2], "4006381333931", BATCH_SIZE, max_quantity=BATCH_SIZE
+            SKUS[number % 2], "4006381333931", CODES_PER_BATCH, max_quantity=CODES_PER_BATCH
         )
         calls.append(order.reserve(f"B{number}", 1, _BATCHES_ORDERED_MS + number * _DAY_MS))
     calls.append(revoke(f"B{REVOKED_BATCH}", _REVOKED_MS))

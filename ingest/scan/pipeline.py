@@ -113,7 +113,7 @@ class ScanPipeline:
         started = time.perf_counter()
         replies = await self._scripts.run_many([*calls, *tier_reads])
         metrics.REDIS_ROUND_TRIP.observe(time.perf_counter() - started)
-        metrics.BATCH_SIZE.observe(len(micro_batch))
+        metrics.MICRO_BATCH_SIZE.observe(len(micro_batch))
         with stage_timer.RECORD:
             recorded = [
                 pair
@@ -132,7 +132,7 @@ class ScanPipeline:
 
     async def _verified(self, micro_batch: list[Pending]) -> list[Verified]:
         """Each code checked; when a code may be unknown only to an old copy of the batches and
-        keys (a batch made a moment ago), all are checked again against a fresh one."""
+        keys (a code batch ordered a moment ago), all are checked again against a fresh one."""
         verifier = await self._verifiers.current(VERIFIER_MAX_AGE_S)
         with stage_timer.VERIFY:
             verified = each_alone(micro_batch, lambda p: verify(p, verifier))
@@ -203,7 +203,7 @@ def _fail_all(group: list[Prepared], error: Exception) -> None:
 
 
 def _outcome_unknown(error: Exception) -> Unavailable:
-    """Redis failed or timed out mid-batch: its scripts may or may not have run."""
+    """Redis failed or timed out mid-micro-batch: its scripts may or may not have run."""
     if isinstance(error, RedisTimeoutError):
         return Unavailable(
             "the scan state store did not answer in time; retry with the same scan_id",

@@ -100,7 +100,9 @@ class RewardStage:
         if not plan.entries:
             return {}
         if any(isinstance(reply, Exception) for reply in tier_replies):
-            log.error("member tiers could not be read; no draws in this batch: %s", tier_replies)
+            log.error(
+                "member tiers could not be read; no draws in this micro-batch: %s", tier_replies
+            )
             return {}
         with stage_timer.REWARDS:
             tiers = plan.tier_reads.tiers(tier_replies)

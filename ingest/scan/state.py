@@ -15,7 +15,7 @@ Per partition tag ``{scans:N}`` (see ``scan_events``):
 - ``:events``: the event stream, one entry per script call, and ``:unsunk``, the number of its
   events not yet in ClickHouse (see ``scan_events``).
 
-A serial's partition comes from its bitmap's range, so a large batch spreads over all
+A serial's partition comes from its bitmap's range, so a large code batch spreads over all
 partitions (and cluster nodes) while each script touches one slot.
 """
 

@@ -63,7 +63,7 @@ class Verified(NamedTuple):
     code: VerifiedCode | None  # None: the code did not verify
     verdict: Verdict
     flags: Flags  # what verification found
-    maybe_stale: bool  # the answer may be due to a batch or key newer than the verifier's copy
+    maybe_stale: bool  # the answer may be due to a code batch or key newer than the verifier's copy
 
     @property
     def future(self) -> asyncio.Future[ScanResult]:
