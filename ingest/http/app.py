@@ -56,6 +56,19 @@ from ingest.store.verifiers import VerifierSource
 log = logging.getLogger(__name__)
 
 _REDIS_TIMEOUT_S = 5.0
+# the handler modules, each with its routes
+_RESOURCES = (
+    alerts,
+    batches,
+    campaigns,
+    codes,
+    distributors,
+    health,
+    members,
+    scans,
+    shipments,
+    tokens,
+)
 
 
 def json_errors(handler: Handler) -> Handler:
@@ -151,18 +164,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(redis_and_stores)
     app.cleanup_ctx.append(scan_pipeline)
-    for module in (
-        alerts,
-        batches,
-        campaigns,
-        codes,
-        distributors,
-        health,
-        members,
-        scans,
-        shipments,
-        tokens,
-    ):
+    for module in _RESOURCES:
         for route in module.routes:
             assert isinstance(route, web.RouteDef)
             guarded = json_errors(route.handler)
