@@ -1,5 +1,6 @@
 """ClickHouse for analysts and operators: the client, the migrations, rollups and their rebuild,
-the scans export, fraud alerts and the prize audit. Does not import ``http`` or ``scan``.
+the scans export, fraud alerts and the prize audit. May import ``events`` and the domain
+packages.
 
 What other packages may use: ``connect``, ``describe`` (a ClickHouse error in one line) and
 ``open_alerts``.
