@@ -18,6 +18,7 @@ from ingest.ops.local_services import ServiceError
 from ingest.warehouse import client as clickhouse_client
 
 _COMMAND_GROUPS = (serve, keys, batches, warehouse, sink, bench)
+_DESCRIPTION = "One item, one code: signed product codes, scans, fraud, rewards and analytics."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, help="data folder (SCANWARD_DATA_DIR, ./var)")
-    parser = argparse.ArgumentParser(prog="scanward", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="scanward", description=_DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     for group in _COMMAND_GROUPS:
         group.add_parser(commands, common)
