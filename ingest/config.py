@@ -50,6 +50,19 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _urls(*schemes: str) -> Callable[[str], str]:
+    """Comma-separated URLs (the nodes of a cluster, any of which will do), each checked."""
+    one = _url(*schemes)
+
+    def parse(text: str) -> str:
+        urls = [one(part.strip()) for part in text.split(",") if part.strip()]
+        if not urls:
+            raise ValueError(f"must be a {' or '.join(schemes)} URL with a host")
+        return ",".join(urls)
+
+    return parse
+
+
 def _token(text: str) -> str:
     if len(text) < 16:
         raise ValueError("must be at least 16 characters")
@@ -140,7 +153,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "data_dir": Path,
     "host": _text,
     "port": _port,
-    "redis_url": _url("redis", "rediss"),
+    "redis_url": _urls("redis", "rediss"),
     "clickhouse_url": _url("clickhouse", "clickhouses"),
     "admin_token": _token,
     "keyring_secret": _text,

@@ -1,7 +1,8 @@
 """Real Redis and ClickHouse servers for the session, started by the same harness as `scanward up`.
 
-A test that talks to a server must say so with ``@pytest.mark.redis`` or
-``@pytest.mark.clickhouse``; asking for a server fixture without the marker fails the test.
+A test that talks to a server must say so with ``@pytest.mark.redis``, ``@pytest.mark.cluster``
+(a Redis Cluster of three primaries) or ``@pytest.mark.clickhouse``; asking for a server fixture
+without the marker fails the test.  Each server starts at the first test that asks for it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def _redis_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[local_services.RedisClusterServers]:
+    cluster = local_services.start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def _clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = local_services.start_clickhouse(tmp_path_factory.mktemp("clickhouse"))
     yield server.url
@@ -53,6 +63,31 @@ def redis_url(request: pytest.FixtureRequest, _redis_server: str) -> str:
     with redis.Redis.from_url(_redis_server) as client:
         client.flushall()
     return _redis_server
+
+
+@pytest.fixture
+def cluster_servers(
+    request: pytest.FixtureRequest, _redis_cluster: local_services.RedisClusterServers
+) -> Iterator[local_services.RedisClusterServers]:
+    """The session's Redis Cluster (3 primaries, no replicas), for tests that need its nodes;
+    not emptied.  A node the test killed or stopped is restarted after it, for the next test."""
+    _require_marker(request, "cluster")
+    yield _redis_cluster
+    stopped = [node for node in _redis_cluster.nodes if node.process.poll() is not None]
+    for node in stopped:
+        _redis_cluster.restart(node.url)
+    if stopped:
+        _redis_cluster.wait_until_ok()
+
+
+@pytest.fixture
+def cluster_url(cluster_servers: local_services.RedisClusterServers) -> str:
+    """The session's Redis Cluster, every primary emptied before the test: its nodes' URLs
+    joined by commas."""
+    for primary in cluster_servers.primaries():
+        with redis.Redis.from_url(primary) as client:
+            client.flushall()
+    return cluster_servers.url
 
 
 @pytest.fixture
@@ -70,6 +105,11 @@ def keyring_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(redis_url: str, keyring_path: Path, tmp_path: Path) -> Settings:
+    return api_settings(redis_url, keyring_path, tmp_path)
+
+
+def api_settings(redis_url: str, keyring_path: Path, tmp_path: Path) -> Settings:
+    """The API's settings in tests, on the Redis (or the cluster) of ``redis_url``."""
     return Settings(
         data_dir=tmp_path,
         redis_url=redis_url,

@@ -22,6 +22,8 @@ def test_defaults_and_environment() -> None:
         ("SCANWARD_PORT", "eighty"),
         ("SCANWARD_PORT", "70000"),
         ("SCANWARD_REDIS_URL", "http://x"),
+        ("SCANWARD_REDIS_URL", "redis://a:7000,http://b:7001"),
+        ("SCANWARD_REDIS_URL", " , "),
         ("SCANWARD_ADMIN_TOKEN", "short"),
         ("SCANWARD_MAX_BATCH_QUANTITY", "0"),
         ("SCANWARD_CLICKHOUSE_URL", "clickhouse://"),
@@ -31,6 +33,12 @@ def test_defaults_and_environment() -> None:
 def test_a_bad_variable_is_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_a_cluster_is_any_of_its_nodes_comma_separated() -> None:
+    urls = "redis://10.0.0.1:7000, redis://10.0.0.2:7000/"
+    settings = Settings.from_env({"SCANWARD_REDIS_URL": urls})
+    assert settings.redis_url == "redis://10.0.0.1:7000,redis://10.0.0.2:7000"
 
 
 def test_toml_file_under_environment(tmp_path: Path) -> None:

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeAlias
 
 import orjson
-from redis.asyncio import Redis
 
 from ingest.config import Settings
 from ingest.ops import json_logging
 from ingest.ops.local_services import ServiceAddresses
 from ingest.ops.supervisor import when_orphaned
+from ingest.store import connect
+from ingest.store.scripts import AsyncRedis
 from ingest.warehouse import client as clickhouse_client
 
 # what each command module's ``add_parser`` adds its command to
@@ -72,9 +73,9 @@ def print_json(value: object) -> None:
 
 
 @contextlib.asynccontextmanager
-async def redis_of(settings: Settings) -> AsyncIterator[Redis]:
+async def redis_of(settings: Settings) -> AsyncIterator[AsyncRedis]:
     assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect.async_client(settings.redis_url)
     try:
         yield redis
     finally:

@@ -18,6 +18,7 @@ from codes.keyring import Keyring
 from ingest.cli.common import (
     CommandError,
     Subcommands,
+    count,
     keyring_secret,
     positive,
     redis_of,
@@ -29,6 +30,7 @@ from ingest.metrics import MULTIPROC_ENV
 from ingest.ops import demo, json_logging, local_services
 from ingest.ops.server import serve, wait_until_serving
 from ingest.ops.supervisor import Supervisor
+from ingest.store import connect
 
 
 def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -37,6 +39,18 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     up.add_argument("--host")
     up.add_argument("--demo", action="store_true", help="make a demo batch and print curls")
     up.add_argument("--workers", type=positive, help="API processes sharing the port")
+    up.add_argument(
+        "--redis-masters",
+        type=_cluster_masters,
+        metavar="N",
+        help="start a local Redis Cluster of N (3 or more) primaries instead of one Redis",
+    )
+    up.add_argument(
+        "--redis-replicas",
+        type=count,
+        metavar="R",
+        help="with --redis-masters: R replicas of each primary (default 0)",
+    )
     up.set_defaults(run=up_command)
 
     serve_parser = commands.add_parser("serve", parents=[common], help="run the API only")
@@ -70,6 +84,7 @@ def serve_command(args: argparse.Namespace) -> None:
 def up_command(args: argparse.Namespace) -> None:
     """Redis and ClickHouse (unless configured), the schema, API workers and the sink."""
     settings = settings_of(args).with_overrides(workers=args.workers)
+    _check_redis_options(args, settings)
     secret = keyring_secret(settings)
     json_logging.configure()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -81,9 +96,7 @@ def up_command(args: argparse.Namespace) -> None:
         stack.enter_context(local_services.data_folder_lock(settings.data_dir))
         redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
         if redis_url is None:
-            redis_url = stack.enter_context(
-                _stopping(local_services.start_redis(settings.data_dir))
-            )
+            redis_url = stack.enter_context(_stopping(_start_redis(args, settings)))
         if clickhouse_url is None:
             clickhouse_url = stack.enter_context(
                 _stopping(local_services.start_clickhouse(settings.data_dir))
@@ -99,12 +112,17 @@ def up_command(args: argparse.Namespace) -> None:
         environment = {**settings_environment(settings), MULTIPROC_ENV: metrics_dir}
         supervisor = stack.enter_context(Supervisor(environment))
         add_workers(supervisor, settings.workers)
-        supervisor.add("sink", ["sink", "--supervised"], stop_group=1)
+        sinking = not connect.cluster_mode(redis_url)
+        if sinking:
+            supervisor.add("sink", ["sink", "--supervised"], stop_group=1)
+        else:
+            print("no sink: it does not run on a Redis Cluster yet (events wait in Redis)")
         supervisor.add("alerts", ["alerts", "run", "--supervised"], stop_group=1)
         _wait_until_serving(api_url)
         if args.demo:
             asyncio.run(_announce_demo(settings, api_url))
-        print(f"serving with {settings.workers} worker(s) and the sink; Ctrl-C stops everything")
+        also = " and the sink" if sinking else ""
+        print(f"serving with {settings.workers} worker(s){also}; Ctrl-C stops everything")
         sys.stdout.flush()
         supervisor.run()
 
@@ -130,6 +148,35 @@ def _cannot_serve(settings: Settings, error: OSError) -> CommandError:
     return CommandError(f"cannot serve on {settings.host}:{settings.port}: {error}")
 
 
+def _cluster_masters(text: str) -> int:
+    value = int(text)
+    if value < 3:
+        raise argparse.ArgumentTypeError("a Redis Cluster needs at least 3 masters")
+    return value
+
+
+def _check_redis_options(args: argparse.Namespace, settings: Settings) -> None:
+    """The cluster options shape the Redis `up` starts, so they make no sense without it."""
+    if args.redis_masters is None and args.redis_replicas is not None:
+        raise CommandError("--redis-replicas needs --redis-masters")
+    if args.redis_masters is not None and settings.redis_url is not None:
+        raise CommandError(
+            "--redis-masters starts a local Redis Cluster, but a Redis is configured "
+            "(SCANWARD_REDIS_URL): use one or the other"
+        )
+
+
+def _start_redis(
+    args: argparse.Namespace, settings: Settings
+) -> local_services.ServerProcess | local_services.RedisClusterServers:
+    """One Redis, or with ``--redis-masters`` a Redis Cluster, in the data folder."""
+    if args.redis_masters is None:
+        return local_services.start_redis(settings.data_dir)
+    return local_services.start_redis_cluster(
+        settings.data_dir, args.redis_masters, args.redis_replicas or 0
+    )
+
+
 def _check_port_is_free(settings: Settings) -> None:
     """Workers bind with SO_REUSEPORT, which would quietly share a port with another stack."""
     with socket.socket() as probe:
@@ -146,7 +193,9 @@ def _wait_until_serving(api_url: str, timeout_s: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def _stopping(server: local_services.ServerProcess) -> Iterator[str]:
+def _stopping(
+    server: local_services.ServerProcess | local_services.RedisClusterServers,
+) -> Iterator[str]:
     try:
         yield server.url
     finally:

@@ -6,13 +6,18 @@ from __future__ import annotations
 import argparse
 import os
 
-from redis import Redis as SyncRedis
-
-from ingest.cli.common import Subcommands, background_service, print_json, settings_of
+from ingest.cli.common import (
+    CommandError,
+    Subcommands,
+    background_service,
+    print_json,
+    settings_of,
+)
 from ingest.ops import local_services
 from ingest.ops.gc_tuning import collect_less_often
 from ingest.sink import mirror_snapshot
 from ingest.sink.consumer import run_sink
+from ingest.store import connect
 
 
 def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -36,6 +41,12 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
 
 def sink_command(args: argparse.Namespace) -> None:
     settings = settings_of(args, needs_redis=True, needs_clickhouse=True)
+    assert settings.redis_url is not None
+    if connect.cluster_mode(settings.redis_url):
+        raise CommandError(
+            "the sink does not run on a Redis Cluster yet: it reads every partition's stream "
+            "in one XREADGROUP, which a cluster refuses across slots"
+        )
     stop = background_service(args.supervised)
     collect_less_often()
     os.nice(local_services.BACKGROUND_NICENESS)
@@ -45,7 +56,7 @@ def sink_command(args: argparse.Namespace) -> None:
 def mirror_command(args: argparse.Namespace) -> None:
     settings = settings_of(args, needs_redis=True)
     assert settings.redis_url is not None
-    redis = SyncRedis.from_url(settings.redis_url)
+    redis = connect.sync_client(settings.redis_url)
     try:
         print_json(mirror_snapshot.snapshot(redis))
     finally:

@@ -9,8 +9,6 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from redis import Redis as SyncRedis
-
 from ingest.cli.common import (
     CommandError,
     Subcommands,
@@ -23,6 +21,7 @@ from ingest.cli.common import (
     settings_of,
 )
 from ingest.config import Settings
+from ingest.store import connect
 from ingest.warehouse import alerts, export, query_output, reward_audit, rollups
 from ingest.warehouse import client as clickhouse_client
 from ingest.warehouse.schema import apply_migrations
@@ -164,7 +163,7 @@ def rewards_command(args: argparse.Namespace) -> None:
     """``audit``: recompute a campaign day's draws; exit status 1 when any does not match."""
     settings = settings_of(args, needs_redis=True, needs_clickhouse=True)
     assert settings.redis_url is not None
-    redis = SyncRedis.from_url(settings.redis_url)
+    redis = connect.sync_client(settings.redis_url)
     client = clickhouse_of(settings)
     try:
         report = reward_audit.audit_day(

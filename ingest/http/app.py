@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -45,10 +44,10 @@ from ingest.http.tokens import TokenStore
 from ingest.scan.fraud_stage import FraudStage
 from ingest.scan.pipeline import ScanPipeline
 from ingest.scan.reward_stage import RewardStage
+from ingest.store import connect
 from ingest.store.batches import BatchStore
 from ingest.store.campaigns import CampaignSource
 from ingest.store.keyring import KeyringSource
-from ingest.store.pipe import RedisPipe
 from ingest.store.references import ReferenceSource
 from ingest.store.scripts import ScriptRunner
 from ingest.store.verifiers import VerifierSource
@@ -124,7 +123,7 @@ async def redis_and_stores(app: web.Application) -> AsyncIterator[None]:
     if settings.redis_url is None or settings.keyring_secret is None:
         raise RuntimeError("the app needs SCANWARD_REDIS_URL and SCANWARD_KEYRING_SECRET")
     app[KEYRING] = KeyringSource(settings.keyring_file, settings.keyring_secret)
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect.async_client(settings.redis_url)
     app[REDIS] = redis
     app[BATCHES] = BatchStore(redis)
     app[TOKENS] = TokenStore(redis, settings.admin_token)
@@ -139,7 +138,7 @@ async def scan_pipeline(app: web.Application) -> AsyncIterator[None]:
     """The scan path has its own pipelined connection; on shutdown queued scans finish first."""
     settings = app[SETTINGS]
     assert settings.redis_url is not None
-    redis = RedisPipe(settings.redis_url, _REDIS_TIMEOUT_S)
+    redis = connect.scan_client(settings.redis_url, _REDIS_TIMEOUT_S)
     scripts = ScriptRunner(redis)
     app[CLIENT_ADDRESS] = ClientAddress(settings.trusted_proxies)
     fraud = FraudStage(scripts, app[REFERENCES], settings.fraud_policy)

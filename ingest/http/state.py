@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from ingest.config import Settings
 from ingest.http.client_address import ClientAddress
@@ -13,10 +12,11 @@ from ingest.store.batches import BatchStore
 from ingest.store.campaigns import CampaignSource
 from ingest.store.keyring import KeyringSource
 from ingest.store.references import ReferenceSource
+from ingest.store.scripts import AsyncRedis
 from ingest.store.verifiers import VerifierSource
 
 SETTINGS = web.AppKey("settings", Settings)
-REDIS = web.AppKey("redis", Redis)
+REDIS: web.AppKey[AsyncRedis] = web.AppKey("redis")
 KEYRING = web.AppKey("keyring", KeyringSource)
 BATCHES = web.AppKey("batches", BatchStore)
 TOKENS = web.AppKey("tokens", TokenStore)

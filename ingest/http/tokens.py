@@ -13,7 +13,7 @@ import secrets
 import time
 from enum import StrEnum
 
-from redis.asyncio import Redis
+from ingest.store.scripts import AsyncRedis
 
 _KEY_PREFIX = "{auth}:token:"
 _TOKEN_PREFIX = "sw_"
@@ -32,7 +32,7 @@ def token_hash(token: str) -> str:
 
 
 class TokenStore:
-    def __init__(self, redis: Redis, admin_token: str | None) -> None:
+    def __init__(self, redis: AsyncRedis, admin_token: str | None) -> None:
         self._redis = redis
         self._admin_hash = token_hash(admin_token) if admin_token else None
 

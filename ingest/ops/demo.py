@@ -8,8 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from redis.asyncio import Redis
-
 from codes.batches import Batch, BatchOrder
 from codes.keyring import Keyring
 from fraud import shipments
@@ -17,7 +15,7 @@ from fraud.distributors import Distributor
 from fraud.shipments import SerialRange
 from ingest.config import Settings
 from ingest.store.batches import BatchStore
-from ingest.store.scripts import RedisPyCommands, ScriptRunner
+from ingest.store.scripts import AsyncRedis, RedisPyCommands, ScriptRunner
 from rewards import store
 from rewards.campaigns import Campaign
 
@@ -59,7 +57,7 @@ _DEMO_PRIZES = [
 ]
 
 
-async def demo_batch(redis: Redis, keyring_file: Path, secret: str) -> Batch:
+async def demo_batch(redis: AsyncRedis, keyring_file: Path, secret: str) -> Batch:
     """The demo batch, made and shipped once per data folder."""
     store = BatchStore(redis)
     batch = next((b for b in await store.index() if b.sku == DEMO_SKU), None)
@@ -71,7 +69,7 @@ async def demo_batch(redis: Redis, keyring_file: Path, secret: str) -> Batch:
     return batch
 
 
-async def _ship(redis: Redis, batch: Batch) -> None:
+async def _ship(redis: AsyncRedis, batch: Batch) -> None:
     scripts = ScriptRunner(RedisPyCommands(redis))
     now_ms = int(time.time() * 1000)
     distributor = Distributor.create(
@@ -82,7 +80,7 @@ async def _ship(redis: Redis, batch: Batch) -> None:
     await scripts.run(shipments.ship(DEMO_DISTRIBUTOR, "S-DEMO", now_ms, [shipped]))
 
 
-async def demo_campaign(redis: Redis, tiers: int) -> None:
+async def demo_campaign(redis: AsyncRedis, tiers: int) -> None:
     """A month-long campaign on the demo SKU, saved once per data folder."""
     if await redis.exists(store.campaign_key(DEMO_CAMPAIGN, "config")):
         return

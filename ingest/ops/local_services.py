@@ -1,4 +1,5 @@
-"""Private Redis and ClickHouse processes on free loopback ports, for `scanward up` and the tests.
+"""Private Redis (one server or a Redis Cluster) and ClickHouse processes on free loopback ports,
+for `scanward up` and the tests.
 
 Each server runs as a child process under its own folder of the data directory and is stopped
 by its PID.  Nothing here needs root once the server packages are installed.
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import orjson
+import redis
 
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
@@ -120,8 +122,7 @@ def _wait_until(ready: Callable[[], bool], server: ServerProcess) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            tail = server.log.read_text(errors="replace")[-2000:]
-            raise ServiceError(f"{server.name} exited at start (see {server.log}):\n{tail}")
+            raise _exited(server, "at start")
         with contextlib.suppress(OSError):
             if ready():
                 return
@@ -130,43 +131,288 @@ def _wait_until(ready: Callable[[], bool], server: ServerProcess) -> None:
     raise ServiceError(f"{server.name} did not answer within {_START_TIMEOUT_S:.0f} s")
 
 
-def start_redis(data_dir: Path) -> ServerProcess:
-    binary = find_binary("redis-server", "redis-server")
-    folder = (data_dir / "redis").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    process, log = _spawn(
-        "redis",
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(folder),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--logfile",
-            "",
-        ],
-        folder,
-    )
-    server = ServerProcess("redis-server", f"redis://127.0.0.1:{port}/0", process, log)
+def _exited(server: ServerProcess, when: str) -> ServiceError:
+    """One line: the server's name and the last line it logged, which says why in Redis."""
+    lines = server.log.read_text(errors="replace").strip().splitlines()
+    last = f": {lines[-1].strip()}" if lines else ""
+    return ServiceError(f"{server.name} exited {when}{last} (see {server.log})")
 
+
+def _spawn_redis(
+    binary: str, name: str, url: str, port: int, folder: Path, *options: str
+) -> ServerProcess:
+    """One redis-server on 127.0.0.1:``port``, its data and log in ``folder``, appending every
+    write to its file (fsync each second), with ``options`` after those; not yet waited for."""
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+    argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+    argv += ["--daemonize", "no", "--logfile", "", *options]
+    process, log = _spawn("redis", argv, folder)
+    return ServerProcess(name, url, process, log)
+
+
+def _wait_for_redis(server: ServerProcess, port: int) -> None:
     def answers() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
             connection.sendall(b"PING\r\n")
             return connection.recv(16).startswith(b"+PONG")
 
     _wait_until(answers, server)
+
+
+def start_redis(data_dir: Path) -> ServerProcess:
+    binary = find_binary("redis-server", "redis-server")
+    port = free_port()
+    folder = (data_dir / "redis").resolve()
+    server = _spawn_redis(binary, "redis-server", f"redis://127.0.0.1:{port}/0", port, folder)
+    _wait_for_redis(server, port)
     return server
+
+
+_BUS_PORT_OFFSET = 10_000
+"""A cluster node talks to the others on its port + 10000, so its own port is at most 55535."""
+_MAX_CLUSTER_PORT = 65_535 - _BUS_PORT_OFFSET
+_CLUSTER_SLOTS = 16_384
+_CLUSTER_OPTIONS = (
+    *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+    *("--cluster-node-timeout", "2000"),
+    *("--repl-diskless-sync-delay", "0"),  # a replica's first sync at once, not after 5 s
+)
+_NOT_IN_SLOT_MAP = frozenset({"fail", "fail?", "handshake", "noaddr"})
+"""The flags of a node the slot map leaves out: failed (or suspected by the node asked), or not
+yet met."""
+
+_SlotMap = dict[int, tuple[tuple[tuple[int, int], ...], frozenset[int]]]
+"""A primary's port: its slot ranges and its replicas' ports."""
+
+
+@dataclass
+class RedisClusterServers:
+    """A local Redis Cluster: one `ServerProcess` a node, each stopped, killed or restarted by
+    its PID.  ``url`` lists every node as ``redis://127.0.0.1:<port>``, joined by commas without
+    spaces: the form scanward's cluster connection parses."""
+
+    nodes: list[ServerProcess]
+    server_binary: str
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def primaries(self) -> list[str]:
+        """The URLs of the primaries holding slots, by port, as the first running node that
+        answers sees them now: a failover promotes a replica, so they are asked, not remembered."""
+        for node in self._running():
+            with contextlib.suppress(redis.RedisError):
+                return [_node_url(port) for port in sorted(_view(node).slot_map)]
+        raise ServiceError("no node of the Redis cluster answers")
+
+    def node(self, url: str) -> ServerProcess:
+        for node in self.nodes:
+            if node.url == url:
+                return node
+        raise ServiceError(f"{url} is not a node of this Redis cluster")
+
+    def kill(self, url: str) -> None:
+        """SIGKILL to the node's PID: a crash, with no shutdown and no last write to its files."""
+        process = self.node(url).process
+        process.kill()
+        process.wait()
+
+    def restart(self, url: str) -> ServerProcess:
+        """The killed or stopped node again, on its port and folder: it rejoins the cluster from
+        its nodes.conf (as a replica if a failover replaced it).  Returns once it answers PING;
+        `wait_until_ok` waits until the cluster has taken it back."""
+        stopped = self.node(url)
+        if stopped.process.poll() is None:
+            raise ServiceError(f"{stopped.name} is running: kill or stop it before a restart")
+        folder, port = stopped.log.parent, _port_of(url)
+        node = _spawn_redis(self.server_binary, stopped.name, url, port, folder, *_CLUSTER_OPTIONS)
+        self.nodes[self.nodes.index(stopped)] = node
+        _wait_for_redis(node, port)
+        return node
+
+    def wait_until_ok(self, timeout_s: float = _START_TIMEOUT_S) -> None:
+        """Until every running node reports ``cluster_state:ok`` and all see one slot map that
+        covers the 16384 slots and holds every running node and no failed one.  A node that
+        stops meanwhile is an error."""
+        running = self._running()
+        deadline = time.monotonic() + timeout_s
+        while (problem := self._problem(running)) is not None:
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"the Redis cluster is not ok after {timeout_s:.0f} s: {problem}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Every node by its PID: SIGTERM, SIGKILL if it has not exited in time."""
+        for node in self.nodes:
+            node.stop()
+
+    def _running(self) -> list[ServerProcess]:
+        return [node for node in self.nodes if node.process.poll() is None]
+
+    def _problem(self, running: list[ServerProcess]) -> str | None:
+        """What keeps the cluster from being ok, naming the node where there is one."""
+        if not running:
+            raise ServiceError("no node of the Redis cluster runs")
+        views = []
+        for node in running:
+            if node.process.poll() is not None:
+                raise _exited(node, "while waiting for cluster_state:ok")
+            try:
+                view = _view(node)
+            except redis.RedisError as error:
+                return f"{node.name} does not answer ({error})"
+            if view.state != "ok":
+                return f"{node.name} reports cluster_state:{view.state}"
+            if not view.synced:
+                return f"{node.name} has not synchronised with its primary"
+            views.append(view)
+        slot_map = views[0].slot_map
+        for node, view in zip(running, views, strict=True):
+            if view.slot_map != slot_map:
+                return f"{node.name} and {running[0].name} see different slot maps"
+        in_map = set(slot_map) | {port for _, replicas in slot_map.values() for port in replicas}
+        for node in running:
+            if _port_of(node.url) not in in_map:
+                return f"{node.name} is not in the slot map"
+        if gone := in_map - {_port_of(node.url) for node in running}:
+            return f"the slot map still has 127.0.0.1:{min(gone)}, which does not run"
+        covered = sum(end - start + 1 for ranges, _ in slot_map.values() for start, end in ranges)
+        if covered != _CLUSTER_SLOTS:
+            return f"{covered} of {_CLUSTER_SLOTS} slots are assigned"
+        return None
+
+
+def start_redis_cluster(data_dir: Path, masters: int = 3, replicas: int = 0) -> RedisClusterServers:
+    """``masters`` primaries with ``replicas`` replicas each, formed by ``redis-cli --cluster
+    create`` and ok (see `RedisClusterServers.wait_until_ok`).  Each node starts empty in
+    ``<data_dir>/redis-cluster/<port>/``: a new cluster each time, its data not kept across runs
+    (its ports are new).  On any failure every node started is stopped."""
+    if masters < 3 or replicas < 0:
+        raise ServiceError("a Redis cluster needs 3 or more masters and 0 or more replicas")
+    binary = find_binary("redis-server", "redis-server")
+    cli = find_binary("redis-cli", "redis-tools")
+    cluster = RedisClusterServers([], binary)
+    try:
+        for port in _cluster_ports(masters * (1 + replicas)):
+            folder = (data_dir / "redis-cluster" / str(port)).resolve()
+            shutil.rmtree(folder, ignore_errors=True)  # a node of an earlier cluster on this port
+            name = f"redis cluster node 127.0.0.1:{port}"
+            node = _spawn_redis(binary, name, _node_url(port), port, folder, *_CLUSTER_OPTIONS)
+            cluster.nodes.append(node)
+        for node in cluster.nodes:
+            _wait_for_redis(node, _port_of(node.url))
+        _create_cluster(cli, cluster.nodes, replicas)
+        cluster.wait_until_ok()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _create_cluster(cli: str, nodes: list[ServerProcess], replicas: int) -> None:
+    """``redis-cli --cluster create``: slots spread over the primaries, replicas assigned, and
+    the nodes introduced to each other; it returns once they have all met."""
+    addresses = [node.url.removeprefix("redis://") for node in nodes]
+    argv = [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas)]
+    try:
+        result = subprocess.run(
+            [*argv, "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=_START_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise ServiceError(
+            f"redis-cli --cluster create took over {_START_TIMEOUT_S:.0f} s"
+        ) from None
+    if result.returncode != 0:
+        lines = (result.stdout + result.stderr).strip().splitlines() or ["no output"]
+        reason = next((line for line in reversed(lines) if "ERR" in line), lines[-1])
+        raise ServiceError(f"redis-cli --cluster create failed: {reason.strip()}")
+
+
+@dataclass(frozen=True, slots=True)
+class _NodeView:
+    """What one node says of the cluster."""
+
+    state: str | None
+    synced: bool
+    """A primary, or a replica whose link to its primary is up (it can take over)."""
+    slot_map: _SlotMap
+
+
+def _view(node: ServerProcess) -> _NodeView:
+    with redis.Redis.from_url(node.url, socket_timeout=1, decode_responses=True) as client:
+        info = str(client.execute_command("CLUSTER", "INFO"))
+        nodes = str(client.execute_command("CLUSTER", "NODES"))
+        replication = client.info("replication")
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    state = fields.get("cluster_state")
+    synced = replication["role"] == "master" or replication["master_link_status"] == "up"
+    return _NodeView(state, synced, _slot_map(nodes))
+
+
+def _slot_map(cluster_nodes: str) -> _SlotMap:
+    """The primaries holding slots in a reply of CLUSTER NODES, with their replicas; failed and
+    unmet nodes left out."""
+    ranges: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {}
+    replicas: dict[str, set[int]] = {}
+    for line in cluster_nodes.splitlines():
+        fields = line.split()  # id ip:port@bus flags primary ping pong epoch link slots...
+        node_id, address, flags, primary_id = fields[:4]
+        node_flags = set(flags.split(","))
+        if node_flags & _NOT_IN_SLOT_MAP:
+            continue
+        port = _port_of(address.split("@")[0])
+        if "master" not in node_flags:
+            replicas.setdefault(primary_id, set()).add(port)
+            continue
+        spans = [slot.split("-") for slot in fields[8:] if not slot.startswith("[")]  # [migrating]
+        if spans:
+            ranges[node_id] = (port, tuple((int(span[0]), int(span[-1])) for span in spans))
+    return {
+        port: (spans, frozenset(replicas.get(node_id, ())))
+        for node_id, (port, spans) in ranges.items()
+    }
+
+
+def _node_url(port: int) -> str:
+    return f"redis://127.0.0.1:{port}"
+
+
+def _port_of(address: str) -> int:
+    """The port of a URL or ``host:port``."""
+    return int(address.rsplit(":", 1)[1])
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports up to 55535 whose bus ports are free too, none another's bus port."""
+    chosen: list[int] = []
+    taken: set[int] = set()
+    for _ in range(100 * count):
+        port = free_port()
+        bus = port + _BUS_PORT_OFFSET
+        if port <= _MAX_CLUSTER_PORT and not {port, bus} & taken and _can_bind(bus):
+            chosen.append(port)
+            taken |= {port, bus}
+            if len(chosen) == count:
+                return chosen
+    raise ServiceError(f"found no {count} free ports whose port + {_BUS_PORT_OFFSET} is free too")
+
+
+def _can_bind(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 _CLICKHOUSE_CONFIG = """<?xml version="1.0"?>

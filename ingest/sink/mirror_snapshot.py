@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TypeVar, cast
 
-from redis import Redis
-
 from codes import batches
 from fraud import distributors, shipments
-from ingest.store.scripts import BlockingScriptRunner
+from ingest.store.scripts import BlockingScriptRunner, SyncRedis
 
 BATCHES_PER_CALL = 1_000
 LINES_PER_CALL = 1_000
@@ -25,7 +23,7 @@ DISTRIBUTORS_PER_CALL = 100  # a distributor's JSON may run to megabytes
 T = TypeVar("T")
 
 
-def snapshot(redis: Redis) -> dict[str, int]:
+def snapshot(redis: SyncRedis) -> dict[str, int]:
     """Appends every record to its change stream; how many of each kind."""
     run = BlockingScriptRunner(redis).run
     batch_keys = [

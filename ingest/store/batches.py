@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from typing import cast
 
-from redis.asyncio import Redis
-
 from codes import batches
 from codes.batch_index import BatchIndex
 from codes.batches import Batch, BatchOrder
 from codes.errors import BatchIdTaken
-from ingest.store.scripts import RedisPyCommands, ScriptRunner
+from ingest.store.scripts import AsyncRedis, RedisPyCommands, ScriptRunner
 
 _ID_ATTEMPTS = 5
 
@@ -19,7 +17,7 @@ _ID_ATTEMPTS = 5
 class BatchStore:
     """Needs a client made with ``decode_responses=True``."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AsyncRedis) -> None:
         self._redis = redis
         self._scripts = ScriptRunner(RedisPyCommands(redis))
         self._index = BatchIndex(version=-1)

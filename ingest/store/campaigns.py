@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import cast
 
 import orjson
-from redis.asyncio import Redis
 
+from ingest.store.scripts import AsyncRedis
 from rewards import store
 from rewards.campaigns import Campaign
 from rewards.draws import LiveCampaign
@@ -50,7 +50,7 @@ class Campaigns:
 class CampaignSource:
     """Needs a client made with ``decode_responses=True``."""
 
-    def __init__(self, redis: Redis, tiers: int) -> None:
+    def __init__(self, redis: AsyncRedis, tiers: int) -> None:
         self._redis = redis
         self._tiers = tiers
         self._campaigns = Campaigns([], 0)

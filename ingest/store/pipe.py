@@ -7,7 +7,9 @@ work through a connection pool, retry wrappers and per-command response callback
 ~10% of a scan's CPU.
 
 Errors follow redis-py's classes, so callers treat both clients alike: an error reply is a
-``ResponseError`` (``NoScriptError`` for NOSCRIPT) in place of its reply; a lost or refused
+``ResponseError`` in place of its reply (``NoScriptError`` for NOSCRIPT, and the cluster's
+redirections and refusals as ``MovedError``, ``AskError``, ``TryAgainError``,
+``ClusterDownError``, turned into these once, here); a lost or refused
 connection raises ``ConnectionError``, a reply later than the timeout ``TimeoutError``, and the
 connection is then dropped (whatever was in flight has an unknown outcome) and made again by the
 next call.
@@ -23,12 +25,37 @@ from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import hiredis
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ingest import stage_timer
 from ingest.store.scripts import Command
+
+# error replies that callers act on, as redis-py's parser names them; the message keeps the rest
+_ERROR_CLASSES: dict[str, type[ResponseError]] = {
+    "NOSCRIPT": NoScriptError,
+    "MOVED": MovedError,
+    "ASK": AskError,
+    "TRYAGAIN": TryAgainError,
+    "CLUSTERDOWN": ClusterDownError,
+}
+
+
+def _typed(error: ResponseError) -> ResponseError:
+    """An error reply as the redis-py class its prefix names (the rest stay ``ResponseError``)."""
+    prefix, _, rest = str(error).partition(" ")
+    cls = _ERROR_CLASSES.get(prefix)
+    if cls is None:
+        return error
+    return cls(rest) if cls in (MovedError, AskError) else cls(str(error))
 
 
 @dataclass
@@ -51,8 +78,8 @@ class _Protocol(asyncio.Protocol):
         with stage_timer.REDIS_CLIENT:
             self._reader.feed(data)
             while (reply := self._reader.gets()) is not False:
-                if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
-                    reply = NoScriptError(str(reply))
+                if isinstance(reply, ResponseError):
+                    reply = _typed(reply)
                 waiting = self.pending[0]
                 waiting.replies.append(reply)
                 if len(waiting.replies) == waiting.expected:
@@ -86,6 +113,11 @@ class RedisPipe:
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         protocol = await self._connected()
         return await self._send(protocol, commands)
+
+    async def load_scripts(self, sources: Sequence[str]) -> None:
+        for reply in await self.execute([("SCRIPT", "LOAD", source) for source in sources]):
+            if isinstance(reply, Exception):
+                raise reply
 
     async def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

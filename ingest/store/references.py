@@ -8,18 +8,17 @@ import time
 from collections.abc import Iterable
 from typing import cast
 
-from redis.asyncio import Redis
-
 from fraud import distributors, shipments
 from fraud.distributors import Distributor
 from fraud.reference import ReferenceData
 from fraud.shipments import LoggedShipment
+from ingest.store.scripts import AsyncRedis
 
 
 class ReferenceSource:
     """Needs a client made with ``decode_responses=True``."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AsyncRedis) -> None:
         self._redis = redis
         self._data = ReferenceData.empty()
         self._checked_at = -float("inf")

@@ -11,25 +11,34 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
-from redis import Redis as SyncRedis
+from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.cluster import RedisCluster as BlockingRedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from codes.commands import LuaScript, ScriptCall
 from ingest import stage_timer
 
 Command = Sequence[bytes | str | int]
+AsyncRedis = Redis | RedisCluster
+"""A redis-py client of one node or of a cluster: the commands scanward uses work on both."""
+SyncRedis = BlockingRedis | BlockingRedisCluster
+"""The same, blocking."""
 
 
 class Commands(Protocol):
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Replies in order, in one round trip; an error reply is an exception in its place."""
 
+    async def load_scripts(self, sources: Sequence[str]) -> None:
+        """Loads the scripts where they will run: on every primary of a cluster."""
+
 
 class RedisPyCommands:
-    """``Commands`` over a redis-py client (a pipeline per call)."""
+    """``Commands`` over a redis-py client, one node's or a cluster's (a pipeline per call)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AsyncRedis) -> None:
         self._redis = redis
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
@@ -37,6 +46,10 @@ class RedisPyCommands:
             for command in commands:
                 pipe.execute_command(*command)
             return list(await pipe.execute(raise_on_error=False))
+
+    async def load_scripts(self, sources: Sequence[str]) -> None:
+        for source in sources:  # SCRIPT LOAD goes to every primary, never in a pipeline
+            await self._redis.script_load(source)
 
 
 class ScriptRunner:
@@ -66,7 +79,7 @@ class ScriptRunner:
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             scripts = {cast(ScriptCall, calls[i]).script for i in missing}
-            await self._commands.execute([("SCRIPT", "LOAD", s.source) for s in scripts])
+            await self._commands.load_scripts([s.source for s in scripts])
             retried = await self._evaluate([calls[i] for i in missing])
             for i, reply in zip(missing, retried, strict=True):
                 replies[i] = reply

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from redis import Redis
+from redis.cluster import RedisCluster
 
 from rewards.audit import DrawRow, audit
 from rewards.campaigns import Campaign
@@ -33,7 +34,7 @@ class AuditError(Exception):
 
 
 def audit_day(
-    redis: Redis,
+    redis: Redis | RedisCluster,
     clickhouse: Any,
     campaign_id: str,
     day: date,

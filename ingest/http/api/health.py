@@ -9,7 +9,6 @@ from typing import cast
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ingest import metrics
@@ -19,6 +18,7 @@ from ingest.http.state import CAMPAIGNS, REDIS, SETTINGS
 from ingest.scan.reward_stage import CAMPAIGNS_MAX_AGE_S
 from ingest.scan.state import unsunk_limit_per_partition
 from ingest.sink import CHANGE_STREAMS, STATS_KEY
+from ingest.store.scripts import AsyncRedis
 from ingest.warehouse import connect, describe
 from rewards import store
 
@@ -94,7 +94,7 @@ _SINK_GAUGES = {
 }
 
 
-async def _backlog_and_sink(redis: Redis) -> tuple[list[int], dict[str, float]]:
+async def _backlog_and_sink(redis: AsyncRedis) -> tuple[list[int], dict[str, float]]:
     """Unsunk events by partition, and the sink's stats."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in UNSUNK_KEYS:  # one key per command: they live in different cluster slots
@@ -118,7 +118,7 @@ async def _unsunk_draws(app: web.Application) -> int:
     return sum(int(count or 0) for count in counts)
 
 
-async def _unsunk_changes(redis: Redis) -> int:
+async def _unsunk_changes(redis: AsyncRedis) -> int:
     async with redis.pipeline(transaction=False) as pipe:
         for changes in CHANGE_STREAMS:  # one key per command: they live in different slots
             pipe.get(changes.unsunk_key)
