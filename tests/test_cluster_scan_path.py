@@ -1,10 +1,12 @@
-"""The API on a real 3-master Redis Cluster, named by a comma-separated URL: code batches,
-distributors and shipments, scans one by one and in bulk, and a campaign's prizes within their
-budget under concurrent scans."""
+"""The API and the sink on a real 3-master Redis Cluster, named by a comma-separated URL: code
+batches, distributors and shipments, scans one by one and in bulk, a campaign's prizes within
+their budget under concurrent scans, and every event in ClickHouse once."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from ingest.config import Settings
 from ingest.http.app import create_app
+from ingest.sink.consumer import run_sink
 from tests.conftest import api_settings
 from tests.helpers import ADMIN, batch_codes, order_shipped_batch, post_scan
+from tests.sink_support import fresh_database, query, wait_until
 from tests.test_api_campaigns import campaign, put_campaign
 
 pytestmark = pytest.mark.cluster
@@ -23,13 +28,16 @@ Client = TestClient[Any, Any]
 
 
 @pytest.fixture
+def cluster_settings(cluster_url: str, keyring_path: Path, tmp_path: Path) -> Settings:
+    return api_settings(cluster_url, keyring_path, tmp_path)
+
+
+@pytest.fixture
 async def cluster_client(
     aiohttp_client: Callable[..., Awaitable[Client]],
-    cluster_url: str,
-    keyring_path: Path,
-    tmp_path: Path,
+    cluster_settings: Settings,
 ) -> Client:
-    return await aiohttp_client(create_app(api_settings(cluster_url, keyring_path, tmp_path)))
+    return await aiohttp_client(create_app(cluster_settings))
 
 
 async def test_scans_are_decided_once_per_code_on_a_cluster(cluster_client: Client) -> None:
@@ -77,3 +85,33 @@ async def test_prizes_stay_within_their_budget_under_concurrent_scans(
     reply = await cluster_client.get("/v1/campaigns/summer", headers=ADMIN)
     [budget] = (await reply.json())["budgets"]
     assert (budget["awarded"], budget["remaining_budget"]) == (len(won), 5 - len(won))
+
+
+@pytest.mark.clickhouse
+async def test_the_sink_moves_scans_draws_and_changes_from_a_cluster_once(
+    cluster_client: Client, cluster_settings: Settings, clickhouse_url: str
+) -> None:
+    await put_campaign(cluster_client, campaign())
+    batch = await order_shipped_batch(cluster_client)
+    codes = await batch_codes(cluster_client, batch["batch_id"], 30)
+    answers = [
+        await post_scan(cluster_client, {"code": code, "member_id": f"m{n % 3}"})
+        for n, code in enumerate(codes * 2)
+    ]
+    with fresh_database(clickhouse_url) as database:
+        sunk = dataclasses.replace(cluster_settings, clickhouse_url=database, sink_flush_ms=100)
+        stop = threading.Event()
+        sink = threading.Thread(target=run_sink, args=(sunk, stop))
+        sink.start()
+        try:
+            wait_until(lambda: query(database, "SELECT count() FROM scans") == [(60,)], 30, "60")
+            wait_until(lambda: query(database, "SELECT count() FROM batches") == [(1,)], 30, "1")
+        finally:
+            stop.set()
+            sink.join(30)
+        stored = query(database, "SELECT scan_id FROM scans")
+        assert sorted(s for (s,) in stored) == sorted(str(a["scan_id"]) for a in answers)
+        drawn = query(database, "SELECT count() FROM draws")[0][0]
+    assert drawn >= 1
+    health = await (await cluster_client.get("/healthz")).json()
+    assert (health["unsunk_events"], health["unsunk_draws"]) == (0, 0)

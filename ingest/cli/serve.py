@@ -30,7 +30,6 @@ from ingest.metrics import MULTIPROC_ENV
 from ingest.ops import demo, json_logging, local_services
 from ingest.ops.server import serve, wait_until_serving
 from ingest.ops.supervisor import Supervisor
-from ingest.store import connect
 
 
 def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -112,17 +111,12 @@ def up_command(args: argparse.Namespace) -> None:
         environment = {**settings_environment(settings), MULTIPROC_ENV: metrics_dir}
         supervisor = stack.enter_context(Supervisor(environment))
         add_workers(supervisor, settings.workers)
-        sinking = not connect.cluster_mode(redis_url)
-        if sinking:
-            supervisor.add("sink", ["sink", "--supervised"], stop_group=1)
-        else:
-            print("no sink: it does not run on a Redis Cluster yet (events wait in Redis)")
+        supervisor.add("sink", ["sink", "--supervised"], stop_group=1)
         supervisor.add("alerts", ["alerts", "run", "--supervised"], stop_group=1)
         _wait_until_serving(api_url)
         if args.demo:
             asyncio.run(_announce_demo(settings, api_url))
-        also = " and the sink" if sinking else ""
-        print(f"serving with {settings.workers} worker(s){also}; Ctrl-C stops everything")
+        print(f"serving with {settings.workers} worker(s) and the sink; Ctrl-C stops everything")
         sys.stdout.flush()
         supervisor.run()
 

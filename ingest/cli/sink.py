@@ -7,7 +7,6 @@ import argparse
 import os
 
 from ingest.cli.common import (
-    CommandError,
     Subcommands,
     background_service,
     print_json,
@@ -41,12 +40,6 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
 
 def sink_command(args: argparse.Namespace) -> None:
     settings = settings_of(args, needs_redis=True, needs_clickhouse=True)
-    assert settings.redis_url is not None
-    if connect.cluster_mode(settings.redis_url):
-        raise CommandError(
-            "the sink does not run on a Redis Cluster yet: it reads every partition's stream "
-            "in one XREADGROUP, which a cluster refuses across slots"
-        )
     stop = background_service(args.supervised)
     collect_less_often()
     os.nice(local_services.BACKGROUND_NICENESS)

@@ -61,7 +61,6 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from clickhouse_driver.errors import Error as ClickHouseError
-from redis import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -73,6 +72,8 @@ from ingest.sink.insert import Insert
 from ingest.sink.lease import SinkLease
 from ingest.sink.streams import NEW, InsertStats, SinkStreams
 from ingest.sink.table import SinkTable
+from ingest.store.connect import sync_client
+from ingest.store.scripts import SyncRedis
 from ingest.warehouse.client import connect, describe
 
 log = logging.getLogger(__name__)
@@ -353,8 +354,8 @@ def _run_family(
         redis.close()
 
 
-def _redis(url: str) -> Redis:
+def _redis(url: str) -> SyncRedis:
     # No silent retries: a read retried after a lost reply would leave entries pending unseen.
-    return Redis.from_url(
+    return sync_client(
         url, socket_connect_timeout=2, socket_timeout=30, retry=Retry(NoBackoff(), 0)
     )

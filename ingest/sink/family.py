@@ -13,8 +13,6 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from redis import Redis
-
 from codes import batches
 from codes.commands import ChangeStream
 from fraud import distributors, shipments
@@ -22,6 +20,7 @@ from ingest.events import draws, scans
 from ingest.events.scans import Columns
 from ingest.sink import mirror
 from ingest.sink.table import DrawTable, ScanTable, SinkTable
+from ingest.store.scripts import SyncRedis
 from rewards import store
 from rewards.campaigns import is_campaign_id
 
@@ -42,7 +41,7 @@ class EventFamily:
     reached ``sink_batch_rows`` before): every insert costs ClickHouse a part to write and merge,
     so a family nobody waits for is written in fewer, larger inserts (and its streams, when
     idle, are polled that many times less often)."""
-    stream_keys: Callable[[Redis], Collection[str]]
+    stream_keys: Callable[[SyncRedis], Collection[str]]
     """The family's streams now; a stream stays once the sink has seen it."""
     unsunk_key: Callable[[str], str]
     """The count of the unsunk events of a stream, which the sink's acknowledgement lowers."""
@@ -76,7 +75,7 @@ SCANS = EventFamily(
 )
 
 
-def _campaign_streams(redis: Redis) -> list[str]:
+def _campaign_streams(redis: SyncRedis) -> list[str]:
     """The draw streams of the campaigns in ``CAMPAIGNS_KEY`` (a member that is not a campaign
     id names no stream the draw script writes)."""
     members = cast(set[bytes], redis.smembers(store.CAMPAIGNS_KEY))

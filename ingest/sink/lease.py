@@ -13,10 +13,10 @@ import socket
 import threading
 from typing import cast
 
-from redis import Redis
 from redis.exceptions import RedisError
 
 from codes.commands import LuaScript
+from ingest.store.scripts import SyncRedis
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ _COMPARE_AND_SET = LuaScript.load(__package__ or "ingest.sink", "lease.lua")
 
 
 class SinkLease:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: SyncRedis) -> None:
         self._redis = redis
         self._swap = redis.register_script(_COMPARE_AND_SET.source)
         self.holder = f"{socket.gethostname()}:{os.getpid()}"

@@ -10,12 +10,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
 from redis.exceptions import ResponseError
 
 from codes.commands import LuaScript
 from ingest.events.scans import CONSUMER_GROUP
 from ingest.sink.family import SCANS, Entries, Entry, EventFamily
+from ingest.store.scripts import SyncRedis
 
 ACK_EVENTS = LuaScript.load(__package__ or "ingest.sink", "ack_events.lua")
 CONSUMER = "sink"
@@ -40,7 +40,7 @@ class InsertStats:
 
 
 class SinkStreams:
-    def __init__(self, redis: Redis, family: EventFamily) -> None:
+    def __init__(self, redis: SyncRedis, family: EventFamily) -> None:
         self._redis = redis
         self.family = family
         self._known: dict[str, None] = {}  # ordered
@@ -52,8 +52,10 @@ class SinkStreams:
         return tuple(self._known)
 
     def open(self) -> None:
-        """Creates the consumer group of every stream, known before or new (again after a
-        failure: a group that Redis lost is made again)."""
+        """Creates the consumer group of every stream, known before or new, and loads the
+        acknowledging script on every primary (again after a failure: a group or a script that
+        Redis lost is made again; a cluster's pipeline does not load scripts itself)."""
+        self._redis.script_load(ACK_EVENTS.source)
         self._create_groups(self._known)
         self.discover()
 

@@ -53,7 +53,7 @@ def is_cluster(url: str) -> bool:
     raise RedisConnectionError(f"no Redis node answered ({'; '.join(failures)})")
 
 
-def cluster_mode(url: str) -> bool:
+def _cluster_mode(url: str) -> bool:
     """``is_cluster``; while no node answers (Redis down at start-up: requests get 503s until
     it is back), several nodes are taken for a cluster and one for a single node."""
     try:
@@ -66,7 +66,7 @@ def cluster_mode(url: str) -> bool:
 
 def async_client(url: str, *, decode_responses: bool = True, **options: Any) -> AsyncRedis:
     """redis-py's asyncio client of the node or the cluster."""
-    if cluster_mode(url):
+    if _cluster_mode(url):
         return redis.asyncio.cluster.RedisCluster(
             startup_nodes=[
                 redis.asyncio.cluster.ClusterNode(*_host_port(node)) for node in node_urls(url)
@@ -81,7 +81,7 @@ def async_client(url: str, *, decode_responses: bool = True, **options: Any) -> 
 
 def sync_client(url: str, *, decode_responses: bool = False, **options: Any) -> SyncRedis:
     """redis-py's blocking client of the node or the cluster."""
-    if cluster_mode(url):
+    if _cluster_mode(url):
         nodes = [redis.cluster.ClusterNode(*_host_port(node)) for node in node_urls(url)]  # type: ignore[no-untyped-call]
         return redis.cluster.RedisCluster(
             startup_nodes=nodes,
@@ -95,7 +95,7 @@ def sync_client(url: str, *, decode_responses: bool = False, **options: Any) -> 
 
 def scan_client(url: str, timeout_s: float) -> RedisPipe | ClusterPipe:
     """The scan path's thin pipelined client of the node or the cluster."""
-    if cluster_mode(url):
+    if _cluster_mode(url):
         return ClusterPipe(node_urls(url), timeout_s)
     return RedisPipe(url, timeout_s)
 
