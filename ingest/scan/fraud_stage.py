@@ -13,6 +13,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from fraud import location, velocity
 from fraud.assessment import Assessment, ScanFacts, assess
@@ -21,7 +22,8 @@ from fraud.scan_record import ScanRecord
 from fraud.velocity import NOT_OBSERVED, ActorCounts, ActorKind, Observation
 from fraud.verdicts import COUNTERFEIT_FLAGS
 from ingest import stage_timer
-from ingest.errors import TooManyRequests
+from ingest.errors import TooManyRequests, Unavailable
+from ingest.scan.refusals import STORE_FAILURES, refusal
 from ingest.scan.state import history_of, read_history
 from ingest.store.references import ReferenceSource
 from ingest.store.scripts import ScriptRunner
@@ -30,6 +32,17 @@ REFERENCE_MAX_AGE_S = 0.1
 _MAX_REMEMBERED_BLOCKS = 10_000
 # what guessers send; a genuine code in a URL with the wrong GTIN is a fake label, not a guess
 _GUESS_FLAGS = frozenset(COUNTERFEIT_FLAGS) - {"gtin_mismatch"}
+
+
+Judgement = Assessment | TooManyRequests | Unavailable
+"""What the fraud stage says of a scan: its assessment, or why it is refused."""
+
+
+class _Remembered(NamedTuple):
+    histories: list[ScanRecord | None]  # by scan: its code's record, None before a first scan
+    devices: list[ActorCounts]
+    ips: list[ActorCounts]
+    refused: dict[int, Unavailable]  # scan index -> its refusal, where Redis failed its reads
 
 
 class FraudStage:
@@ -41,10 +54,9 @@ class FraudStage:
         self._policy = policy
         self._blocked_until: dict[tuple[ActorKind, str], float] = {}
 
-    async def judge(
-        self, scans: Sequence[ScanFacts], now_ms: int
-    ) -> list[Assessment | TooManyRequests]:
-        """An assessment per scan, or the refusal of a blocked device or IP."""
+    async def judge(self, scans: Sequence[ScanFacts], now_ms: int) -> list[Judgement]:
+        """An assessment per scan, or the refusal of a blocked device or IP, or of a scan whose
+        history or counters Redis could not give (their primary down)."""
         with stage_timer.FRAUD:
             known_blocks = [self._known_block(scan) for scan in scans]
             fresh = [scan for scan, block in zip(scans, known_blocks, strict=True) if block is None]
@@ -53,9 +65,7 @@ class FraudStage:
             judged = iter(judged_fresh)
             return [block or next(judged) for block in known_blocks]
 
-    async def _judge_fresh(
-        self, scans: Sequence[ScanFacts], now_ms: int
-    ) -> list[Assessment | TooManyRequests]:
+    async def _judge_fresh(self, scans: Sequence[ScanFacts], now_ms: int) -> list[Judgement]:
         reference = await self._references.current(REFERENCE_MAX_AGE_S)
         with stage_timer.FRAUD:
             placements = location.place(
@@ -66,11 +76,12 @@ class FraudStage:
                 reference,
                 self._policy,
             )
-        histories, devices, ips = await self._remembered(scans, now_ms)
+        histories, devices, ips, refused = await self._remembered(scans, now_ms)
         with stage_timer.FRAUD:
             blocks = [
-                self._block(scan, device, ip) if device.blocked_s or ip.blocked_s else None
-                for scan, device, ip in zip(scans, devices, ips, strict=True)
+                refused.get(at)
+                or (self._block(scan, device, ip) if device.blocked_s or ip.blocked_s else None)
+                for at, (scan, device, ip) in enumerate(zip(scans, devices, ips, strict=True))
             ]
             kept = [at for at, block in enumerate(blocks) if block is None]
             assessed = iter(
@@ -87,8 +98,11 @@ class FraudStage:
 
     async def _remembered(
         self, facts: Sequence[ScanFacts], now_ms: int
-    ) -> tuple[list[ScanRecord | None], list[ActorCounts], list[ActorCounts]]:
-        """The codes' histories and the devices' and IPs' counts, in one round trip."""
+    ) -> tuple[
+        list[ScanRecord | None], list[ActorCounts], list[ActorCounts], dict[int, Unavailable]
+    ]:
+        """The codes' histories and the devices' and IPs' counts, in one round trip, and the
+        refusal of each scan whose reads Redis failed (others' are answered)."""
         with stage_timer.FRAUD:
             read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
             by_actor_partition: dict[int, list[tuple[int, Observation]]] = defaultdict(list)
@@ -103,19 +117,26 @@ class FraudStage:
             ]
         replies = await self._scripts.run_many([*history_reads, *velocity_calls])
         with stage_timer.FRAUD:
+            refused: dict[int, Unavailable] = {}
             for reply in replies:
-                if isinstance(reply, Exception):
+                if isinstance(reply, Exception) and not isinstance(reply, STORE_FAILURES):
                     raise reply
             histories: list[ScanRecord | None] = [None] * len(facts)
             for at, record in zip(read, replies[: len(read)], strict=True):
-                histories[at] = history_of(record)
+                if isinstance(record, STORE_FAILURES):
+                    refused[at] = refusal(record)
+                else:
+                    histories[at] = history_of(record)
             devices, ips = [NOT_OBSERVED] * len(facts), [NOT_OBSERVED] * len(facts)
             counted = replies[len(history_reads) :]
             for observed, counts in zip(by_actor_partition.values(), counted, strict=True):
+                if isinstance(counts, STORE_FAILURES):
+                    refused.update((at, refusal(counts)) for at, _ in observed)
+                    continue
                 for (at, observation), reply in zip(observed, counts, strict=True):
                     target = devices if observation.kind is ActorKind.DEVICE else ips
                     target[at] = ActorCounts.from_reply(reply)
-            return histories, devices, ips
+            return _Remembered(histories, devices, ips, refused)
 
     def _known_block(self, scan: ScanFacts) -> TooManyRequests | None:
         now = time.monotonic()

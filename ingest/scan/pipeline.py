@@ -19,14 +19,12 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from ingest import metrics, stage_timer
-from ingest.errors import ApiError, Unavailable
+from ingest.errors import ApiError, TooManyRequests, Unavailable
 from ingest.events.scans import MAX_EVENTS_PER_ENTRY
 from ingest.scan.batcher import MicroBatcher, fail
 from ingest.scan.fraud_stage import FraudStage
+from ingest.scan.refusals import STORE_FAILURES, refusal
 from ingest.scan.request import ScanRequest
 from ingest.scan.result import ScanResult
 from ingest.scan.reward_stage import RewardStage
@@ -84,9 +82,9 @@ class ScanPipeline:
     ) -> None:
         try:
             await self._decide_all([Pending(*queued) for queued in micro_batch])
-        except (RedisConnectionError, RedisTimeoutError) as error:
-            log.error("scan micro-batch failed: Redis is unreachable: %s", error)
-            fail(micro_batch, _outcome_unknown(error))
+        except STORE_FAILURES as error:
+            log.error("scan micro-batch failed: Redis is unavailable: %s", error)
+            fail(micro_batch, refusal(error))
 
     async def _decide_all(self, micro_batch: list[Pending]) -> None:
         now_ms = time.time_ns() // 1_000_000
@@ -152,7 +150,8 @@ class ScanPipeline:
             judged = []
             for scan, fact, assessment in zip(verified, facts, assessments, strict=True):
                 if isinstance(assessment, ApiError):
-                    metrics.SCANS_BLOCKED.inc()
+                    if isinstance(assessment, TooManyRequests):
+                        metrics.SCANS_BLOCKED.inc()
                     scan.future.set_exception(assessment)
                 else:
                     judged.append(Judged(scan, assessment, fact))
@@ -184,6 +183,9 @@ def _recorded(group: list[Prepared], reply: object) -> list[tuple[Prepared, Scan
             ),
         )
         return []
+    if isinstance(reply, STORE_FAILURES):
+        _fail_all(group, refusal(reply))
+        return []
     if isinstance(reply, Exception):
         log.error("scan state script failed: %s", reply)
         _fail_all(group, ApiError("internal error"))
@@ -200,13 +202,3 @@ def _fail_all(group: list[Prepared], error: Exception) -> None:
     for scan in group:
         if not scan.future.done():
             scan.future.set_exception(error)
-
-
-def _outcome_unknown(error: Exception) -> Unavailable:
-    """Redis failed or timed out mid-micro-batch: its scripts may or may not have run."""
-    if isinstance(error, RedisTimeoutError):
-        return Unavailable(
-            "the scan state store did not answer in time; retry with the same scan_id",
-            "outcome_unknown",
-        )
-    return Unavailable("the scan state store is unreachable; retry shortly")

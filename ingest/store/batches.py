@@ -9,6 +9,7 @@ from codes import batches
 from codes.batch_index import BatchIndex
 from codes.batches import Batch, BatchOrder
 from codes.errors import BatchIdTaken
+from ingest.store.outage import LastCopy
 from ingest.store.scripts import AsyncRedis, RedisPyCommands, ScriptRunner
 
 _ID_ATTEMPTS = 5
@@ -21,6 +22,7 @@ class BatchStore:
         self._redis = redis
         self._scripts = ScriptRunner(RedisPyCommands(redis))
         self._index = BatchIndex(version=-1)
+        self._last_index = LastCopy[BatchIndex]("code batches")
 
     async def create(self, order: BatchOrder, key_id: int) -> Batch:
         """Reserve the serial range and record the batch in one atomic script; ``BatchError``
@@ -45,7 +47,11 @@ class BatchStore:
         return await self.get(batch_id)
 
     async def index(self) -> BatchIndex:
-        """All batches, reloaded only when a batch was created or revoked since the last call."""
+        """All batches, reloaded only when a batch was created or revoked since the last call
+        (the last copy while Redis cannot be asked)."""
+        return await self._last_index.refreshed(self._reload_index)
+
+    async def _reload_index(self) -> BatchIndex:
         version = int(await self._redis.get(batches.INDEX_VERSION_KEY) or 0)
         if version != self._index.version:
             keys = cast(list[str], await self._redis.zrange(batches.BATCH_INDEX_KEY, 0, -1))

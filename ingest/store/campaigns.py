@@ -12,6 +12,7 @@ from typing import cast
 
 import orjson
 
+from ingest.store.outage import LastCopy
 from ingest.store.scripts import AsyncRedis
 from rewards import store
 from rewards.campaigns import Campaign
@@ -56,6 +57,7 @@ class CampaignSource:
         self._campaigns = Campaigns([], 0)
         self._checked_at = -float("inf")
         self._refreshing = asyncio.Lock()
+        self._last = LastCopy[Campaigns]("campaigns")
 
     def expire(self) -> None:
         """A campaign was saved: the next look must ask Redis."""
@@ -68,10 +70,14 @@ class CampaignSource:
             return self._campaigns
         async with self._refreshing:
             checked_at = time.monotonic()
-            version = int(await self._redis.get(store.VERSION_KEY) or 0)
-            if reload or version != self._campaigns.version:
-                self._campaigns = Campaigns(await self._load(), version)
+            self._campaigns = await self._last.refreshed(lambda: self._reload(reload))
             self._checked_at = checked_at
+        return self._campaigns
+
+    async def _reload(self, always: bool) -> Campaigns:
+        version = int(await self._redis.get(store.VERSION_KEY) or 0)
+        if always or version != self._campaigns.version:
+            return Campaigns(await self._load(), version)
         return self._campaigns
 
     async def _load(self) -> list[LiveCampaign]:

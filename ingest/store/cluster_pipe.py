@@ -6,8 +6,10 @@ Redirections are followed as the cluster specification says: MOVED (the slot has
 the command goes there, and the slot map is read again before the next call), ASK (the slot is
 migrating: the command goes once to the named node, after ASKING). TRYAGAIN and CLUSTERDOWN (a
 migration or a failover under way) are retried after a pause, a bounded number of times; what
-still fails is returned in place, as any error reply. A node that cannot be reached raises
-``ConnectionError`` and marks the map stale, so the next call finds the promoted replica.
+still fails is returned in place, as any error reply. So is the ``ConnectionError`` (or
+``TimeoutError``) of a primary that cannot be reached, in place of each of its commands: the
+other primaries' replies stand, and the map is read again before the next call, which finds a
+promoted replica.
 redis-py's cluster pipeline does the same at 4-8 times the client CPU per round trip.
 """
 
@@ -113,8 +115,13 @@ class ClusterPipe:
             return_exceptions=True,
         )
         for node, result in zip(nodes, results, strict=True):
-            if isinstance(result, BaseException):
+            if isinstance(result, RedisConnectionError | RedisTimeoutError):
                 self._stale = True  # a failover may be under way: read the map again next time
+                for i in by_node[node]:  # this primary's commands fail, the others' are answered
+                    answered[i] = result
+                    asking.discard(i)
+                continue
+            if isinstance(result, BaseException):
                 raise result
             replies = iter(result)
             for i in by_node[node]:

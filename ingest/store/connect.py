@@ -17,6 +17,8 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -26,6 +28,9 @@ from ingest.store.scripts import AsyncRedis, SyncRedis
 
 log = logging.getLogger(__name__)
 _PROBE_TIMEOUT_S = 5.0
+_CLUSTER_BACKOFF_S = (0.2, 0.05)
+"""redis-py's cluster client retries a failed command 10 times over several seconds by default;
+the API keeps copies of what it reads and refuses scans it cannot take, so it fails fast."""
 
 
 def node_urls(url: str) -> list[str]:
@@ -67,6 +72,7 @@ def _cluster_mode(url: str) -> bool:
 def async_client(url: str, *, decode_responses: bool = True, **options: Any) -> AsyncRedis:
     """redis-py's asyncio client of the node or the cluster."""
     if _cluster_mode(url):
+        options.setdefault("retry", AsyncRetry(EqualJitterBackoff(*_CLUSTER_BACKOFF_S), 2))
         return redis.asyncio.cluster.RedisCluster(
             startup_nodes=[
                 redis.asyncio.cluster.ClusterNode(*_host_port(node)) for node in node_urls(url)

@@ -12,6 +12,7 @@ from fraud import distributors, shipments
 from fraud.distributors import Distributor
 from fraud.reference import ReferenceData
 from fraud.shipments import LoggedShipment
+from ingest.store.outage import LastCopy
 from ingest.store.scripts import AsyncRedis
 
 
@@ -26,6 +27,7 @@ class ReferenceSource:
         # stored JSON -> its distributor: a change re-parses only what changed (validating a
         # territory costs ~0.2 ms; all of a thousand would stall the loop)
         self._parsed: dict[str, Distributor] = {}
+        self._last = LastCopy[ReferenceData]("reference data")
 
     def expire(self) -> None:
         """This worker changed the data: its next scans must not wait out ``max_age_s``."""
@@ -36,22 +38,27 @@ class ReferenceSource:
             return self._data
         async with self._refreshing:
             checked_at = time.monotonic()
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.get(distributors.VERSION_KEY)
-                pipe.llen(shipments.LOG_KEY)
-                version_text, log_length = await pipe.execute()
-            data, version = self._data, int(version_text or 0)
-            if version != data.distributors_version:
-                stored = await self._redis.hgetall(distributors.DISTRIBUTORS_KEY)
-                raw = cast(dict[str, str], stored).values()
-                data = data.with_distributors(self._distributors(raw), version)
-            if log_length > data.shipments.log_length:
-                lines = await self._redis.lrange(
-                    shipments.LOG_KEY, data.shipments.log_length, log_length - 1
-                )
-                logged = [LoggedShipment.parse(line) for line in cast(list[str], lines)]
-                data = data.with_shipments(logged, data.shipments.log_length + len(logged))
-            self._data, self._checked_at = data, checked_at
+            self._data = await self._last.refreshed(self._reload)
+            self._checked_at = checked_at
+        return self._data
+
+    async def _reload(self) -> ReferenceData:
+        """The copy brought up to date: changed distributors, shipments logged since."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(distributors.VERSION_KEY)
+            pipe.llen(shipments.LOG_KEY)
+            version_text, log_length = await pipe.execute()
+        data, version = self._data, int(version_text or 0)
+        if version != data.distributors_version:
+            stored = await self._redis.hgetall(distributors.DISTRIBUTORS_KEY)
+            raw = cast(dict[str, str], stored).values()
+            data = data.with_distributors(self._distributors(raw), version)
+        if log_length > data.shipments.log_length:
+            lines = await self._redis.lrange(
+                shipments.LOG_KEY, data.shipments.log_length, log_length - 1
+            )
+            logged = [LoggedShipment.parse(line) for line in cast(list[str], lines)]
+            data = data.with_shipments(logged, data.shipments.log_length + len(logged))
         return data
 
     def _distributors(self, stored: Iterable[str]) -> dict[str, Distributor]:
