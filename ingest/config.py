@@ -33,6 +33,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be a non-negative integer")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -112,6 +119,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     max_unsunk_events: int = 2_000_000
     scan_id_ttl_s: int = 86_400
+    redis_wait_replicas: int = 0
+    """Replicas that must hold a scan's writes before it is answered (Redis WAIT); 0: none."""
+    redis_wait_timeout_ms: int = 100
     workers: int = 1
     sink_batch_rows: int = 100_000
     sink_flush_ms: int = 1_000
@@ -165,6 +175,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "trusted_proxies": _networks,
     "max_unsunk_events": _positive,
     "scan_id_ttl_s": _positive,
+    "redis_wait_replicas": _count,
+    "redis_wait_timeout_ms": _positive,
     "workers": _positive,
     "sink_batch_rows": _positive,
     "sink_flush_ms": _positive,

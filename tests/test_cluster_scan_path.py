@@ -12,17 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from aiohttp.test_utils import TestClient
-from redis.crc import key_slot
 
-from fraud.velocity import actor_partition
 from ingest.config import Settings
-from ingest.events.scans import partition_tag
 from ingest.http.app import create_app
 from ingest.ops.local_services import RedisClusterServers
 from ingest.scan.state import partition_of_text
 from ingest.sink.consumer import run_sink
+from tests.cluster_support import partition_owner, slot_owners, victim
 from tests.conftest import api_settings
 from tests.helpers import ADMIN, batch_codes, order_shipped_batch, post_scan
 from tests.sink_support import fresh_database, query, wait_until
@@ -126,17 +123,14 @@ async def test_the_sink_moves_scans_draws_and_changes_from_a_cluster_once(
 async def test_a_primary_down_refuses_only_the_scans_whose_keys_it_holds(
     cluster_client: Client, cluster_servers: RedisClusterServers
 ) -> None:
-    owners = _slot_owners(cluster_servers)
-    ip_actors = owners[key_slot(f"{{actors:{actor_partition('127.0.0.1')}}}".encode())]
-    victim = next(url for url in cluster_servers.primaries() if url != ip_actors)
+    owners = slot_owners(cluster_servers)
+    down = victim(cluster_servers)
     await post_scan(cluster_client, {"code": "warm-up"})  # the copies of batches, references
     codes = [f"not-ours-{n}" for n in range(60)]  # counterfeit: their partition by their text
-    held = {
-        c for c in codes if owners[key_slot(partition_tag(partition_of_text(c)).encode())] == victim
-    }
+    held = {c for c in codes if partition_owner(owners, partition_of_text(c)) == down}
     assert 0 < len(held) < len(codes)
 
-    cluster_servers.kill(victim)
+    cluster_servers.kill(down)
     replies = [await cluster_client.post("/v1/scans", json={"code": code}) for code in codes]
 
     refused = {code for code, reply in zip(codes, replies, strict=True) if reply.status == 503}
@@ -148,17 +142,3 @@ async def test_a_primary_down_refuses_only_the_scans_whose_keys_it_holds(
             assert (await reply.json())["error"]["code"] == "unavailable"
         else:
             assert (await reply.json())["verdict"] == "counterfeit"
-
-
-def _slot_of_partition(partition: int) -> int:
-    return key_slot(partition_tag(partition).encode())
-
-
-def _slot_owners(cluster: RedisClusterServers) -> list[str]:
-    """The URL of the primary serving each slot."""
-    owners = [""] * 16_384
-    with redis.Redis.from_url(cluster.primaries()[0]) as client:
-        for first, last, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
-            url = f"redis://{primary[0].decode()}:{primary[1]}"
-            owners[first : last + 1] = [url] * (last - first + 1)
-    return owners

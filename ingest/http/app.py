@@ -138,7 +138,12 @@ async def scan_pipeline(app: web.Application) -> AsyncIterator[None]:
     """The scan path has its own pipelined connection; on shutdown queued scans finish first."""
     settings = app[SETTINGS]
     assert settings.redis_url is not None
-    redis = connect.scan_client(settings.redis_url, _REDIS_TIMEOUT_S)
+    redis = connect.scan_client(
+        settings.redis_url,
+        _REDIS_TIMEOUT_S,
+        settings.redis_wait_replicas,
+        settings.redis_wait_timeout_ms,
+    )
     scripts = ScriptRunner(redis)
     app[CLIENT_ADDRESS] = ClientAddress(settings.trusted_proxies)
     fraud = FraudStage(scripts, app[REFERENCES], settings.fraud_policy)

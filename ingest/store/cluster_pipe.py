@@ -36,10 +36,17 @@ _SCRIPT_COMMANDS = {"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO"}
 
 
 class ClusterPipe:
-    def __init__(self, urls: Sequence[str], timeout_s: float) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        timeout_s: float,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
+    ) -> None:
         self._seeds = [_node_name(url) for url in urls]
         self._template = urlsplit(urls[0])  # scheme and credentials, shared by every node
         self._timeout_s = timeout_s
+        self._wait = (wait_replicas, wait_timeout_ms)  # each primary's, see RedisPipe
         self._pipes: dict[str, RedisPipe] = {}
         self._owners: list[str | None] = []  # by slot: "host:port" of its primary
         self._stale = True
@@ -154,7 +161,7 @@ class ClusterPipe:
             netloc = self._template.netloc.rpartition("@")
             address = f"{netloc[0]}@{node}" if netloc[1] else node
             url = urlunsplit((self._template.scheme, address, "", "", ""))
-            pipe = self._pipes[node] = RedisPipe(url, self._timeout_s)
+            pipe = self._pipes[node] = RedisPipe(url, self._timeout_s, *self._wait)
         return pipe
 
     async def _refresh(self) -> None:

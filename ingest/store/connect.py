@@ -99,11 +99,14 @@ def sync_client(url: str, *, decode_responses: bool = False, **options: Any) -> 
     return redis.Redis.from_url(url, decode_responses=decode_responses, **options)
 
 
-def scan_client(url: str, timeout_s: float) -> RedisPipe | ClusterPipe:
-    """The scan path's thin pipelined client of the node or the cluster."""
+def scan_client(
+    url: str, timeout_s: float, wait_replicas: int = 0, wait_timeout_ms: int = 100
+) -> RedisPipe | ClusterPipe:
+    """The scan path's thin pipelined client of the node or the cluster; with
+    ``wait_replicas``, its script calls are answered once that many replicas hold them."""
     if _cluster_mode(url):
-        return ClusterPipe(node_urls(url), timeout_s)
-    return RedisPipe(url, timeout_s)
+        return ClusterPipe(node_urls(url), timeout_s, wait_replicas, wait_timeout_ms)
+    return RedisPipe(url, timeout_s, wait_replicas, wait_timeout_ms)
 
 
 def _host_port(url: str) -> tuple[str, int]:

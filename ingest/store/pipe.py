@@ -39,6 +39,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ingest import stage_timer
 from ingest.store.scripts import Command
 
+_SCRIPT_CALLS = frozenset({"EVALSHA", "EVAL"})
+
 # error replies that callers act on, as redis-py's parser names them; the message keeps the rest
 _ERROR_CLASSES: dict[str, type[ResponseError]] = {
     "NOSCRIPT": NoScriptError,
@@ -95,8 +97,15 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(RedisConnectionError(f"connection to Redis lost: {exc}"))
 
 
+class NotReplicated(RedisTimeoutError):
+    """The primary ran the commands, but fewer replicas than asked acknowledged them in time:
+    should the primary fail now, they may be lost, so their outcome is unknown."""
+
+
 class RedisPipe:
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(
+        self, url: str, timeout_s: float, wait_replicas: int = 0, wait_timeout_ms: int = 100
+    ) -> None:
         parts = urlsplit(url)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 6379
         self._setup: list[Command] = []
@@ -107,12 +116,25 @@ class RedisPipe:
         if database and database != "0":
             self._setup.append(("SELECT", database))
         self._timeout_s = timeout_s
+        self._wait = ("WAIT", wait_replicas, wait_timeout_ms) if wait_replicas else None
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        """The replies in order; with ``wait_replicas``, a round trip with script calls (the
+        writes) ends with WAIT, and if too few replicas acknowledged, each reply becomes
+        ``NotReplicated``."""
         protocol = await self._connected()
-        return await self._send(protocol, commands)
+        if self._wait is None or not any(command[0] in _SCRIPT_CALLS for command in commands):
+            return await self._send(protocol, commands)
+        *replies, acknowledged = await self._send(protocol, [*commands, self._wait])
+        wanted, timeout_ms = self._wait[1], self._wait[2]
+        if isinstance(acknowledged, int) and acknowledged >= wanted:
+            return replies
+        behind = NotReplicated(
+            f"{acknowledged} of {wanted} replicas acknowledged in {timeout_ms} ms"
+        )
+        return [reply if isinstance(reply, Exception) else behind for reply in replies]
 
     async def load_scripts(self, sources: Sequence[str]) -> None:
         for reply in await self.execute([("SCRIPT", "LOAD", source) for source in sources]):
