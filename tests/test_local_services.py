@@ -20,10 +20,10 @@ def test_clickhouse_answers_queries(clickhouse_url: str) -> None:
 
 
 @pytest.mark.redis
-def test_redis_runs_with_an_append_only_file(redis_url: str) -> None:
+def test_redis_syncs_its_append_only_file_before_answering(redis_url: str) -> None:
     with redis.Redis.from_url(redis_url, decode_responses=True) as client:
         assert client.config_get("appendonly") == {"appendonly": "yes"}
-        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
 
 
 def test_a_missing_binary_says_which_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

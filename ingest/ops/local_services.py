@@ -142,10 +142,12 @@ def _spawn_redis(
     binary: str, name: str, url: str, port: int, folder: Path, *options: str
 ) -> ServerProcess:
     """One redis-server on 127.0.0.1:``port``, its data and log in ``folder``, appending every
-    write to its file (fsync each second), with ``options`` after those; not yet waited for."""
+    write to its file and syncing it before replying (``appendfsync always``: under
+    ``everysec`` a crash can lose writes already answered, see deploy/README.md, Durability),
+    with ``options`` after those; not yet waited for."""
     folder.mkdir(parents=True, exist_ok=True)
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
-    argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+    argv += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
     argv += ["--daemonize", "no", "--logfile", "", *options]
     process, log = _spawn("redis", argv, folder)
     return ServerProcess(name, url, process, log)
@@ -160,11 +162,16 @@ def _wait_for_redis(server: ServerProcess, port: int) -> None:
     _wait_until(answers, server)
 
 
-def start_redis(data_dir: Path) -> ServerProcess:
+def start_redis(data_dir: Path, *, appendfsync: str = "always") -> ServerProcess:
+    """One redis-server under ``<data_dir>/redis``; ``appendfsync`` is its AOF fsync policy
+    (``always``, ``everysec`` or ``no``; see deploy/README.md, Durability)."""
+    if appendfsync not in ("always", "everysec", "no"):
+        raise ServiceError(f"appendfsync must be always, everysec or no, not {appendfsync!r}")
     binary = find_binary("redis-server", "redis-server")
     port = free_port()
     folder = (data_dir / "redis").resolve()
-    server = _spawn_redis(binary, "redis-server", f"redis://127.0.0.1:{port}/0", port, folder)
+    url = f"redis://127.0.0.1:{port}/0"
+    server = _spawn_redis(binary, "redis-server", url, port, folder, "--appendfsync", appendfsync)
     _wait_for_redis(server, port)
     return server
 
@@ -177,6 +184,8 @@ _CLUSTER_OPTIONS = (
     *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
     *("--cluster-node-timeout", "2000"),
     *("--repl-diskless-sync-delay", "0"),  # a replica's first sync at once, not after 5 s
+    # a primary down stops only its own slots, not the whole cluster
+    *("--cluster-require-full-coverage", "no"),
 )
 _NOT_IN_SLOT_MAP = frozenset({"fail", "fail?", "handshake", "noaddr"})
 """The flags of a node the slot map leaves out: failed (or suspected by the node asked), or not

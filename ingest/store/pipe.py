@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 import hiredis
 from redis.exceptions import (
     AskError,
+    BusyLoadingError,
     ClusterDownError,
     MovedError,
     NoScriptError,
@@ -42,16 +43,17 @@ from ingest.store.scripts import Command
 _SCRIPT_CALLS = frozenset({"EVALSHA", "EVAL"})
 
 # error replies that callers act on, as redis-py's parser names them; the message keeps the rest
-_ERROR_CLASSES: dict[str, type[ResponseError]] = {
+_ERROR_CLASSES: dict[str, type[ResponseError | BusyLoadingError]] = {
     "NOSCRIPT": NoScriptError,
     "MOVED": MovedError,
     "ASK": AskError,
     "TRYAGAIN": TryAgainError,
     "CLUSTERDOWN": ClusterDownError,
+    "LOADING": BusyLoadingError,  # a restarted Redis reading its AOF: a ConnectionError
 }
 
 
-def _typed(error: ResponseError) -> ResponseError:
+def _typed(error: ResponseError) -> ResponseError | BusyLoadingError:
     """An error reply as the redis-py class its prefix names (the rest stay ``ResponseError``)."""
     prefix, _, rest = str(error).partition(" ")
     cls = _ERROR_CLASSES.get(prefix)
