@@ -7,8 +7,6 @@ without the marker fails the test.  Each server starts at the first test that as
 
 from __future__ import annotations
 
-import dataclasses
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,8 @@ from codes.keyring import Keyring
 from ingest.config import Settings
 from ingest.http.app import create_app
 from ingest.ops import local_services
-from ingest.sink.consumer import run_sink
 from tests.helpers import ADMIN_TOKEN, AiohttpClient
-from tests.sink_support import fresh_database
+from tests.sink_support import fresh_database, sinking
 
 KEYRING_SECRET = "test keyring secret"
 
@@ -139,16 +136,8 @@ def streams(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def sunk_settings(settings: Settings, clickhouse_url: str) -> Iterator[Settings]:
     """The app's settings with a fresh, migrated ClickHouse database and a sink running on it."""
-    with fresh_database(clickhouse_url) as database:
-        sunk = dataclasses.replace(settings, clickhouse_url=database, sink_flush_ms=100)
-        stop = threading.Event()
-        sink = threading.Thread(target=run_sink, args=(sunk, stop))
-        sink.start()
-        try:
-            yield sunk
-        finally:
-            stop.set()
-            sink.join(30)
+    with sinking(settings, clickhouse_url) as sunk:
+        yield sunk
 
 
 @pytest.fixture

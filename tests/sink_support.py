@@ -4,6 +4,7 @@ threads (or made to crash), and waiting."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import struct
 import subprocess
@@ -260,3 +261,19 @@ class WatchedAcks(SinkStreams):
 class CrashBeforeAck(WatchedAcks):
     def before_ack(self, ids: Mapping[str, Sequence[bytes]]) -> None:
         raise Crash
+
+
+@contextlib.contextmanager
+def sinking(settings: Settings, clickhouse_url: str) -> Iterator[Settings]:
+    """``settings`` with a fresh, migrated ClickHouse database and a sink running on it until
+    the block ends."""
+    with fresh_database(clickhouse_url) as database:
+        sunk = dataclasses.replace(settings, clickhouse_url=database, sink_flush_ms=100)
+        stop = threading.Event()
+        sink = threading.Thread(target=run_sink, args=(sunk, stop))
+        sink.start()
+        try:
+            yield sunk
+        finally:
+            stop.set()
+            sink.join(30)
