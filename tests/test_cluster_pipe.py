@@ -143,7 +143,7 @@ async def test_the_topology_is_asked_of_the_url_and_a_bad_one_is_one_line(
         connect.is_cluster("redis://127.0.0.1:1")
     single = ClusterPipe([redis_url], 5)
     try:
-        with pytest.raises(RedisConnectionError, match="is not a cluster node"):
+        with pytest.raises(RedisConnectionError, match="cluster support disabled"):
             await single.execute([("GET", "k")])
     finally:
         await single.close()

@@ -7,8 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ingest.config import Settings
 from ingest.errors import ApiError, Unavailable
@@ -48,6 +46,7 @@ from ingest.store import connect
 from ingest.store.batches import BatchStore
 from ingest.store.campaigns import CampaignSource
 from ingest.store.keyring import KeyringSource
+from ingest.store.outage import STORE_FAILURES
 from ingest.store.references import ReferenceSource
 from ingest.store.scripts import ScriptRunner
 from ingest.store.verifiers import VerifierSource
@@ -86,8 +85,8 @@ def json_errors(handler: Handler) -> Handler:
             return error_response(error)
         except DOMAIN_ERRORS as error:
             return error_response(api_error(error))
-        except (RedisConnectionError, RedisTimeoutError):
-            log.exception("Redis is unreachable")
+        except STORE_FAILURES:
+            log.exception("Redis is unavailable")
             return error_response(Unavailable("the scan state store is unreachable; retry shortly"))
         except web.HTTPException as error:
             if error.status < 400:

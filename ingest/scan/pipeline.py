@@ -124,8 +124,13 @@ class ScanPipeline:
         with stage_timer.RECORD:
             prizes = {id(contenders[index]): prize for index, prize in won.items()}
             for scan, state in recorded:
-                if not scan.future.done():
-                    scan.future.set_result(result(scan, state, prizes.get(id(scan))))
+                prize = prizes.get(id(scan))
+                if scan.future.done():
+                    continue
+                if isinstance(prize, Unavailable):  # recorded, but its draw's outcome unknown
+                    scan.future.set_exception(prize)
+                else:
+                    scan.future.set_result(result(scan, state, prize))
         stage_timer.publish()  # the handlers' times pending too: once per micro-batch is cheap
 
     async def _verified(self, micro_batch: list[Pending]) -> list[Verified]:

@@ -4,14 +4,13 @@ on the failing primary are refused; the others are answered."""
 
 from __future__ import annotations
 
-from redis.exceptions import ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ingest.errors import Unavailable
+from ingest.store.outage import STORE_FAILURES
 
-STORE_FAILURES = (RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError)
-"""Redis itself failing (not a script refusing): the scans may be sent again later."""
+__all__ = ["STORE_FAILURES", "refusal"]
 _RETRY_AFTER_S = 2
 
 

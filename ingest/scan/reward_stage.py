@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 from codes.commands import ScriptCall
 from ingest import metrics, stage_timer
+from ingest.errors import Unavailable
 from ingest.events.scans import MAX_EVENTS_PER_ENTRY
+from ingest.scan.refusals import STORE_FAILURES, refusal
 from ingest.store.campaigns import CampaignSource
 from ingest.store.scripts import Command, ScriptRunner
 from rewards.draws import DrawStatus, Entrant, LiveCampaign, Won
@@ -94,11 +96,15 @@ class RewardStage:
         candidates: Sequence[Entrant],
         tier_replies: Sequence[object],
         recorded: Sequence[bool],
-    ) -> dict[int, Won]:
+    ) -> dict[int, Won | Unavailable]:
         """The prize each candidate won (its first win by campaign id), for the candidates
-        whose scan Redis ``recorded``."""
+        whose scan Redis ``recorded``; or the refusal of those whose draw Redis failed (it may
+        have happened: a retry with the scan's id gets the recorded outcome)."""
         if not plan.entries:
             return {}
+        failure = next((r for r in tier_replies if isinstance(r, STORE_FAILURES)), None)
+        if failure is not None:
+            return {index: refusal(failure) for index in plan.entries if recorded[index]}
         if any(isinstance(reply, Exception) for reply in tier_replies):
             log.error(
                 "member tiers could not be read; no draws in this micro-batch: %s", tier_replies
@@ -123,11 +129,13 @@ class RewardStage:
                 chunk.tiers = [tiers[entrant.member_id] for entrant in chunk.entrants]
         replies = await self._run(chunks, plan.now_ms)
         with stage_timer.REWARDS:
-            won: dict[int, Won] = {}
+            won: dict[int, Won | Unavailable] = {}
             for chunk, reply in zip(chunks, replies, strict=True):
                 prizes = self._prizes(chunk.campaign, reply, len(chunk.indexes))
                 for index, prize in zip(chunk.indexes, prizes, strict=True):
-                    if prize is not None:
+                    if isinstance(prize, Unavailable):
+                        won[index] = prize  # an unknown draw outweighs a known win
+                    elif prize is not None:
                         won.setdefault(index, prize)
             return won
 
@@ -155,8 +163,12 @@ class RewardStage:
         return replies
 
     @staticmethod
-    def _prizes(campaign: LiveCampaign, reply: object, count: int) -> list[Won | None]:
+    def _prizes(
+        campaign: LiveCampaign, reply: object, count: int
+    ) -> list[Won | Unavailable | None]:
         cid = campaign.campaign.campaign_id
+        if isinstance(reply, STORE_FAILURES):
+            return [refusal(reply)] * count
         if isinstance(reply, Exception):
             log.error("draws in %s failed: %s", cid, reply)
             return [None] * count

@@ -85,7 +85,12 @@ class ClusterPipe:
                 if self._stale:
                     await self._refresh()
             targets = {i: node or self._owner_of(commands[i]) for i, node in again.items()}
-        return replies
+        return [  # redirected round and round (a resharding under way): try again later
+            TryAgainError(f"TRYAGAIN still redirected: {reply}")
+            if isinstance(reply, AskError)
+            else reply
+            for reply in replies
+        ]
 
     async def load_scripts(self, sources: Sequence[str]) -> None:
         """Loads the scripts on every primary (a script call may land on any of them)."""
@@ -93,7 +98,12 @@ class ClusterPipe:
             await self._refresh()
         load = [("SCRIPT", "LOAD", source) for source in sources]
         primaries = {owner for owner in self._owners if owner is not None}
-        for replies in await asyncio.gather(*(self._pipe(n).execute(load) for n in primaries)):
+        loads = [self._pipe(n).execute(load) for n in primaries]
+        for replies in await asyncio.gather(*loads, return_exceptions=True):
+            if isinstance(replies, RedisConnectionError | RedisTimeoutError):
+                continue  # a primary down: the calls sent to it fail in place anyway
+            if isinstance(replies, BaseException):
+                raise replies
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
@@ -179,8 +189,9 @@ class ClusterPipe:
                 except (RedisConnectionError, RedisTimeoutError) as error:
                     failures.append(f"{node}: {error}")
                     continue
-                if isinstance(reply, Exception):
-                    raise RedisConnectionError(f"{node} is not a cluster node: {reply}")
+                if isinstance(reply, Exception):  # LOADING after a restart, or not a cluster
+                    failures.append(f"{node}: {reply}")
+                    continue
                 self._owners = _owners(reply, node)
                 self._stale = False
                 return

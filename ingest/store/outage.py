@@ -13,10 +13,22 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+STORE_FAILURES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,  # redis-py's cluster client: no node or slot reachable
+)
+"""Redis itself failing (not a command or a script refusing): what was asked may be asked
+again later."""
 
 
 class LastCopy(Generic[T]):
@@ -31,7 +43,7 @@ class LastCopy(Generic[T]):
         """``refresh()``, or the last copy while Redis cannot be asked (raised without one)."""
         try:
             copy = await refresh()
-        except RedisError as error:
+        except STORE_FAILURES as error:
             if self._copy is None:
                 raise
             if not self._down:
