@@ -49,7 +49,8 @@ async def waiting_client(
     tmp_path: Path,
 ) -> Client:
     settings = api_settings(replicated.url, keyring_path, tmp_path)
-    return await aiohttp_client(create_app(dataclasses.replace(settings, redis_wait_replicas=2)))
+    waiting = dataclasses.replace(settings, redis_wait_replicas=2, redis_wait_timeout_ms=500)
+    return await aiohttp_client(create_app(waiting))
 
 
 async def test_five_primaries_killed_in_a_row_lose_no_answered_scan(
@@ -123,11 +124,13 @@ async def _answered(client: Client, code: str) -> dict[str, Any]:
     """A scan retried with its scan_id, as a client does, while it gets 503: right after a
     failover, the replicas may still be catching up with the new primary."""
     body = {"code": code, "scan_id": f"again-{code}"}
-    for _ in range(100):
+    refusal = ""
+    for _ in range(300):
         reply = await client.post("/v1/scans", json=body)
         if reply.status != 503:
             assert reply.status == 200, await reply.text()
             answer: dict[str, Any] = await reply.json()
             return answer
+        refusal = await reply.text()
         await asyncio.sleep(0.1)
-    raise AssertionError(f"{code} was refused for 10 s")
+    raise AssertionError(f"{code} was refused for 30 s: {refusal}")
