@@ -60,6 +60,7 @@ import redis
 
 from benchmarks import campaign_bench, open_loop
 from benchmarks.api_metrics import mean_batch, scrape
+from benchmarks.paced import launch_paced
 from benchmarks.report import provenance, publish
 from benchmarks.stack import (
     SECRET,
@@ -433,18 +434,7 @@ class ScanLoad:
         timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
         connector = aiohttp.TCPConnector(limit=CONNECTIONS)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            tasks: set[asyncio.Task[None]] = set()
-            started, sent = time.monotonic(), 0
-            while not stop.is_set():
-                due = int((time.monotonic() - started) * self._rate) + 1
-                while sent < due:
-                    task = asyncio.create_task(self._scan(session, sent))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    sent += 1
-                await asyncio.sleep(0.002)
-            if tasks:
-                await asyncio.wait(tasks)
+            await launch_paced(self._rate, lambda n: self._scan(session, n), stop.is_set)
         return self.answers
 
     def _code(self) -> str:

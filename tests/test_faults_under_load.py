@@ -30,6 +30,7 @@ import aiohttp
 import orjson
 import pytest
 
+from benchmarks.paced import launch_paced
 from codes.keyring import Keyring
 from ingest.ops import local_services
 from ingest.ops.local_services import ServerProcess, free_port
@@ -423,17 +424,7 @@ class ScanLoad:
         timeout = aiohttp.ClientTimeout(total=10)
         connector = aiohttp.TCPConnector(limit=64)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            tasks: set[asyncio.Task[None]] = set()
-            started, sent = time.monotonic(), 0
-            while not self._stop.is_set():
-                while sent < (time.monotonic() - started) * self._per_s:
-                    task = asyncio.create_task(self._scan(session, sent))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    sent += 1
-                await asyncio.sleep(0.01)
-            if tasks:
-                await asyncio.wait(tasks)
+            await launch_paced(self._per_s, lambda n: self._scan(session, n), self._stop.is_set)
 
     def _code(self, number: int) -> str:
         kind = number % 20

@@ -23,8 +23,9 @@ from fraud.velocity import NOT_OBSERVED, ActorCounts, ActorKind, Observation
 from fraud.verdicts import COUNTERFEIT_FLAGS
 from ingest import stage_timer
 from ingest.errors import TooManyRequests, Unavailable
-from ingest.scan.refusals import STORE_FAILURES, refusal
+from ingest.scan.refusals import refusal
 from ingest.scan.state import history_of, read_history
+from ingest.store.outage import STORE_FAILURES
 from ingest.store.references import ReferenceSource
 from ingest.store.scripts import ScriptRunner
 

@@ -24,7 +24,7 @@ from ingest.errors import ApiError, TooManyRequests, Unavailable
 from ingest.events.scans import MAX_EVENTS_PER_ENTRY
 from ingest.scan.batcher import MicroBatcher, fail
 from ingest.scan.fraud_stage import FraudStage
-from ingest.scan.refusals import STORE_FAILURES, refusal
+from ingest.scan.refusals import refusal
 from ingest.scan.request import ScanRequest
 from ingest.scan.result import ScanResult
 from ingest.scan.reward_stage import RewardStage
@@ -42,6 +42,7 @@ from ingest.scan.steps import (
     result,
     verify,
 )
+from ingest.store.outage import STORE_FAILURES
 from ingest.store.scripts import ScriptRunner
 from ingest.store.verifiers import VerifierSource
 

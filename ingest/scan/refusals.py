@@ -8,14 +8,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ingest.errors import Unavailable
-from ingest.store.outage import STORE_FAILURES
 
-__all__ = ["STORE_FAILURES", "refusal"]
 _RETRY_AFTER_S = 2
 
 
 def refusal(failure: Exception) -> Unavailable:
-    """The answer to scans that met ``failure``, one of ``STORE_FAILURES``."""
+    """The answer to scans that met ``failure``, one of ``ingest.store.outage.STORE_FAILURES``."""
     if isinstance(failure, RedisTimeoutError):  # its scripts may or may not have run
         return Unavailable(
             "the scan state store did not answer in time; retry with the same scan_id",

@@ -19,8 +19,9 @@ from codes.commands import ScriptCall
 from ingest import metrics, stage_timer
 from ingest.errors import Unavailable
 from ingest.events.scans import MAX_EVENTS_PER_ENTRY
-from ingest.scan.refusals import STORE_FAILURES, refusal
+from ingest.scan.refusals import refusal
 from ingest.store.campaigns import CampaignSource
+from ingest.store.outage import STORE_FAILURES
 from ingest.store.scripts import Command, ScriptRunner
 from rewards.draws import DrawStatus, Entrant, LiveCampaign, Won
 from rewards.errors import StaleCampaign
