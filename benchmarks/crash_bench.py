@@ -76,7 +76,7 @@ from benchmarks.stack import (
 from benchmarks.wrk import run_wrk
 from codes import signing
 from codes.keyring import Keyring
-from ingest.events.scans import partition_tag
+from ingest.events.partitions import Partitions
 from ingest.ops import local_services
 from ingest.ops.local_services import ServerProcess
 from ingest.scan.state import history_of, partition_of_serial, read_history, retry_key
@@ -96,6 +96,7 @@ REPEAT_SHARE = 0.25
 MEMBERS = 20_000
 DEVICES = 100_000
 PRIZE_STEPS = 8
+PARTITIONS = Partitions()  # the stack runs with the default partitions
 """Prizes limited by their total budget 4, 8, ... 512, and as many by their daily cap."""
 PRIZE_PROBABILITY = 0.06  # x 16 prizes = 0.96: nearly every draw wins while prizes remain
 FSYNC_AIM_LIMIT_S = 2.5
@@ -680,7 +681,8 @@ def _missing_retry_records(client: redis.Redis, answered: Sequence[Answer]) -> l
     for answer in answered:
         serial = signing.parse(answer.code).serial
         key = retry_key(answer.scan_id, answer.code, answer.device_id, answer.member_id)
-        pipe.exists(f"{partition_tag(partition_of_serial(serial))}:sid:{key}")
+        tag = PARTITIONS.scan_tag(partition_of_serial(serial, PARTITIONS))
+        pipe.exists(f"{tag}:sid:{key}")
     found = pipe.execute()
     return [answer for answer, exists in zip(answered, found, strict=True) if not exists]
 
@@ -692,7 +694,7 @@ def _undercounted(client: redis.Redis, answered: Sequence[Answer]) -> int:
     codes = sorted(per_code)
     pipe = client.pipeline(transaction=False)
     for code in codes:
-        _, key, field_name = read_history(signing.parse(code).serial)
+        _, key, field_name = read_history(signing.parse(code).serial, PARTITIONS)
         pipe.hget(key, field_name)
     records = pipe.execute()
     missing = 0

@@ -65,6 +65,7 @@ from fraud.policy import FraudPolicy
 from fraud.shipments import SerialRange
 from fraud.velocity import ActorKind, Observation
 from ingest.config import Settings
+from ingest.events.partitions import Partitions
 from ingest.ops import local_services
 from ingest.scan.fraud_stage import REFERENCE_MAX_AGE_S
 from ingest.scan.pipeline import VERIFIER_MAX_AGE_S
@@ -72,6 +73,7 @@ from ingest.scan.reward_stage import CAMPAIGNS_MAX_AGE_S, MAX_DRAWS_PER_CALL
 from ingest.scan.state import member_digest, retry_key
 from ingest.sink.consumer import MAX_READ_COUNT
 from ingest.sink.family import BATCHES, DRAWS, EventFamily
+from ingest.sink.lease import StreamLeases
 from ingest.sink.streams import NEW, SinkStreams
 from ingest.store.batches import BatchStore
 from ingest.store.campaigns import CampaignSource
@@ -98,6 +100,7 @@ _SETTINGS = {field.name: field.default for field in dataclasses.fields(Settings)
 TIERS = cast(int, _SETTINGS["member_tiers"])
 RETRY_TTL_S = cast(int, _SETTINGS["scan_id_ttl_s"])
 SINK_BATCH_ROWS = cast(int, _SETTINGS["sink_batch_rows"])
+PARTITIONS = Partitions()
 _NOT_COUNTED = frozenset({"info", "config"})  # the measurement's own commands
 _CHUNK = 500  # setup calls per round trip
 
@@ -549,7 +552,7 @@ class HotSlots:
             tiers = [self.tiers.get(e.member_id, 0) for e in drawn]
             return live.call(drawn, tiers, now_ms, RETRY_TTL_S)
 
-        streams = SinkStreams(self.blocking, DRAWS)
+        streams = SinkStreams(self.blocking, DRAWS, StreamLeases(self.blocking))
         streams.open()
         sinking: dict[str, Any] = {}
         for (size, scan_ids), calls in zip(variants, per_call, strict=True):
@@ -599,7 +602,7 @@ class HotSlots:
     # -- the sink -----------------------------------------------------------------------------
 
     async def _sink(self, tag: str, family: EventFamily, what: str) -> None:
-        streams = SinkStreams(self.blocking, family)
+        streams = SinkStreams(self.blocking, family, StreamLeases(self.blocking))
         streams.open()
         self.figures[tag].append(await self._drain(streams, family) | {"what": what})
 
@@ -640,9 +643,9 @@ class HotSlots:
 
         what = (
             f"per scan: its device and IP counted, a micro-batch of {MICRO_BATCH} scans in one "
-            f"call per {{actors:N}} partition ({velocity.ACTOR_PARTITIONS} partitions)"
+            f"call per {{actors:N}} partition ({PARTITIONS.actors} partitions)"
         )
-        tag, partitions = "{actors:N}", velocity.ACTOR_PARTITIONS
+        tag, partitions = "{actors:N}", PARTITIONS.actors
         await self._partitioned(tag, partitions, "velocity.lua", what, observe, ("evalsha",))
 
         async def read_tiers() -> Work:
@@ -681,7 +684,7 @@ class HotSlots:
 
     def _velocity_calls(self, policy: FraudPolicy) -> list[ScriptCall]:
         now_s = _now_ms() // 1000
-        by_partition: dict[int, list[Observation]] = {}
+        by_tag: dict[str, list[Observation]] = {}
         for _ in range(MICRO_BATCH):
             serial = self.rng.randrange(1, self.sizes.batches * BATCH_SIZE)
             member = member_digest(f"m-{self.rng.randrange(1, self.sizes.members + 1)}")
@@ -691,9 +694,9 @@ class HotSlots:
                 Observation(ActorKind.IP, ip, False, 0, member),
                 Observation(ActorKind.DEVICE, device, False, serial, member),
             ):
-                partition = velocity.actor_partition(observation.actor)
-                by_partition.setdefault(partition, []).append(observation)
-        return [velocity.count(p, o, now_s, policy) for p, o in by_partition.items()]
+                tag = PARTITIONS.actor_tag(observation.actor)
+                by_tag.setdefault(tag, []).append(observation)
+        return [velocity.count(tag, o, now_s, policy) for tag, o in by_tag.items()]
 
     # -- bookkeeping ----------------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ import orjson
 from redis.asyncio import Redis
 
 from fraud.verdicts import Verdict
-from ingest.events.scans import STREAM_KEYS, ScanEvent
+from ingest.events.partitions import Partitions
+from ingest.events.scans import ScanEvent
 from ingest.ops import local_services
 from ingest.scan.state import (
     decide_scans,
@@ -37,6 +38,7 @@ from ingest.scan.state import (
 from ingest.store.scripts import RedisPyCommands, ScriptRunner
 
 CALL_SIZE = 8  # scans of one partition per call: a micro-batch of ~128 scans
+PARTITIONS = Partitions()
 
 
 def _event(serial: int, now_ms: int) -> bytes:
@@ -70,9 +72,9 @@ async def _scan(redis: Redis, serials: list[int], devices: int, now_ms: int) -> 
         device = device_digest(f"device-{devices}-{serial}")
         packed = pack_scan(serial, now_ms, 31.23, 121.47, device, member_digest("m"))
         argument = scan_argument(packed, "", _event(serial, now_ms))
-        by_partition.setdefault(partition_of_serial(serial), []).append(argument)
+        by_partition.setdefault(partition_of_serial(serial, PARTITIONS), []).append(argument)
     calls = [
-        decide_scans(partition, scans[i : i + CALL_SIZE], 10**9, 86_400)
+        decide_scans(PARTITIONS, partition, scans[i : i + CALL_SIZE], 10**9, 86_400)
         for partition, scans in by_partition.items()
         for i in range(0, len(scans), CALL_SIZE)
     ]
@@ -97,7 +99,7 @@ async def measure(redis_url: str, issued: int, scanned_fraction: float) -> dict[
         await _scan(redis, serials, 1, 1_800_000_000_000)
         await _scan(redis, serials[::4], 2, 1_800_000_100_000)
         with_streams = await _used_memory(redis)
-        await redis.delete(*STREAM_KEYS)
+        await redis.delete(*PARTITIONS.stream_keys)
         after = await _used_memory(redis)
         events = len(serials) + len(serials[::4])
         seen_bytes = rec_bytes = 0

@@ -41,16 +41,8 @@ import redis
 
 from fraud.verdicts import Verdict
 from ingest.config import Settings
-from ingest.events.scans import (
-    EVENT_FIELD,
-    PARTITIONS,
-    STATE_FIELD,
-    STREAM_KEYS,
-    ScanEvent,
-    decode_columns,
-    stream_key,
-    unsunk_key,
-)
+from ingest.events.partitions import Partitions
+from ingest.events.scans import EVENT_FIELD, STATE_FIELD, ScanEvent, decode_columns
 from ingest.ops import local_services
 from ingest.ops.gc_tuning import collect_less_often
 from ingest.sink.consumer import run_sink
@@ -60,6 +52,9 @@ from ingest.warehouse.client import connect
 from ingest.warehouse.schema import apply_migrations
 
 START_MS = 1_767_225_600_000  # 2026-01-01
+
+PARTITIONS = Partitions()
+"""The default partitions, which the sink under test is run with."""
 
 
 def _events(count: int) -> Iterator[ScanEvent]:
@@ -97,10 +92,13 @@ def _grouped(count: int) -> Iterator[tuple[int, dict[bytes, bytes]]]:
     state = struct.pack("<BIH", 1, 1, 1)
     by_partition: dict[int, list[bytes]] = {}
     for event in _events(count):
-        group = by_partition.setdefault(event.serial % PARTITIONS, [])
+        group = by_partition.setdefault(event.serial % PARTITIONS.scans, [])
         group.append(event.encode())
         if len(group) == PER_ENTRY:
-            yield event.serial % PARTITIONS, {EVENT_FIELD: b"".join(group), STATE_FIELD: state * 4}
+            yield (
+                event.serial % PARTITIONS.scans,
+                {EVENT_FIELD: b"".join(group), STATE_FIELD: state * 4},
+            )
             group.clear()
     for partition, group in by_partition.items():
         if group:
@@ -111,8 +109,8 @@ def _grouped(count: int) -> Iterator[tuple[int, dict[bytes, bytes]]]:
 def _append(client: redis.Redis, count: int) -> None:
     pipe = client.pipeline(transaction=False)
     for partition, fields in _grouped(count):
-        pipe.xadd(stream_key(partition), fields)  # type: ignore[arg-type]
-        pipe.incrby(unsunk_key(partition), len(fields[STATE_FIELD]) // 7)
+        pipe.xadd(PARTITIONS.stream_key(partition), fields)  # type: ignore[arg-type]
+        pipe.incrby(PARTITIONS.unsunk_key(partition), len(fields[STATE_FIELD]) // 7)
         if len(pipe) >= 10_000:
             pipe.execute()
     pipe.execute()
@@ -121,11 +119,11 @@ def _append(client: redis.Redis, count: int) -> None:
 def _last_ids(client: redis.Redis) -> dict[str, bytes]:
     """The id of each stream's last entry."""
     pipe = client.pipeline(transaction=False)
-    for key in STREAM_KEYS:
+    for key in PARTITIONS.stream_keys:
         pipe.xinfo_stream(key)
     return {
         key: info["last-generated-id"]
-        for key, info in zip(STREAM_KEYS, pipe.execute(), strict=True)
+        for key, info in zip(PARTITIONS.stream_keys, pipe.execute(), strict=True)
     }
 
 

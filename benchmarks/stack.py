@@ -29,7 +29,7 @@ from codes.keyring import Keyring
 from fraud import shipments
 from fraud.distributors import Distributor
 from fraud.shipments import SerialRange
-from ingest.events.scans import STREAM_KEYS
+from ingest.events.partitions import Partitions
 from ingest.ops import local_services
 from ingest.ops.server import wait_until_serving
 from ingest.sink.streams import STATS_KEY
@@ -151,7 +151,7 @@ def drain_streams(client: redis.Redis) -> dict[str, Any]:
 
 
 def _stream_length(client: redis.Redis) -> int:
-    return sum(int(client.xlen(key)) for key in STREAM_KEYS)
+    return sum(int(client.xlen(key)) for key in Partitions().stream_keys)
 
 
 def wait_healthy(url: str) -> None:

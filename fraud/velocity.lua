@@ -11,7 +11,7 @@
 -- the limit?", and a farm's hash stays a few hundred bytes however hard it scans. Windows are
 -- fixed (the hour, the UTC day, the guessing window), not sliding.
 --
--- KEYS[1]  the partition's tag, '{actors:N}'
+-- KEYS[1]  the actors' hash tag, e.g. '{actors:N.S}'
 -- ARGV[1]  now, seconds   ARGV[2]  guessing window, s   ARGV[3]  block after this many invalid
 -- codes from a device   ARGV[4]  ... from an IP   ARGV[5]  cool-down, s   ARGV[6]  codes per
 -- hour limit   ARGV[7]  members per day limit   ARGV[8]  how long an idle actor is kept, s

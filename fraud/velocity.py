@@ -1,7 +1,7 @@
 """What devices and client IPs do over time: the device_farm and guessing rules.
 
-Counters live in Redis, one small hash per actor under ``{actors:N}`` tags (an actor's
-partition comes from a digest of its name); ``velocity.lua`` updates them for a micro-batch and
+Counters live in Redis, one small hash per actor under a few hash tags (which one, the caller
+decides from a digest of the actor's name); ``velocity.lua`` updates them for a micro-batch and
 replies with the counts, which the rules here turn into flags. Distinct codes and members are
 counted exactly up to one past their limit, which is all the rules ask. A guesser past its
 block limit is refused (429) for the cool-down without being counted further.
@@ -10,7 +10,6 @@ block limit is refused (429) for the cool-down without being counted further.
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Sequence
 from enum import IntEnum
 from typing import NamedTuple
@@ -19,7 +18,6 @@ from codes.commands import LuaScript, ScriptCall
 from fraud.policy import FraudPolicy
 
 VELOCITY = LuaScript.load(__package__ or "fraud", "velocity.lua")
-ACTOR_PARTITIONS = 4
 NO_MEMBER = bytes(8)
 
 _KEEP_IDLE_S = 2 * 86_400  # an actor's counts cover at most a day; a block its cool-down
@@ -61,17 +59,14 @@ class ActorCounts(NamedTuple):
 NOT_OBSERVED = ActorCounts(0, 0, 0, 0)
 
 
-def actor_partition(actor: str) -> int:
-    return zlib.crc32(actor.encode()) % ACTOR_PARTITIONS
-
-
 def count(
-    partition: int, observations: Sequence[Observation], now_s: int, policy: FraudPolicy
+    tag: str, observations: Sequence[Observation], now_s: int, policy: FraudPolicy
 ) -> ScriptCall:
-    """One script call for a partition's observations, counted in order."""
+    """One script call for the observations of the actors under hash ``tag``, counted in
+    order."""
     return ScriptCall(
         VELOCITY,
-        (f"{{actors:{partition}}}",),
+        (tag,),
         (
             now_s,
             policy.guess_window_s,

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from fraud.policy import FraudPolicy
+from ingest.events.partitions import MAX_PARTITIONS, Partitions
 
 ENV_PREFIX = "SCANWARD_"
 
@@ -88,6 +89,13 @@ def _networks(text: str) -> tuple[str, ...]:
     return networks
 
 
+def _partition_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_PARTITIONS:
+        raise ValueError(f"must be 1 to {MAX_PARTITIONS}")
+    return value
+
+
 def _tiers(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 100:
@@ -119,6 +127,11 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     max_unsunk_events: int = 2_000_000
     scan_id_ttl_s: int = 86_400
+    scan_partitions: int = 16
+    """Hash tags the scan state and events are split into; a cluster wants a multiple of its
+    masters (recorded in Redis at first start, see ``ingest.store.layout``)."""
+    actor_partitions: int = 4
+    """The same for the devices' and IPs' counters."""
     redis_wait_replicas: int = 0
     """Replicas that must hold a scan's writes before it is answered (Redis WAIT); 0: none."""
     redis_wait_timeout_ms: int = 100
@@ -130,6 +143,10 @@ class Settings:
     fraud_policy: FraudPolicy = field(default_factory=FraudPolicy)
     member_tiers: int = 5
     """Members are of tier 0 to ``member_tiers - 1``; campaigns weight prizes by tier."""
+
+    @property
+    def partitions(self) -> Partitions:
+        return Partitions(self.scan_partitions, self.actor_partitions)
 
     @property
     def keyring_file(self) -> Path:
@@ -175,6 +192,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "trusted_proxies": _networks,
     "max_unsunk_events": _positive,
     "scan_id_ttl_s": _positive,
+    "scan_partitions": _partition_count,
+    "actor_partitions": _partition_count,
     "redis_wait_replicas": _count,
     "redis_wait_timeout_ms": _positive,
     "workers": _positive,

@@ -8,6 +8,7 @@ prometheus-client's multiprocess mode; the supervisor sets the variable before w
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -47,9 +48,13 @@ REDIS_ROUND_TRIP = Histogram(
 )
 
 
-def exposition(live: dict[str, tuple[str, float]]) -> bytes:
+LabelledValues = Sequence[tuple[Mapping[str, str], float]]
+"""Samples of one gauge, each with its labels (the same label names for all)."""
+
+
+def exposition(live: Mapping[str, tuple[str, float | LabelledValues]]) -> bytes:
     """The process (or all workers') metrics plus gauges read at scrape time, ``name: (help,
-    value)``."""
+    value)``, the value a number or labelled samples."""
     if MULTIPROC_ENV in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -62,11 +67,17 @@ def exposition(live: dict[str, tuple[str, float]]) -> bytes:
 
 
 class _Gauges:
-    def __init__(self, values: dict[str, tuple[str, float]]) -> None:
+    def __init__(self, values: Mapping[str, tuple[str, float | LabelledValues]]) -> None:
         self._values = values
 
     def collect(self) -> list[GaugeMetricFamily]:
-        return [
-            GaugeMetricFamily(name, help_text, value=value)
-            for name, (help_text, value) in self._values.items()
-        ]
+        families = []
+        for name, (help_text, value) in self._values.items():
+            if isinstance(value, int | float):
+                families.append(GaugeMetricFamily(name, help_text, value=value))
+                continue
+            gauge = GaugeMetricFamily(name, help_text, labels=list(value[0][0]) if value else [])
+            for labels, sample in value:
+                gauge.add_metric(list(labels.values()), sample)
+            families.append(gauge)
+        return families

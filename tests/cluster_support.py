@@ -7,9 +7,11 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
-from fraud.velocity import actor_partition
-from ingest.events.scans import partition_tag
+from ingest.events.partitions import Partitions
 from ingest.ops.local_services import RedisClusterServers
+
+PARTITIONS = Partitions()
+"""The default partitions, which the clusters under test run with."""
 
 
 def slot_owners(cluster: RedisClusterServers) -> list[str]:
@@ -26,12 +28,12 @@ def slot_owners(cluster: RedisClusterServers) -> list[str]:
 
 def partition_owner(owners: list[str], partition: int) -> str:
     """The primary holding a scan-state partition."""
-    return owners[key_slot(partition_tag(partition).encode())]
+    return owners[key_slot(PARTITIONS.scan_tag(partition).encode())]
 
 
 def victim(cluster: RedisClusterServers) -> str:
     """A primary that does not count the test client's address (which every scan has), so that
     with it down some scans can still be answered."""
     owners = slot_owners(cluster)
-    ip_actors = owners[key_slot(f"{{actors:{actor_partition('127.0.0.1')}}}".encode())]
+    ip_actors = owners[key_slot(PARTITIONS.actor_tag("127.0.0.1").encode())]
     return next(url for url in cluster.primaries() if url != ip_actors)

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +20,21 @@ from clickhouse_driver.errors import NetworkError
 
 from fraud.verdicts import Verdict
 from ingest.config import Settings
-from ingest.events.scans import (
-    EVENT_FIELD,
-    PARTITIONS,
-    STATE_FIELD,
-    UNSUNK_KEYS,
-    Columns,
-    ScanEvent,
-    stream_key,
-    unsunk_key,
-)
+from ingest.events.partitions import Partitions
+from ingest.events.scans import EVENT_FIELD, STATE_FIELD, Columns, ScanEvent
 from ingest.ops import local_services
 from ingest.ops.local_services import ServerProcess
 from ingest.sink.consumer import Sink, run_sink
-from ingest.sink.family import EventFamily
+from ingest.sink.family import EventFamily, scan_family
+from ingest.sink.lease import StreamLeases
 from ingest.sink.streams import InsertStats, SinkStreams
 from ingest.sink.table import SinkTable
 from ingest.warehouse.client import connect
 from ingest.warehouse.schema import apply_migrations
 
+PARTITIONS = Partitions()
+"""The default partitions, which the sinks under test run with."""
+SCANS = scan_family(PARTITIONS)
 DAY_MS = 86_400_000
 # 2026-01-31 12:00 UTC: events spread over two days and two months (two table partitions).
 START_MS = 1_769_860_800_000
@@ -85,13 +81,13 @@ def add_events(client: redis.Redis, events: list[ScanEvent], per_entry: int = 1)
     stream entry."""
     by_partition: dict[int, list[ScanEvent]] = {}
     for event in events:
-        by_partition.setdefault(event.serial % PARTITIONS, []).append(event)
+        by_partition.setdefault(event.serial % PARTITIONS.scans, []).append(event)
     pipe = client.pipeline(transaction=False)
     for partition, group in by_partition.items():
         for start in range(0, len(group), per_entry):
             entry = group[start : start + per_entry]
-            pipe.xadd(stream_key(partition), entry_fields(entry))  # type: ignore[arg-type]
-            pipe.incrby(unsunk_key(partition), len(entry))
+            pipe.xadd(PARTITIONS.stream_key(partition), entry_fields(entry))  # type: ignore[arg-type]
+            pipe.incrby(PARTITIONS.unsunk_key(partition), len(entry))
     pipe.execute()
 
 
@@ -105,7 +101,7 @@ def entry_fields(events: Sequence[ScanEvent]) -> dict[bytes, bytes]:
 
 def backlog(client: redis.Redis) -> int:
     """Events not yet acknowledged by the sink, by the partitions' unsunk counts."""
-    return sum(int(client.get(key) or 0) for key in UNSUNK_KEYS)
+    return sum(int(client.get(key) or 0) for key in PARTITIONS.unsunk_keys)
 
 
 def stored(url: str) -> tuple[int, int]:
@@ -201,20 +197,22 @@ def running_sink(settings: Settings) -> contextlib.AbstractContextManager[None]:
 def sink_with(
     settings: Settings,
     family: EventFamily,
-    streams: Callable[[redis.Redis, EventFamily], SinkStreams] = SinkStreams,
+    streams: Callable[[redis.Redis, EventFamily, StreamLeases], SinkStreams] = SinkStreams,
     table: Callable[[Any], SinkTable] | None = None,
 ) -> Iterator[tuple[Sink, threading.Event]]:
     """The sink loop of ``family``, whose Redis or ClickHouse side a test may replace, run by
-    the caller."""
+    the caller (with leases of its own, given back on leaving)."""
     assert settings.redis_url is not None
     assert settings.clickhouse_url is not None
     redis_client = redis.Redis.from_url(settings.redis_url)
     client = connect(settings.clickhouse_url)
     stop = threading.Event()
+    leases = StreamLeases(redis_client)
     try:
         sink_table = (table or family.table)(client)
-        yield Sink(streams(redis_client, family), sink_table, settings, stop), stop
+        yield Sink(streams(redis_client, family, leases), sink_table, settings, stop), stop
     finally:
+        leases.leave()  # as if its process were gone: the next sink takes the streams at once
         client.disconnect()
         redis_client.close()
 
@@ -225,11 +223,12 @@ class HalfThenCut(SinkTable):
 
     cut = False
 
-    def insert(self, columns: Columns) -> None:
+    def insert(self, columns: Columns, streams: Collection[str]) -> None:
         if self.cut:
-            return super().insert(columns)
+            return super().insert(columns, streams)
         self.cut = True
-        super().insert({name: column[: len(column) // 2] for name, column in columns.items()})
+        half = {name: column[: len(column) // 2] for name, column in columns.items()}
+        super().insert(half, streams)
         raise NetworkError("connection lost during the insert")
 
 

@@ -123,6 +123,7 @@ async def test_health_without_clickhouse(client: TestClient[Any, Any]) -> None:
         "unsunk_changes": 0,
         "full_partitions": 0,
         "sink": {},
+        "partitions": [{"partition": p, "unsunk_events": 0, "sink": None} for p in range(16)],
     }
 
 

@@ -15,7 +15,8 @@ from codes import digital_link
 from codes.keyring import Keyring
 from codes.verify import Verifier
 from ingest.config import Settings
-from ingest.events.scans import EVENT_FIELD, STREAM_KEYS, UNSUNK_KEYS
+from ingest.events.partitions import Partitions
+from ingest.events.scans import EVENT_FIELD
 from ingest.http.app import create_app
 from tests.conftest import KEYRING_SECRET
 from tests.helpers import ADMIN, AiohttpClient, batch_codes, order_shipped_batch, post_scan
@@ -28,7 +29,7 @@ SHANGHAI = {"lat": 31.2304, "lon": 121.4737}
 def _events(redis_url: str) -> int:
     """Events appended to the streams (and not yet sunk: no sink runs here)."""
     with redis.Redis.from_url(redis_url) as client:
-        return sum(int(client.get(key) or 0) for key in UNSUNK_KEYS)
+        return sum(int(client.get(key) or 0) for key in Partitions().unsunk_keys)
 
 
 def _keys(redis_url: str) -> list[bytes]:
@@ -244,7 +245,7 @@ async def test_a_full_backlog_answers_503_and_changes_nothing(
     health = await (await client.get("/healthz")).json()
     assert (health["status"], health["full_partitions"]) == ("degraded", 1)
     with redis.Redis.from_url(redis_url) as raw:
-        for key in STREAM_KEYS:
+        for key in Partitions().stream_keys:
             raw.delete(key)  # as if the sink had trimmed the stream: the count is then ignored
     again = await _scan(client, code=code)
     assert (again["first_scan"], again["scan_count"]) == (False, 2)
@@ -261,7 +262,7 @@ async def test_forwarded_addresses_are_trusted_only_from_configured_proxies(
         reply = await client.post("/v1/scans", json={"code": "x"}, headers=forwarded)
         assert reply.status == 200
         with redis.Redis.from_url(redis_url) as raw:
-            entries = [e for key in STREAM_KEYS for _, e in raw.xrange(key)]
+            entries = [e for key in Partitions().stream_keys for _, e in raw.xrange(key)]
             raw.flushall()
         [entry] = entries
         assert expected.encode() in entry[EVENT_FIELD]
@@ -330,3 +331,29 @@ async def test_a_scan_that_breaks_a_step_fails_alone(
     assert [line.get("verdict") for line in out] == ["counterfeit", None, "counterfeit"]
     assert out[1] == {"line": 2, "error": {"code": "internal", "message": "internal error"}}
     assert _events(redis_url) == 2
+
+
+@pytest.mark.clickhouse
+async def test_health_and_metrics_show_each_partitions_backlog_and_its_sink(
+    app_client: TestClient[Any, Any], redis_url: str
+) -> None:
+    partitions = Partitions()
+    with redis.Redis.from_url(redis_url) as raw:
+        raw.incrby(partitions.unsunk_key(3), 7)  # as if 7 events waited there
+
+        def holders() -> set[bytes | None]:
+            return {raw.get(partitions.stream_key(p) + ":lease") for p in range(16)}
+
+        for _ in range(100):  # the sink of sunk_settings takes its leases as it starts
+            if None not in holders():
+                break
+            await asyncio.sleep(0.1)
+        [holder] = holders()
+    assert holder is not None
+    health = await (await app_client.get("/healthz")).json()
+    assert [p["partition"] for p in health["partitions"]] == list(range(16))
+    assert health["partitions"][3] == {"partition": 3, "unsunk_events": 7, "sink": holder.decode()}
+    assert {p["sink"] for p in health["partitions"]} == {holder.decode()}
+    metrics = await (await app_client.get("/metrics")).text()
+    sample = f'scanward_partition_unsunk_events{{partition="3",sink="{holder.decode()}"}} 7.0'
+    assert sample in metrics

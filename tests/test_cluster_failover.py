@@ -17,11 +17,10 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient
 
-from ingest.events.scans import PARTITIONS
 from ingest.http.app import create_app
 from ingest.ops.local_services import RedisClusterServers, start_redis_cluster
 from ingest.scan.state import SEEN_RANGE, partition_of_serial
-from tests.cluster_support import partition_owner, slot_owners, victim
+from tests.cluster_support import PARTITIONS, partition_owner, slot_owners, victim
 from tests.conftest import api_settings
 from tests.helpers import ADMIN, order_shipped_batch, post_scan
 
@@ -98,18 +97,19 @@ def _replicas_of(primary: str) -> list[str]:
 
 async def _codes_on(client: Client, cluster: RedisClusterServers, primary: str) -> list[str]:
     """Codes of a shipped batch whose scan state lives on ``primary``, a few per partition."""
-    quantity = SEEN_RANGE * (PARTITIONS + 1)  # every partition, each a whole range at least
+    quantity = SEEN_RANGE * (PARTITIONS.scans + 1)  # every partition, each a whole range at least
     batch = await order_shipped_batch(client, quantity=quantity)
     owners = slot_owners(cluster)
     codes = []
-    for partition in range(PARTITIONS):
+    for partition in range(PARTITIONS.scans):
         if partition_owner(owners, partition) != primary:
             continue
         offset = next(
             o
             for o in range(0, quantity - _CODES_PER_PARTITION, _CODES_PER_PARTITION)
-            if partition_of_serial(batch["first_serial"] + o) == partition
-            and partition_of_serial(batch["first_serial"] + o + _CODES_PER_PARTITION) == partition
+            if partition_of_serial(batch["first_serial"] + o, PARTITIONS) == partition
+            and partition_of_serial(batch["first_serial"] + o + _CODES_PER_PARTITION, PARTITIONS)
+            == partition
         )
         reply = await client.get(
             f"/v1/batches/{batch['batch_id']}/codes?offset={offset}&limit={_CODES_PER_PARTITION}",

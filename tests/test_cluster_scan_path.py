@@ -15,8 +15,7 @@ from aiohttp.test_utils import TestClient
 from ingest.config import Settings
 from ingest.http.app import create_app
 from ingest.ops.local_services import RedisClusterServers
-from ingest.scan.state import partition_of_text
-from tests.cluster_support import partition_owner, slot_owners, victim
+from tests.cluster_support import PARTITIONS, partition_owner, slot_owners, victim
 from tests.conftest import api_settings
 from tests.helpers import ADMIN, batch_codes, order_shipped_batch, post_scan
 from tests.sink_support import query, sinking, wait_until
@@ -118,7 +117,7 @@ async def test_a_primary_down_refuses_only_the_scans_whose_keys_it_holds(
     down = victim(cluster_servers)
     await post_scan(cluster_client, {"code": "warm-up"})  # the copies of batches, references
     codes = [f"not-ours-{n}" for n in range(60)]  # counterfeit: their partition by their text
-    held = {c for c in codes if partition_owner(owners, partition_of_text(c)) == down}
+    held = {c for c in codes if partition_owner(owners, PARTITIONS.of_text(c)) == down}
     assert 0 < len(held) < len(codes)
 
     cluster_servers.kill(down)

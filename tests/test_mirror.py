@@ -216,10 +216,11 @@ def test_a_retried_write_inserts_only_the_ranges_the_table_lacks(database: str) 
     client = connect(database)
     try:
         table = mirror.ShipmentTable(client)
-        table.insert({name: column[:1] for name, column in columns.items()})
+        streams = [shipments.CHANGES.key]
+        table.insert({name: column[:1] for name, column in columns.items()}, streams)
         lacking = table.missing(columns)
         assert lacking["first_serial"].tolist() == [21, 11]
-        table.insert(lacking)
+        table.insert(lacking, streams)
         assert len(table.missing(columns)["first_serial"]) == 0
     finally:
         client.disconnect()

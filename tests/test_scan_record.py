@@ -24,6 +24,7 @@ from fraud.scan_record import (
     record_scan,
 )
 from fraud.velocity import NO_MEMBER
+from ingest.events.partitions import Partitions
 from ingest.scan.state import (
     SCAN_STATE,
     SEEN_RANGE,
@@ -37,6 +38,8 @@ from ingest.scan.state import (
     scan_argument,
 )
 from ingest.store.scripts import BlockingScriptRunner
+
+PARTITIONS = Partitions()
 
 OWNER, OTHER = b"\x01" * DEVICE_SIZE, b"\x02" * DEVICE_SIZE
 # two codes sharing a record hash, one in another hash of the partition, one in another partition
@@ -149,10 +152,10 @@ def test_the_script_keeps_the_record_the_rule_gives(
     for batch in batches:
         by_partition: dict[int, list[Scan]] = defaultdict(list)
         for scan in batch:
-            by_partition[partition_of_serial(scan.serial)].append(scan)
+            by_partition[partition_of_serial(scan.serial, PARTITIONS)].append(scan)
         for partition, scans in by_partition.items():
             arguments = [scan_argument(_packed(scan), "", _EVENT) for scan in scans]
-            replies = runner.run(decide_scans(partition, arguments, 10**9, 60))
+            replies = runner.run(decide_scans(PARTITIONS, partition, arguments, 10**9, 60))
             for scan, reply in zip(scans, replies, strict=True):
                 before = records.get(scan.serial)
                 lat, lon = scan.place or (math.nan, math.nan)
@@ -161,7 +164,7 @@ def test_the_script_keeps_the_record_the_rule_gives(
                 state = ScanState.from_reply(reply)
                 assert state == (before is None, after.scan_count, after.distinct_devices, False)
         for serial in SERIALS:
-            _, key, field = read_history(serial)
+            _, key, field = read_history(serial, PARTITIONS)
             stored = client.hget(key, field)
             record = records.get(serial)
             assert stored == (None if record is None else record.pack())

@@ -10,7 +10,8 @@ from typing import cast
 import pytest
 from redis.asyncio import Redis
 
-from ingest.events.scans import PARTITIONS, events_in, partition_tag, stream_key, unsunk_key
+from ingest.events.partitions import Partitions
+from ingest.events.scans import events_in
 from ingest.scan.state import (
     SCAN_STATE,
     SEEN_RANGE,
@@ -21,10 +22,11 @@ from ingest.scan.state import (
     member_digest,
     pack_scan,
     partition_of_serial,
-    partition_of_text,
     scan_argument,
 )
 from ingest.store.scripts import RedisPyCommands, ScriptRunner
+
+PARTITIONS = Partitions()
 
 SERIAL = 3 * SEEN_RANGE + 17
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -39,11 +41,13 @@ def test_the_script_and_the_module_agree_on_the_bitmap_range() -> None:
 
 
 def test_partitions_follow_bitmap_ranges_and_spread_a_batch() -> None:
-    assert partition_of_serial(SERIAL) == partition_of_serial(3 * SEEN_RANGE)
-    assert {partition_of_serial(n * SEEN_RANGE) for n in range(PARTITIONS)} == set(
-        range(PARTITIONS)
+    assert partition_of_serial(SERIAL, PARTITIONS) == partition_of_serial(
+        3 * SEEN_RANGE, PARTITIONS
     )
-    assert partition_of_text("fake") == partition_of_text("fake")
+    assert {
+        partition_of_serial(n * SEEN_RANGE, PARTITIONS) for n in range(PARTITIONS.scans)
+    } == set(range(PARTITIONS.scans))
+    assert PARTITIONS.of_text("fake") == PARTITIONS.of_text("fake")
 
 
 @pytest.fixture
@@ -60,7 +64,9 @@ async def _decide(
     max_length: int = 1000,
 ) -> list[ScanState]:
     arguments = [scan_argument(scan, scan_id, _framed(event)) for scan, scan_id, event in scans]
-    call = decide_scans(partition_of_serial(serial), arguments, max_length, 60)
+    call = decide_scans(
+        PARTITIONS, partition_of_serial(serial, PARTITIONS), arguments, max_length, 60
+    )
     replies = await ScriptRunner(RedisPyCommands(redis)).run(call)
     return [ScanState.from_reply(r) for r in replies]
 
@@ -81,15 +87,18 @@ async def test_first_scan_counts_and_distinct_devices(redis: Redis) -> None:
     assert [s.scan_count for s in states] == list(range(1, 10))
     # four devices are remembered and counted; 5 means "more than four", however many more
     assert [s.distinct_devices for s in states] == [1, 1, 1, 2, 3, 4, 5, 5, 5]
-    tag = partition_tag(partition_of_serial(SERIAL))
+    tag = PARTITIONS.scan_tag(partition_of_serial(SERIAL, PARTITIONS))
     record = await redis.hget(f"{tag}:rec:{SERIAL // 128}", str(SERIAL % 128))
     assert isinstance(record, bytes)
     assert len(record) == 42 + 4 * 4
     assert struct.unpack_from("<ii", record, 12) == (312_000_000, 1_214_000_000)
     assert await redis.strlen(f"{tag}:seen:{SERIAL // SEEN_RANGE}") == SEEN_RANGE // 8
-    [(_, entry)] = cast(list[Entry], await redis.xrange(stream_key(partition_of_serial(SERIAL))))
+    [(_, entry)] = cast(
+        list[Entry],
+        await redis.xrange(PARTITIONS.stream_key(partition_of_serial(SERIAL, PARTITIONS))),
+    )
     assert events_in(entry) == 9  # one entry per call
-    assert await redis.get(unsunk_key(partition_of_serial(SERIAL))) == b"9"
+    assert await redis.get(PARTITIONS.unsunk_key(partition_of_serial(SERIAL, PARTITIONS))) == b"9"
     more = [(_scan(d), "", b"e") for d in ("f", "e", "f", "a")]
     assert {s.distinct_devices for s in await _decide(redis, more)} == {5}
 
@@ -98,10 +107,10 @@ async def test_first_scan_counts_and_distinct_devices(redis: Redis) -> None:
 async def test_scans_without_a_serial_only_append_events(redis: Redis) -> None:
     [state] = await _decide(redis, [(_scan(serial=None), "", b"event")])
     assert state == ScanState(False, 0, 0, False)
-    partition = partition_of_serial(SERIAL)
+    partition = partition_of_serial(SERIAL, PARTITIONS)
     assert sorted(await redis.keys("*")) == [
-        stream_key(partition).encode(),
-        unsunk_key(partition).encode(),
+        PARTITIONS.stream_key(partition).encode(),
+        PARTITIONS.unsunk_key(partition).encode(),
     ]
 
 
@@ -111,8 +120,8 @@ async def test_a_known_scan_id_is_answered_from_memory(redis: Redis) -> None:
     assert first[1] == first[0]._replace(retried=True)
     [again] = await _decide(redis, [(_scan("c"), "id-1", b"e3")])
     assert again == first[1]
-    assert await redis.get(unsunk_key(partition_of_serial(SERIAL))) == b"1"
-    tag = partition_tag(partition_of_serial(SERIAL))
+    assert await redis.get(PARTITIONS.unsunk_key(partition_of_serial(SERIAL, PARTITIONS))) == b"1"
+    tag = PARTITIONS.scan_tag(partition_of_serial(SERIAL, PARTITIONS))
     assert 0 < await redis.ttl(f"{tag}:sid:id-1") <= 60
 
 

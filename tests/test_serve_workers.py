@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import redis
 
-from ingest.events.scans import UNSUNK_KEYS
+from ingest.events.partitions import Partitions
 from ingest.ops.local_services import free_port
 from tests.conftest import KEYRING_SECRET
 from tests.helpers import ADMIN_TOKEN
@@ -84,7 +84,7 @@ def test_workers_share_the_port_and_stop_cleanly(
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
     with redis.Redis.from_url(redis_url) as client:
-        assert sum(int(client.get(key) or 0) for key in UNSUNK_KEYS) == 300
+        assert sum(int(client.get(key) or 0) for key in Partitions().unsunk_keys) == 300
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))  # every worker has let go of the port
 

@@ -14,7 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -28,10 +29,7 @@ from ingest.config import Settings
 from ingest.events.scans import (
     CONSUMER_GROUP,
     EVENT_FIELD,
-    PARTITIONS,
     STATE_FIELD,
-    STREAM_KEYS,
-    UNSUNK_KEYS,
     Columns,
     ScanEvent,
 )
@@ -39,14 +37,16 @@ from ingest.ops import local_services
 from ingest.ops.local_services import ServerProcess
 from ingest.sink import insert
 from ingest.sink.consumer import run_sink
-from ingest.sink.family import SCANS, Entries, Entry
+from ingest.sink.family import Entries, Entry
 from ingest.sink.insert import Insert
-from ingest.sink.lease import LEASE_KEY, SinkLease
+from ingest.sink.lease import StreamLeases, lease_key
 from ingest.sink.streams import NEW, STATS_KEY, SinkStreams, dead_letter_key
 from ingest.sink.table import QUERY_ID_PREFIX, ScanTable
 from ingest.warehouse.client import connect
 from ingest.warehouse.schema import apply_migrations
 from tests.sink_support import (
+    PARTITIONS,
+    SCANS,
     Crash,
     CrashBeforeAck,
     HalfThenCut,
@@ -72,7 +72,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
 def _pending(client: redis.Redis) -> int:
     """Entries delivered to the sink and not acknowledged (0 before the sink made its groups)."""
     try:
-        return sum(int(client.xpending(key, CONSUMER_GROUP)["pending"]) for key in STREAM_KEYS)
+        return sum(
+            int(client.xpending(key, CONSUMER_GROUP)["pending"]) for key in PARTITIONS.stream_keys
+        )
     except redis.ResponseError:
         return 0
 
@@ -130,7 +132,7 @@ def _expected(event: ScanEvent) -> tuple[Any, ...]:
         event.device_id,
         event.ip,
         event.latency_us,
-        event.serial % PARTITIONS,
+        event.serial % PARTITIONS.scans,
     )
 
 
@@ -263,10 +265,10 @@ def _entries(events: int, per_entry: int, first_id: int = 1) -> list[Entry]:
 def test_a_batch_takes_entries_up_to_its_rows_and_returns_the_rest() -> None:
     entries = _entries(20, per_entry=4)
     batch = Insert(SCANS)
-    rest = batch.add(STREAM_KEYS[0], entries, rows=10)
+    rest = batch.add(PARTITIONS.stream_keys[0], entries, rows=10)
     assert (batch.size, batch.rows, list(rest)) == (3, 12, entries[3:])  # the third fills it
-    assert list(batch.add(STREAM_KEYS[0], rest, rows=10)) == entries[3:]
-    assert batch.ids == {STREAM_KEYS[0]: [entry_id for entry_id, _ in entries[:3]]}
+    assert list(batch.add(PARTITIONS.stream_keys[0], rest, rows=10)) == entries[3:]
+    assert batch.ids == {PARTITIONS.stream_keys[0]: [entry_id for entry_id, _ in entries[:3]]}
 
 
 def test_a_batch_decoded_as_it_fills_holds_every_row_once(
@@ -277,14 +279,14 @@ def test_a_batch_decoded_as_it_fills_holds_every_row_once(
     first, second = _entries(24, per_entry=3), _entries(30, per_entry=2, first_id=100)
     batch = Insert(SCANS)
     for at in range(0, 12, 3):
-        batch.add(STREAM_KEYS[0], first[at // 3 * 2 : at // 3 * 2 + 2])
-        batch.add(STREAM_KEYS[1], [*second[at : at + 3], *([poison] if at == 6 else [])])
-    batch.add(STREAM_KEYS[1], second[12:])
+        batch.add(PARTITIONS.stream_keys[0], first[at // 3 * 2 : at // 3 * 2 + 2])
+        batch.add(PARTITIONS.stream_keys[1], [*second[at : at + 3], *([poison] if at == 6 else [])])
+    batch.add(PARTITIONS.stream_keys[1], second[12:])
     columns = batch.columns()
     expected = sorted(e.scan_id.encode() for e in [*make_events(24), *make_events(30)])
     assert sorted(columns["scan_id"].tolist()) == expected
     assert batch.rows == len(expected)
-    assert batch.undecodable == [(STREAM_KEYS[1], poison)]
+    assert batch.undecodable == [(PARTITIONS.stream_keys[1], poison)]
 
 
 def test_a_crash_at_the_ack_writes_nothing_of_the_batch_read_meanwhile(
@@ -312,7 +314,7 @@ def _acked_ids(ids: Mapping[str, Sequence[bytes]]) -> set[tuple[int, int, int]]:
     for key, entry_ids in ids.items():
         for entry_id in entry_ids:
             ms, _, seq = entry_id.partition(b"-")
-            acked.add((STREAM_KEYS.index(key), int(ms), int(seq)))
+            acked.add((PARTITIONS.stream_keys.index(key), int(ms), int(seq)))
     return acked
 
 
@@ -322,8 +324,8 @@ def test_each_batch_is_acknowledged_after_its_insert_and_in_stream_order(
     steps: list[tuple[str, set[tuple[int, int, int]]]] = []
 
     class Table(ScanTable):
-        def insert(self, columns: Columns) -> None:
-            super().insert(columns)
+        def insert(self, columns: Columns, streams: Collection[str]) -> None:
+            super().insert(columns, streams)
             steps.append(("insert", _stored_ids(columns)))
 
     class Streams(WatchedAcks):
@@ -341,7 +343,7 @@ def test_each_batch_is_acknowledged_after_its_insert_and_in_stream_order(
     inserts, acks = steps[::2], steps[1::2]
     assert [rows for _, rows in inserts] == [ids for _, ids in acks]
     for earlier, later in itertools.pairwise(ids for _, ids in acks):
-        for partition in range(PARTITIONS):
+        for partition in range(PARTITIONS.scans):
             assert max(i for i in earlier if i[0] == partition) < min(
                 i for i in later if i[0] == partition
             )
@@ -353,8 +355,8 @@ def test_a_stop_during_an_insert_writes_that_batch_and_the_one_in_hand(
     class StopWhileInserting(ScanTable):
         """Its first insert stops the sink once the sink has read into the next batch."""
 
-        def insert(self, columns: Columns) -> None:
-            super().insert(columns)
+        def insert(self, columns: Columns, keys: Collection[str]) -> None:
+            super().insert(columns, keys)
             if not stop.is_set():
                 wait_until(lambda: _pending(streams) >= 150, 10, "the next batch to be read")
                 stop.set()
@@ -467,6 +469,33 @@ def test_kill_9_at_any_moment_loses_and_repeats_nothing(
     assert query(database, "SELECT uniqExact(scan_id) FROM scans") == [(written,)]
 
 
+@pytest.mark.slow
+def test_a_sink_killed_beside_another_leaves_it_every_partition_and_nothing_twice(
+    streams: redis.Redis, redis_url: str, database: str, tmp_path: Path
+) -> None:
+    settings = sink_settings(redis_url, database, sink_batch_rows=200, sink_flush_ms=20)
+    written = 0
+    with (
+        _sink_process(settings, tmp_path / "first.log") as first,
+        _sink_process(settings, tmp_path / "second.log") as second,
+    ):
+        wait_until(lambda: _shares(streams) == [8, 8], 20, "the partitions split")
+        for _ in range(20):
+            add_events(streams, make_events(100, written))
+            written += 100
+            time.sleep(0.01)
+        first.kill()  # mid-stream: entries of its partitions pending, inserts maybe running
+        for _ in range(10):
+            add_events(streams, make_events(100, written))
+            written += 100
+        wait_until(lambda: _shares(streams) == [16], 20, "the second sink to take all")
+        wait_until(_caught_up(streams, database, written), 20, "every event")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(20) == 0
+    assert stored(database) == (written, written)
+    assert query(database, "SELECT uniqExact(scan_id) FROM scans") == [(written,)]
+
+
 # --- ClickHouse down --------------------------------------------------------------------------
 
 
@@ -516,9 +545,9 @@ def test_a_clickhouse_outage_delays_events_and_loses_none(
 
 def test_acknowledging_twice_subtracts_the_events_once(streams: redis.Redis) -> None:
     add_events(streams, make_events(40), per_entry=4)
-    sink_streams = SinkStreams(streams, SCANS)
+    sink_streams = SinkStreams(streams, SCANS, StreamLeases(streams))
     sink_streams.open()
-    replies = sink_streams.read(dict.fromkeys(STREAM_KEYS, NEW), 100)
+    replies = sink_streams.read(dict.fromkeys(PARTITIONS.stream_keys, NEW), 100)
     batch = Insert(SCANS)
     for key, entries in replies.items():
         batch.add(key, entries)
@@ -530,37 +559,47 @@ def test_acknowledging_twice_subtracts_the_events_once(streams: redis.Redis) -> 
     assert streams.xlen(first) == 0
 
 
-def test_a_second_sink_waits_for_the_first(
+def _shares(client: redis.Redis) -> list[int]:
+    """How many scan partitions each sink holds (None: partitions no sink holds)."""
+    holders = [client.get(lease_key(key)) for key in PARTITIONS.stream_keys]
+    return sorted(Counter(holders).values()) if None not in holders else []
+
+
+def test_two_sinks_split_the_partitions_and_one_takes_all_when_the_other_stops(
     streams: redis.Redis, redis_url: str, database: str
 ) -> None:
     settings = sink_settings(redis_url, database)
     first_stop, second_stop = threading.Event(), threading.Event()
     first = threading.Thread(target=run_sink, args=(settings, first_stop))
+    second = threading.Thread(target=run_sink, args=(settings, second_stop))
     first.start()
     try:
-        wait_until(lambda: streams.get(LEASE_KEY) is not None, 10, "the first sink's lease")
-        second = threading.Thread(target=run_sink, args=(settings, second_stop))
+        wait_until(lambda: _shares(streams) == [16], 10, "the first sink's leases")
         second.start()
-        time.sleep(0.5)
-        assert second.is_alive()  # still waiting for the lease
-        add_events(streams, make_events(50))
-        wait_until(_caught_up(streams, database, 50), 10, "the first sink to write")
+        wait_until(lambda: _shares(streams) == [8, 8], 15, "the partitions split")
+        add_events(streams, make_events(500))
+        wait_until(_caught_up(streams, database, 500), 10, "the events of both sinks")
     finally:
         first_stop.set()
         first.join(10)
-    wait_until(lambda: streams.get(LEASE_KEY) is not None, 10, "the second sink to take over")
-    second_stop.set()
-    second.join(10)
-    assert stored(database) == (50, 50)
+    try:
+        wait_until(lambda: _shares(streams) == [16], 15, "the second sink to take all")
+        add_events(streams, make_events(500, 500))
+        wait_until(_caught_up(streams, database, 1000), 10, "the events after the first stopped")
+    finally:
+        second_stop.set()
+        second.join(10)
+    assert stored(database) == (1000, 1000)
 
 
 def test_the_lease_of_a_dead_sink_on_this_host_is_taken_over_at_once(streams: redis.Redis) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    streams.set(LEASE_KEY, f"{socket.gethostname()}:{dead.pid}", px=60_000)
-    lease = SinkLease(streams)
-    assert lease.acquire(threading.Event())
-    assert streams.get(LEASE_KEY) == lease.holder.encode()
+    stream = PARTITIONS.stream_key(0)
+    streams.set(lease_key(stream), f"{socket.gethostname()}:{dead.pid}:0a1b2c", px=60_000)
+    leases = StreamLeases(streams)
+    assert leases.claim([stream]) == [stream]
+    assert streams.get(lease_key(stream)) == leases.holder.encode()
 
 
 def test_an_entry_that_is_not_a_scan_event_is_set_aside_not_retried(
@@ -568,11 +607,11 @@ def test_an_entry_that_is_not_a_scan_event_is_set_aside_not_retried(
 ) -> None:
     add_events(streams, make_events(30), per_entry=3)
     poison = {EVENT_FIELD: b"\x05\x00\x00\x00short", STATE_FIELD: b"\x01" * 7}
-    poison_id = streams.xadd(STREAM_KEYS[0], poison)  # type: ignore[arg-type]
-    streams.incrby(UNSUNK_KEYS[0], 1)
+    poison_id = streams.xadd(PARTITIONS.stream_keys[0], poison)  # type: ignore[arg-type]
+    streams.incrby(PARTITIONS.unsunk_keys[0], 1)
     with running_sink(sink_settings(redis_url, database)):
         wait_until(_caught_up(streams, database, 30), 10, "the good events")
     assert stored(database) == (30, 30)
-    [(_, dead)] = cast(list[Entry], streams.xrange(dead_letter_key(STREAM_KEYS[0])))
+    [(_, dead)] = cast(list[Entry], streams.xrange(dead_letter_key(PARTITIONS.stream_keys[0])))
     assert (dead[b"id"], dead[EVENT_FIELD]) == (poison_id, poison[EVENT_FIELD])
     assert _pending(streams) == 0

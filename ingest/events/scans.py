@@ -1,9 +1,9 @@
 """Scan events: what each answered scan appends to a Redis stream, and its decoding into columns.
 
-The stream is the write-ahead log between the scan path and ClickHouse. It is split into
-``PARTITIONS`` streams, one per hash tag ``{scans:N}``; the scan-state keys of a serial share the
-tag of its partition, so one script per partition decides scans and appends their events
-atomically, on one Redis or on Redis Cluster.
+The stream is the write-ahead log between the scan path and ClickHouse. It is split into one
+stream per partition (``ingest.events.partitions``: ``<tag>:events``); the scan-state keys of a
+serial share the tag of its partition, so one script per partition decides scans and appends
+their events atomically, on one Redis or on Redis Cluster.
 
 An entry holds the events of one script call (a micro-batch's scans of one partition: one
 XADD per call costs Redis a fraction of one per scan) in two fields:
@@ -15,7 +15,7 @@ XADD per call costs Redis a fraction of one per scan) in two fields:
   distinct devices).
 
 The partition, the entry id (``<ms>-<seq>``) and the event's index in the entry identify an
-event exactly once; the sink stores them with the row. ``unsunk_key`` counts the events of a
+event exactly once; the sink stores them with the row. ``<tag>:unsunk`` counts the events of a
 partition not yet in ClickHouse: the scan script adds, the sink's acknowledgement subtracts.
 """
 
@@ -31,7 +31,6 @@ import numpy.typing as npt
 
 from fraud.verdicts import Verdict
 
-PARTITIONS = 16
 MAX_EVENTS_PER_ENTRY = 256
 """The scan path splits a partition's scans into script calls of at most this many, so that the
 sink can size its reads: an entry holds one call's events."""
@@ -75,22 +74,6 @@ STRING_FIELDS = (
     "distributor_id",
     "surfaced_in",
 )
-
-
-def partition_tag(partition: int) -> str:
-    return f"{{scans:{partition}}}"
-
-
-def stream_key(partition: int) -> str:
-    return partition_tag(partition) + ":events"
-
-
-def unsunk_key(partition: int) -> str:
-    return partition_tag(partition) + ":unsunk"
-
-
-STREAM_KEYS = tuple(stream_key(p) for p in range(PARTITIONS))
-UNSUNK_KEYS = tuple(unsunk_key(p) for p in range(PARTITIONS))
 
 
 def events_in(fields: dict[bytes, bytes]) -> int:

@@ -46,9 +46,10 @@ from ingest.store import connect
 from ingest.store.batches import BatchStore
 from ingest.store.campaigns import CampaignSource
 from ingest.store.keyring import KeyringSource
+from ingest.store.layout import check_layout_async
 from ingest.store.outage import STORE_FAILURES
 from ingest.store.references import ReferenceSource
-from ingest.store.scripts import ScriptRunner
+from ingest.store.scripts import AsyncRedis, ScriptRunner
 from ingest.store.verifiers import VerifierSource
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ async def redis_and_stores(app: web.Application) -> AsyncIterator[None]:
         raise RuntimeError("the app needs SCANWARD_REDIS_URL and SCANWARD_KEYRING_SECRET")
     app[KEYRING] = KeyringSource(settings.keyring_file, settings.keyring_secret)
     redis = connect.async_client(settings.redis_url)
+    await _check_layout(redis, settings)
     app[REDIS] = redis
     app[BATCHES] = BatchStore(redis)
     app[TOKENS] = TokenStore(redis, settings.admin_token)
@@ -131,6 +133,16 @@ async def redis_and_stores(app: web.Application) -> AsyncIterator[None]:
     app[CAMPAIGNS] = CampaignSource(redis, settings.member_tiers)
     yield
     await redis.aclose()
+
+
+async def _check_layout(redis: AsyncRedis, settings: Settings) -> None:
+    """The partition counts against the store's; with Redis down scans get 503s until it is
+    back, and the counts are checked by the next start (a sink's start checks them too)."""
+    assert settings.redis_url is not None
+    try:
+        await check_layout_async(redis, settings.partitions, connect.addresses(settings.redis_url))
+    except STORE_FAILURES as error:
+        log.warning("partition counts not checked: Redis is unavailable: %s", error)
 
 
 async def scan_pipeline(app: web.Application) -> AsyncIterator[None]:
@@ -145,13 +157,14 @@ async def scan_pipeline(app: web.Application) -> AsyncIterator[None]:
     )
     scripts = ScriptRunner(redis)
     app[CLIENT_ADDRESS] = ClientAddress(settings.trusted_proxies)
-    fraud = FraudStage(scripts, app[REFERENCES], settings.fraud_policy)
+    fraud = FraudStage(scripts, app[REFERENCES], settings.fraud_policy, settings.partitions)
     rewards = RewardStage(scripts, app[CAMPAIGNS], settings.scan_id_ttl_s)
     app[SCANS] = ScanPipeline(
         scripts,
         app[VERIFIERS],
         fraud,
         rewards,
+        settings.partitions,
         settings.max_unsunk_events,
         settings.scan_id_ttl_s,
     )

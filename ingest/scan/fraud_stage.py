@@ -23,6 +23,7 @@ from fraud.velocity import NOT_OBSERVED, ActorCounts, ActorKind, Observation
 from fraud.verdicts import COUNTERFEIT_FLAGS
 from ingest import stage_timer
 from ingest.errors import TooManyRequests, Unavailable
+from ingest.events.partitions import Partitions
 from ingest.scan.refusals import refusal
 from ingest.scan.state import history_of, read_history
 from ingest.store.outage import STORE_FAILURES
@@ -48,11 +49,16 @@ class _Remembered(NamedTuple):
 
 class FraudStage:
     def __init__(
-        self, scripts: ScriptRunner, references: ReferenceSource, policy: FraudPolicy
+        self,
+        scripts: ScriptRunner,
+        references: ReferenceSource,
+        policy: FraudPolicy,
+        partitions: Partitions,
     ) -> None:
         self._scripts = scripts
         self._references = references
         self._policy = policy
+        self._partitions = partitions
         self._blocked_until: dict[tuple[ActorKind, str], float] = {}
 
     async def judge(self, scans: Sequence[ScanFacts], now_ms: int) -> list[Judgement]:
@@ -106,15 +112,15 @@ class FraudStage:
         refusal of each scan whose reads Redis failed (others' are answered)."""
         with stage_timer.FRAUD:
             read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
-            by_actor_partition: dict[int, list[tuple[int, Observation]]] = defaultdict(list)
+            by_actor_tag: dict[str, list[tuple[int, Observation]]] = defaultdict(list)
             for at, fact in enumerate(facts):
                 for observation in _observations(fact):
-                    partition = velocity.actor_partition(observation.actor)
-                    by_actor_partition[partition].append((at, observation))
-            history_reads = [read_history(facts[at].serial) for at in read]
+                    tag = self._partitions.actor_tag(observation.actor)
+                    by_actor_tag[tag].append((at, observation))
+            history_reads = [read_history(facts[at].serial, self._partitions) for at in read]
             velocity_calls = [
-                velocity.count(partition, [o for _, o in observed], now_ms // 1000, self._policy)
-                for partition, observed in by_actor_partition.items()
+                velocity.count(tag, [o for _, o in observed], now_ms // 1000, self._policy)
+                for tag, observed in by_actor_tag.items()
             ]
         replies = await self._scripts.run_many([*history_reads, *velocity_calls])
         with stage_timer.FRAUD:
@@ -130,7 +136,7 @@ class FraudStage:
                     histories[at] = history_of(record)
             devices, ips = [NOT_OBSERVED] * len(facts), [NOT_OBSERVED] * len(facts)
             counted = replies[len(history_reads) :]
-            for observed, counts in zip(by_actor_partition.values(), counted, strict=True):
+            for observed, counts in zip(by_actor_tag.values(), counted, strict=True):
                 if isinstance(counts, STORE_FAILURES):
                     refused.update((at, refusal(counts)) for at, _ in observed)
                     continue

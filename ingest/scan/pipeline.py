@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from ingest import metrics, stage_timer
 from ingest.errors import ApiError, TooManyRequests, Unavailable
+from ingest.events.partitions import Partitions
 from ingest.events.scans import MAX_EVENTS_PER_ENTRY
 from ingest.scan.batcher import MicroBatcher, fail
 from ingest.scan.fraud_stage import FraudStage
@@ -60,14 +61,16 @@ class ScanPipeline:
         verifiers: VerifierSource,
         fraud: FraudStage,
         rewards: RewardStage,
+        partitions: Partitions,
         max_unsunk_events: int,
         scan_id_ttl_s: int,
     ) -> None:
         self._scripts = scripts
+        self._partitions = partitions
         self._verifiers = verifiers
         self._fraud = fraud
         self._rewards = rewards
-        self._max_unsunk_per_partition = unsunk_limit_per_partition(max_unsunk_events)
+        self._max_unsunk_per_partition = unsunk_limit_per_partition(max_unsunk_events, partitions)
         self._scan_id_ttl_s = scan_id_ttl_s
         self._batcher = MicroBatcher[ScanRequest, ScanResult](self._decide)
 
@@ -92,10 +95,11 @@ class ScanPipeline:
         verified = await self._verified(micro_batch)
         judged = await self._judged(verified, now_ms)
         with stage_timer.RECORD:
-            prepared = each_alone(judged, lambda j: prepare(j, now_ms))
+            prepared = each_alone(judged, lambda j: prepare(j, now_ms, self._partitions))
             groups = _partition_groups(prepared)
             calls = [
                 decide_scans(
+                    self._partitions,
                     partition,
                     [p.argument for p in group],
                     self._max_unsunk_per_partition,

@@ -1,7 +1,7 @@
 """Scan state in Redis, described as data: which partition a scan belongs to, the packed
 arguments of ``scan_state.lua`` and the meaning of its replies. No I/O here.
 
-Per partition tag ``{scans:N}`` (see ``scan_events``):
+Per partition tag (``ingest.events.partitions``, ``{scans:N.S}``):
 
 - ``:seen:<serial // 65472>``: a bitmap, one bit per issued serial of a range that has been
   scanned at least once; it decides "first scan" and costs 8 KiB per scanned range (65,472
@@ -13,7 +13,7 @@ Per partition tag ``{scans:N}`` (see ``scan_events``):
   with a TTL (the key digests the scan_id with the code, device and member: the same id sent
   for another code or by another phone is another scan);
 - ``:events``: the event stream, one entry per script call, and ``:unsunk``, the number of its
-  events not yet in ClickHouse (see ``scan_events``).
+  events not yet in ClickHouse (see ``ingest.events.scans``).
 
 A serial's partition comes from its bitmap's range, so a large code batch spreads over all
 partitions (and cluster nodes) while each script touches one slot.
@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from codes.commands import LuaScript, ScriptCall
 from fraud.scan_record import DEVICE_SIZE, MEMBER_SIZE, NO_LOCATION_E7, ScanRecord
-from ingest.events.scans import PARTITIONS, partition_tag, stream_key, unsunk_key
+from ingest.events.partitions import Partitions
 
 STREAM_FULL = "STREAM_FULL"
 
@@ -51,18 +50,14 @@ _KEY_LENGTH = struct.Struct("<H")
 _RETRIED = ord("R")
 
 
-def unsunk_limit_per_partition(max_unsunk_events: int) -> int:
+def unsunk_limit_per_partition(max_unsunk_events: int, partitions: Partitions) -> int:
     """The bound is kept per partition (each script sees only its own count)."""
-    return max(1, max_unsunk_events // PARTITIONS)
+    return max(1, max_unsunk_events // partitions.scans)
 
 
-def partition_of_serial(serial: int) -> int:
-    return (serial // SEEN_RANGE) % PARTITIONS
-
-
-def partition_of_text(text: str) -> int:
-    """For scans without a valid serial: the same text always lands in the same partition."""
-    return zlib.crc32(text.encode()) % PARTITIONS
+def partition_of_serial(serial: int, partitions: Partitions) -> int:
+    """Consecutive ranges of serials go to consecutive partitions, round the ring."""
+    return (serial // SEEN_RANGE) % partitions.scans
 
 
 def device_digest(device_id: str) -> bytes:
@@ -115,10 +110,10 @@ def member_digest(member_id: str) -> bytes:
     return _digest(member_id, MEMBER_SIZE)
 
 
-def read_history(serial: int) -> tuple[str, str, str]:
+def read_history(serial: int, partitions: Partitions) -> tuple[str, str, str]:
     """The command that reads a code's record, for ``history_of`` (a plain HGET: a script
     call per partition cost Redis and the client more than the reads it saved)."""
-    tag = partition_tag(partition_of_serial(serial))
+    tag = partitions.scan_tag(partition_of_serial(serial, partitions))
     return ("HGET", f"{tag}:rec:{serial // _RECORD_BUCKET}", str(serial % _RECORD_BUCKET))
 
 
@@ -143,6 +138,7 @@ def scan_argument(packed_scan: bytes, retry_key: str, event: bytes) -> bytes:
 
 
 def decide_scans(
+    partitions: Partitions,
     partition: int,
     scans: Sequence[bytes],
     max_unsunk_per_partition: int,
@@ -151,6 +147,6 @@ def decide_scans(
     """One script call for the ``scan_argument`` values of a partition's scans."""
     return ScriptCall(
         SCAN_STATE,
-        (stream_key(partition), unsunk_key(partition)),
+        (partitions.stream_key(partition), partitions.unsunk_key(partition)),
         (max_unsunk_per_partition, scan_id_ttl_s, b"".join(scans)),
     )

@@ -25,6 +25,7 @@ from fraud.assessment import Assessment, ScanFacts
 from fraud.location import NO_SERIAL
 from fraud.verdicts import Verdict
 from ingest.errors import ApiError
+from ingest.events.partitions import Partitions
 from ingest.events.scans import ScanEvent
 from ingest.scan.request import ScanRequest
 from ingest.scan.result import ScanResult
@@ -34,7 +35,6 @@ from ingest.scan.state import (
     member_digest,
     pack_scan,
     partition_of_serial,
-    partition_of_text,
     retry_key,
     scan_argument,
 )
@@ -135,7 +135,7 @@ def facts_of(verified: Verified, now_ms: int) -> ScanFacts:
     )
 
 
-def prepare(judged: Judged, now_ms: int) -> Prepared:
+def prepare(judged: Judged, now_ms: int, partitions: Partitions) -> Prepared:
     """The scan's event and packed record, and the argument carrying them to the script."""
     verified, assessment, facts = judged.verified, judged.assessment, judged.facts
     request, code = verified.pending.request, verified.code
@@ -144,7 +144,7 @@ def prepare(judged: Judged, now_ms: int) -> Prepared:
     if code is not None:
         batch = code.batch
         serial: int | None = code.serial
-        partition = partition_of_serial(code.serial)
+        partition = partition_of_serial(code.serial, partitions)
         text, batch_id, sku, gtin, key_id = (
             code.canonical,
             batch.batch_id,
@@ -154,7 +154,7 @@ def prepare(judged: Judged, now_ms: int) -> Prepared:
         )
     else:
         serial = None
-        partition = partition_of_text(request.code)
+        partition = partitions.of_text(request.code)
         text, batch_id, sku, gtin, key_id = request.code, "", "", "", 0
     event = ScanEvent(
         time_ms=now_ms,

@@ -1,7 +1,7 @@
 """The sink: events from the Redis streams into ClickHouse, each exactly once.
 
 It moves every family of events (``ingest.sink.family``): scan events from the partitions'
-streams ``{scans:N}:events`` into ``scans``, prize draws from each campaign's stream
+streams (``<tag>:events``) into ``scans``, prize draws from each campaign's stream
 ``{camp:<id>}:draws`` into ``draws``, and the changes of batches, shipments and distributors
 into their mirrors (``ingest.sink.mirror``). A family's streams are read through the consumer group
 ``CONSUMER_GROUP`` as the one fixed consumer ``CONSUMER``; entries are decoded into columns and
@@ -10,8 +10,7 @@ family's ``flush_scale``: draws and changes wait 5 s, and an idle stream of thei
 5 times less often), whichever comes first. Then the sink acknowledges
 the entries and trims each stream past them, so a stream's length is its unsunk backlog (the
 scan path refuses scans beyond ``max_unsunk_events``). Streams of campaigns added while the
-sink runs are found every ``DISCOVER_S``: their consumer group is made and their pending
-entries written before their new ones are read.
+sink runs are found every ``DISCOVER_S`` (below).
 
 A loop reads and decodes the next insert while its writer thread (``_Writer``) inserts and
 acknowledges the last one: the insert's server side and the acknowledgement run in ClickHouse
@@ -28,23 +27,28 @@ Exactly once, although ClickHouse 18.16 cannot deduplicate inserts into a MergeT
   happens only after its rows are in ClickHouse. A sink that dies at any point leaves every
   entry whose insert may have happened pending; nothing is acknowledged that is not stored.
 - The first insert of freshly delivered entries needs no check: no row of theirs can exist.
-- Every other write (the pending entries found at start or in a newly found stream, a retry
-  after a failed insert or a failed acknowledgement) first waits until ``system.processes``
-  shows no insert into the family's table by a sink of this database (each carries a
-  recognisable query id: a dead sink's insert may still run on the server), then asks the table
-  which of the events it already holds (``SinkTable.missing``: for scans the partition, entry
-  id and place in the entry, searching only their days and partitions; for draws the campaign
-  and seq, searching only their campaigns' seq ranges) and inserts only the others. The check
-  is per event, so even an insert cut half-way is completed, not repeated.
+- Every other write (the pending entries found at start or in a stream just taken over, a
+  retry after a failed insert or a failed acknowledgement) first waits until
+  ``system.processes`` shows no insert of rows of its streams into the family's table by a sink
+  of this database (each insert's query id names its streams: a dead sink's insert may still
+  run on the server), then asks the table which of the events it already holds
+  (``SinkTable.missing``: for scans the partition, entry id and place in the entry, searching
+  only their days and partitions; for draws the campaign and seq, searching only their
+  campaigns' seq ranges) and inserts only the others. The check is per event, so even an
+  insert cut half-way is completed, not repeated.
 
-Only one sink may write at a time (a second one would insert fresh entries while the first is
-checking): ``run_sink`` holds ``ingest.sink.lease.SinkLease`` while it runs, and under it runs one
-``Sink`` loop per family, each in its own thread with its own Redis connection and ClickHouse
-client (which one thread uses at a time). Separate loops keep the families independent: their
-inserts fill at their own pace, and a failing or slow insert into one table (each retried with
-its own backoff) delays nothing of the others; as the waits for running inserts are per table,
-a busy family never holds up the others' checks. The loops share the stop event: when one ends
-(stop, a lost lease, a crash) the others write their inserts in hand and end too.
+Several sinks share the streams: each reads only the streams whose lease it holds
+(``ingest.sink.lease``), so no two write a stream's entries at once (a second one would insert
+fresh entries while the first is checking). They share one consumer name, so a stream's pending
+entries pass with its lease. Within a sink, ``run_sink`` runs one ``Sink`` loop per family, each
+in its own thread with its own Redis connection and ClickHouse client (which one thread uses at a
+time). Every ``DISCOVER_S`` a loop takes the streams it now holds (new campaigns, streams of a
+sink that stopped, its share when it starts) and recovers their pending entries before reading
+new ones, and gives back those over its share once everything read of them is written.
+Separate loops keep the families independent: their inserts fill at their own pace, and a
+failing or slow insert into one table (each retried with its own backoff) delays nothing of the
+others. The loops share the stop event: when one ends (stop, a lost lease, a crash) the others
+write their inserts in hand and end too.
 
 ClickHouse or Redis being down only delays the sink: it retries with a backoff capped at
 ``BACKOFF_CAP_S`` and never drops an entry. On stop (SIGTERM/SIGINT in ``scanward sink``) each
@@ -67,12 +71,13 @@ from redis.retry import Retry
 
 from ingest.config import Settings
 from ingest.events.scans import Columns
-from ingest.sink.family import FAMILIES, EventFamily
+from ingest.sink.family import EventFamily, families
 from ingest.sink.insert import Insert
-from ingest.sink.lease import SinkLease
+from ingest.sink.lease import StreamLeases
 from ingest.sink.streams import NEW, InsertStats, SinkStreams
 from ingest.sink.table import SinkTable
-from ingest.store.connect import sync_client
+from ingest.store.connect import addresses, sync_client
+from ingest.store.layout import check_layout
 from ingest.store.scripts import SyncRedis
 from ingest.warehouse.client import connect, describe
 
@@ -174,8 +179,16 @@ class Sink:
                 writer.check()
                 if time.monotonic() - discovered >= DISCOVER_S:
                     discovered = time.monotonic()
-                    if added := self._streams.discover():
-                        log.info("new streams", extra={**self._log, "streams": added})
+                    added, given = self._streams.discover()
+                    if given:  # everything read of them written and acknowledged first
+                        if insert.size:
+                            writer.submit(insert)
+                            insert = Insert(self._family)
+                        writer.wait()
+                        self._streams.give_back(given)
+                        log.info("gave streams back", extra={**self._log, "streams": given})
+                    if added:
+                        log.info("took streams", extra={**self._log, "streams": added})
                         writer.wait()  # the ClickHouse client serves one thread at a time
                         self._recover(added)  # before any new entry of theirs is acknowledged
                 keys = self._streams.keys
@@ -208,7 +221,8 @@ class Sink:
         backoff = Backoff()
         while True:
             try:
-                stats = self._insert_rows(insert.columns() if fresh else self._missing(insert))
+                columns = insert.columns() if fresh else self._missing(insert)
+                stats = self._insert_rows(columns, insert.ids.keys())
                 break
             except _CLICKHOUSE_ERRORS as error:
                 pending = {**self._log, "entries": insert.size, "error": describe(error)}
@@ -235,9 +249,9 @@ class Sink:
         columns = insert.columns()
         if not columns:
             return {}
-        if self._table.running_inserts():
+        if self._table.running_inserts(insert.ids.keys()):
             log.info("waiting for an earlier insert to finish", extra=self._log)
-            while self._table.running_inserts():
+            while self._table.running_inserts(insert.ids.keys()):
                 if self._stop.wait(IDLE_S):
                     raise _Stopped
         missing = self._table.missing(columns)
@@ -247,12 +261,12 @@ class Sink:
         )
         return missing
 
-    def _insert_rows(self, columns: Columns) -> InsertStats | None:
+    def _insert_rows(self, columns: Columns, streams: Collection[str]) -> InsertStats | None:
         rows = len(columns["stream_ms"]) if columns else 0
         if not rows:
             return None
         started = time.perf_counter()
-        self._table.insert(columns)
+        self._table.insert(columns, streams)
         finished_ms = int(time.time() * 1000)
         stats = InsertStats(
             rows=rows,
@@ -311,34 +325,39 @@ class _Writer:
 
 
 def run_sink(settings: Settings, stop: threading.Event) -> None:
-    """Runs the sink of ``settings`` until ``stop`` is set: under the lease, one loop per event
-    family (see the module's documentation). A loop's failure ends the others and is raised."""
+    """Runs a sink of ``settings`` until ``stop`` is set: one loop per event family, each over
+    the streams whose leases this sink holds (see the module's documentation). A loop's failure
+    ends the others and is raised."""
     redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
     if redis_url is None or clickhouse_url is None:
         raise ValueError("the sink needs redis_url and clickhouse_url")
     redis = _redis(redis_url)
-    lease = SinkLease(redis)
-    if not lease.acquire(stop):
-        redis.close()
-        return
-    heartbeat = lease.keep(stop)
     try:
-        with ThreadPoolExecutor(len(FAMILIES), thread_name_prefix="sink") as pool:
+        check_layout(redis, settings.partitions, addresses(redis_url))
+        leases = StreamLeases(redis)
+        heartbeat = leases.keep(stop)
+    except BaseException:
+        redis.close()
+        raise
+    try:
+        moved = families(settings.partitions)
+        with ThreadPoolExecutor(len(moved), thread_name_prefix="sink") as pool:
             loops = [
-                pool.submit(_run_family, family, redis_url, clickhouse_url, settings, stop)
-                for family in FAMILIES
+                pool.submit(_run_family, each, leases, redis_url, clickhouse_url, settings, stop)
+                for each in moved
             ]
         for loop in loops:
             loop.result()
     finally:
         stop.set()
         heartbeat.join()
-        lease.release()
+        leases.leave()
         redis.close()
 
 
 def _run_family(
     family: EventFamily,
+    leases: StreamLeases,
     redis_url: str,
     clickhouse_url: str,
     settings: Settings,
@@ -347,9 +366,9 @@ def _run_family(
     redis = _redis(redis_url)
     client = connect(clickhouse_url)
     try:
-        Sink(SinkStreams(redis, family), family.table(client), settings, stop).run()
+        Sink(SinkStreams(redis, family, leases), family.table(client), settings, stop).run()
     finally:
-        stop.set()  # the lease covers every loop: one ending ends the others
+        stop.set()  # one loop ending ends the others
         client.disconnect()
         redis.close()
 

@@ -17,6 +17,7 @@ from codes import batches
 from codes.commands import ChangeStream
 from fraud import distributors, shipments
 from ingest.events import draws, scans
+from ingest.events.partitions import Partitions
 from ingest.events.scans import Columns
 from ingest.sink import mirror
 from ingest.sink.table import DrawTable, ScanTable, SinkTable
@@ -42,7 +43,7 @@ class EventFamily:
     so a family nobody waits for is written in fewer, larger inserts (and its streams, when
     idle, are polled that many times less often)."""
     stream_keys: Callable[[SyncRedis], Collection[str]]
-    """The family's streams now; a stream stays once the sink has seen it."""
+    """The family's streams now, which the running sinks share out (``ingest.sink.lease``)."""
     unsunk_key: Callable[[str], str]
     """The count of the unsunk events of a stream, which the sink's acknowledgement lowers."""
     events_in: Callable[[Fields], int]
@@ -54,25 +55,27 @@ class EventFamily:
     """The table, given a ClickHouse client."""
 
 
-_SCAN_PARTITIONS = {key: partition for partition, key in enumerate(scans.STREAM_KEYS)}
-_SCAN_UNSUNK_KEYS = dict(zip(scans.STREAM_KEYS, scans.UNSUNK_KEYS, strict=True))
+SCAN_STATS_KEY = "{sink}:stats"
 
 
-def _decode_scans(stream: str, entries: Entries) -> Columns:
-    return scans.decode_columns(_SCAN_PARTITIONS[stream], entries, utf8=True)
+def scan_family(partitions: Partitions) -> EventFamily:
+    """Scan events, from the stream of each of ``partitions``."""
 
+    def decode(stream: str, entries: Entries) -> Columns:
+        return scans.decode_columns(partitions.of_stream(stream), entries, utf8=True)
 
-SCANS = EventFamily(
-    name="scans",
-    stats_key="{sink}:stats",
-    max_events_per_entry=scans.MAX_EVENTS_PER_ENTRY,
-    flush_scale=1,
-    stream_keys=lambda _: scans.STREAM_KEYS,
-    unsunk_key=_SCAN_UNSUNK_KEYS.__getitem__,
-    events_in=scans.events_in,
-    decode=_decode_scans,
-    table=ScanTable,
-)
+    unsunk_keys = dict(zip(partitions.stream_keys, partitions.unsunk_keys, strict=True))
+    return EventFamily(
+        name="scans",
+        stats_key=SCAN_STATS_KEY,
+        max_events_per_entry=scans.MAX_EVENTS_PER_ENTRY,
+        flush_scale=1,
+        stream_keys=lambda _: partitions.stream_keys,
+        unsunk_key=unsunk_keys.__getitem__,
+        events_in=scans.events_in,
+        decode=decode,
+        table=ScanTable,
+    )
 
 
 def _campaign_streams(redis: SyncRedis) -> list[str]:
@@ -136,4 +139,6 @@ DISTRIBUTORS = _mirror(
     10_000,
 )
 
-FAMILIES = (SCANS, DRAWS, BATCHES, SHIPMENTS, DISTRIBUTORS)
+
+def families(partitions: Partitions) -> tuple[EventFamily, ...]:
+    return (scan_family(partitions), DRAWS, BATCHES, SHIPMENTS, DISTRIBUTORS)

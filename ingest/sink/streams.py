@@ -1,12 +1,12 @@
-"""The Redis side of the sink for one event family: its consumer group on each of the family's
-streams, reads, acks and stats.
+"""The Redis side of the sink for one event family: the streams this sink holds the leases of,
+their consumer groups, reads, acks and stats.
 
 One command per stream key, pipelined: the same calls work on one Redis and on Redis Cluster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,14 +14,16 @@ from redis.exceptions import ResponseError
 
 from codes.commands import LuaScript
 from ingest.events.scans import CONSUMER_GROUP
-from ingest.sink.family import SCANS, Entries, Entry, EventFamily
+from ingest.sink.family import SCAN_STATS_KEY, Entries, Entry, EventFamily
+from ingest.sink.lease import StreamLeases
 from ingest.store.scripts import SyncRedis
 
 ACK_EVENTS = LuaScript.load(__package__ or "ingest.sink", "ack_events.lua")
 CONSUMER = "sink"
-"""One sink, one fixed consumer name: its pending entries are exactly what it may have inserted."""
-STATS_KEY = SCANS.stats_key
-"""The stats of the scan sink, which ``/healthz``, ``/metrics`` and the benchmarks read."""
+"""One consumer name for every sink: a stream's pending entries are exactly what the sinks that
+held its lease may have inserted, which its next holder recovers."""
+STATS_KEY = SCAN_STATS_KEY
+"""The stats of the scan sinks, which ``/healthz``, ``/metrics`` and the benchmarks read."""
 NEW = b">"
 """The cursor of entries never delivered; an entry id as cursor reads the pending ones after it."""
 
@@ -40,15 +42,16 @@ class InsertStats:
 
 
 class SinkStreams:
-    def __init__(self, redis: SyncRedis, family: EventFamily) -> None:
+    def __init__(self, redis: SyncRedis, family: EventFamily, leases: StreamLeases) -> None:
         self._redis = redis
         self.family = family
+        self._leases = leases
         self._known: dict[str, None] = {}  # ordered
         self._ack = redis.register_script(ACK_EVENTS.source)  # EVALSHA, loaded on NOSCRIPT
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """The streams the sink reads: every stream of the family seen so far."""
+        """The streams the sink reads: those of the family whose leases it holds."""
         return tuple(self._known)
 
     def open(self) -> None:
@@ -59,12 +62,22 @@ class SinkStreams:
         self._create_groups(self._known)
         self.discover()
 
-    def discover(self) -> list[str]:
-        """The family's streams not seen before, with their consumer groups made."""
-        new = [key for key in self.family.stream_keys(self._redis) if key not in self._known]
+    def discover(self) -> tuple[list[str], list[str]]:
+        """The family's streams this sink has just taken, with their consumer groups made (now
+        in ``keys``), and those it is to give back, still in ``keys`` until ``give_back``."""
+        claimed = self._leases.claim(list(self.family.stream_keys(self._redis)))
+        new = [key for key in claimed if key not in self._known]
         self._create_groups(new)
         self._known.update(dict.fromkeys(new))
-        return new
+        kept = set(claimed)
+        return new, [key for key in self._known if key not in kept]
+
+    def give_back(self, keys: Collection[str]) -> None:
+        """Stops reading ``keys`` and gives back their leases: everything read of them must be
+        written and acknowledged."""
+        for key in keys:
+            self._known.pop(key, None)
+        self._leases.release(keys)
 
     def _create_groups(self, keys: Iterable[str]) -> None:
         for key in keys:

@@ -1,16 +1,19 @@
 """The ClickHouse side of the sink: inserts into its tables and the look-ups of a retried write.
 
-Every insert carries a query id starting with ``scanward-sink:<database>:<table>:`` so that a
-sink can see in ``system.processes`` whether an insert into that table of an earlier attempt, or
-of a sink that died, is still running on the server. Each table has its own identity check
+Every insert carries a query id ``scanward-sink:<database>:<table>:<streams>:<uuid>``, where
+``<streams>`` is a 256-bit mask with a bit for each stream whose rows it holds, so that a sink
+can see in ``system.processes`` whether an insert of rows of its streams, by an earlier attempt
+or by a sink that held them before, is still running on the server (the other sinks' inserts,
+of other streams, do not hold it up). Each table has its own identity check
 (``SinkTable.missing``): which of a batch's rows it already holds.
 """
 
 from __future__ import annotations
 
 import uuid
+import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Container, Iterable
+from collections.abc import Collection, Container, Iterable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,7 +61,8 @@ COLUMNS = (
 )
 """The columns the sink writes: all of ``scans`` but the materialized ``flags``."""
 
-_RUNNING = "SELECT count() FROM system.processes WHERE startsWith(query_id, %(prefix)s)"
+_RUNNING = "SELECT query_id FROM system.processes WHERE startsWith(query_id, %(prefix)s)"
+_MASK_BITS = 256
 
 
 class SinkTable(ABC):
@@ -76,19 +80,23 @@ class SinkTable(ABC):
         self._query_prefix = f"{QUERY_ID_PREFIX}{client.connection.database}:{self.NAME}:"
         self._insert = f"INSERT INTO {self.NAME} ({', '.join(self.COLUMNS)}) VALUES"
 
-    def insert(self, columns: Columns) -> None:
+    def insert(self, columns: Columns, streams: Collection[str]) -> None:
+        """Inserts ``columns``, the rows of entries of ``streams``."""
         self._client.execute(
             self._insert,
             [column_values(name, columns[name]) for name in self.COLUMNS],
             columnar=True,
-            query_id=self._query_prefix + uuid.uuid4().hex,
+            query_id=f"{self._query_prefix}{_mask(streams):064x}:{uuid.uuid4().hex}",
             settings={"strings_as_bytes": self.UTF8},
         )
 
-    def running_inserts(self) -> int:
-        """Inserts into this table by any sink of this database that the server still runs."""
-        [(count,)] = self._client.execute(_RUNNING, {"prefix": self._query_prefix})
-        return int(count)
+    def running_inserts(self, streams: Collection[str]) -> int:
+        """Inserts into this table of rows of any of ``streams``, by any sink of this
+        database, that the server still runs."""
+        mask = _mask(streams)
+        running = self._client.execute(_RUNNING, {"prefix": self._query_prefix})
+        prefix = len(self._query_prefix)
+        return sum(_overlaps(query_id[prefix:], mask) for (query_id,) in running)
 
     @abstractmethod
     def missing(self, columns: Columns) -> Columns:
@@ -190,6 +198,25 @@ class DrawTable(SinkTable):
         query = _STORED_DRAWS.format(campaigns=" OR ".join(ranges))
         stored = set(self._client.execute(query, parameters))
         return rows_not_in(columns, zip(campaigns.tolist(), seq.tolist(), strict=True), stored)
+
+
+def _mask(streams: Collection[str]) -> int:
+    mask = 0
+    for stream in streams:
+        mask |= 1 << (zlib.crc32(stream.encode()) % _MASK_BITS)
+    return mask
+
+
+def _overlaps(query_id_rest: str, mask: int) -> bool:
+    """Whether an insert whose query id ends in ``query_id_rest`` may hold rows of ``mask``'s
+    streams (one without a mask, of another version, may hold any)."""
+    text, colon, _ = query_id_rest.partition(":")
+    if not colon or len(text) != _MASK_BITS // 4:
+        return True
+    try:
+        return bool(int(text, 16) & mask)
+    except ValueError:
+        return True
 
 
 def rows_not_in(

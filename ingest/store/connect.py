@@ -119,6 +119,11 @@ def _address(url: str) -> str:
     return f"{host}:{port}"
 
 
+def addresses(url: str) -> str:
+    """The nodes of ``url`` as ``host:port`` (no credentials), for messages."""
+    return ",".join(_address(node) for node in node_urls(url))
+
+
 def _credential(url: str, part: str) -> str | None:
     """The first node's username or password: a cluster's nodes share their users."""
     value: str | None = getattr(urlsplit(node_urls(url)[0]), part)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import cast
+from typing import NamedTuple, cast
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from ingest import metrics
-from ingest.events.scans import UNSUNK_KEYS
+from ingest.events.partitions import Partitions
 from ingest.http.responses import json_response
 from ingest.http.state import CAMPAIGNS, REDIS, SETTINGS
 from ingest.scan.reward_stage import CAMPAIGNS_MAX_AGE_S
 from ingest.scan.state import unsunk_limit_per_partition
-from ingest.sink import CHANGE_STREAMS, STATS_KEY
+from ingest.sink import CHANGE_STREAMS, STATS_KEY, lease_key
 from ingest.store.scripts import AsyncRedis
 from ingest.warehouse import connect, describe
 from rewards import store
@@ -35,41 +35,52 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     get 503), or events waiting while the sink has not inserted for a minute."""
     settings = request.app[SETTINGS]
     try:
-        counts, sink = await _backlog_and_sink(request.app[REDIS])
+        partitions, sink = await _backlog_and_sink(request.app[REDIS], settings.partitions)
         unsunk_draws = await _unsunk_draws(request.app)
         unsunk_changes = await _unsunk_changes(request.app[REDIS])
     except RedisError as error:
         return json_response({"status": "unavailable", "redis": str(error)}, status=503)
     clickhouse = await _clickhouse_status(settings.clickhouse_url)
-    limit = unsunk_limit_per_partition(settings.max_unsunk_events)
-    full_partitions = sum(count >= limit for count in counts)
-    sink_stalled = sum(counts) > 0 and sink.get("seconds_since_insert", 0) > SINK_STALLED_S
+    limit = unsunk_limit_per_partition(settings.max_unsunk_events, settings.partitions)
+    unsunk = sum(p.unsunk_events for p in partitions)
+    full_partitions = sum(p.unsunk_events >= limit for p in partitions)
+    sink_stalled = unsunk > 0 and sink.get("seconds_since_insert", 0) > SINK_STALLED_S
     healthy = clickhouse in ("ok", "not configured") and not full_partitions and not sink_stalled
     body = {
         "status": "ok" if healthy else "degraded",
         "pid": os.getpid(),
         "redis": "ok",
         "clickhouse": clickhouse,
-        "unsunk_events": sum(counts),
+        "unsunk_events": unsunk,
         "unsunk_draws": unsunk_draws,
         "unsunk_changes": unsunk_changes,
         "full_partitions": full_partitions,
         "sink": sink,
+        "partitions": [p._asdict() for p in partitions],
     }
     return json_response(body)
 
 
 @routes.get("/metrics")
 async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
-    live: dict[str, tuple[str, float]] = {}
+    live: dict[str, tuple[str, float | metrics.LabelledValues]] = {}
     try:
-        counts, sink = await _backlog_and_sink(request.app[REDIS])
+        partitions, sink = await _backlog_and_sink(
+            request.app[REDIS], request.app[SETTINGS].partitions
+        )
         unsunk_draws = await _unsunk_draws(request.app)
         unsunk_changes = await _unsunk_changes(request.app[REDIS])
     except RedisError:
         pass  # the process metrics are still worth a scrape
     else:
-        live["scanward_unsunk_events"] = (_BACKLOG_HELP, sum(counts))
+        live["scanward_unsunk_events"] = (_BACKLOG_HELP, sum(p.unsunk_events for p in partitions))
+        live["scanward_partition_unsunk_events"] = (
+            _PARTITION_BACKLOG_HELP,
+            [
+                ({"partition": str(p.partition), "sink": p.sink or ""}, p.unsunk_events)
+                for p in partitions
+            ],
+        )
         live["scanward_unsunk_draws"] = (_DRAW_BACKLOG_HELP, unsunk_draws)
         live["scanward_unsunk_changes"] = (_CHANGE_BACKLOG_HELP, unsunk_changes)
         for field, help_text in _SINK_GAUGES.items():
@@ -82,6 +93,9 @@ async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
 
 
 _BACKLOG_HELP = "Events in the Redis streams not yet in ClickHouse"
+_PARTITION_BACKLOG_HELP = (
+    "Events of one scan partition not yet in ClickHouse, and the sink that holds it (none: '')"
+)
 _DRAW_BACKLOG_HELP = "Prize draws in the campaigns' Redis streams not yet in ClickHouse"
 _CHANGE_BACKLOG_HELP = (
     "Changes of batches, shipments and distributors not yet mirrored into ClickHouse"
@@ -94,17 +108,31 @@ _SINK_GAUGES = {
 }
 
 
-async def _backlog_and_sink(redis: AsyncRedis) -> tuple[list[int], dict[str, float]]:
-    """Unsunk events by partition, and the sink's stats."""
+class PartitionBacklog(NamedTuple):
+    partition: int
+    unsunk_events: int
+    sink: str | None
+    """The sink holding the partition's stream (``host:pid``); None while none does."""
+
+
+async def _backlog_and_sink(
+    redis: AsyncRedis, partitions: Partitions
+) -> tuple[list[PartitionBacklog], dict[str, float]]:
+    """Each partition's unsunk events and sink, and the sinks' stats."""
     async with redis.pipeline(transaction=False) as pipe:
-        for key in UNSUNK_KEYS:  # one key per command: they live in different cluster slots
-            pipe.get(key)
+        for partition in range(partitions.scans):  # one key per command: they live in
+            pipe.get(partitions.unsunk_key(partition))  # different cluster slots
+            pipe.get(lease_key(partitions.stream_key(partition)))
         pipe.hgetall(STATS_KEY)
-        *counts, stats = await pipe.execute()
+        *replies, stats = await pipe.execute()
     sink = {name: float(value) for name, value in cast(dict[str, str], stats).items()}
     if "last_insert_ms" in sink:
         sink["seconds_since_insert"] = round(time.time() - sink["last_insert_ms"] / 1000, 3)
-    return [int(count or 0) for count in counts], sink
+    backlog = [
+        PartitionBacklog(partition, int(count or 0), holder)
+        for partition, (count, holder) in enumerate(zip(replies[::2], replies[1::2], strict=True))
+    ]
+    return backlog, sink
 
 
 async def _unsunk_draws(app: web.Application) -> int:
