@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ from ingest.ops import local_services
 from ingest.ops.local_services import ServerProcess
 from ingest.sink.consumer import Sink, run_sink
 from ingest.sink.family import EventFamily, scan_family
-from ingest.sink.lease import StreamLeases
+from ingest.sink.lease import StreamLeases, lease_key
 from ingest.sink.streams import InsertStats, SinkStreams
 from ingest.sink.table import SinkTable
+from ingest.store.scripts import SyncRedis
 from ingest.warehouse.client import connect
 from ingest.warehouse.schema import apply_migrations
 
@@ -76,7 +78,7 @@ def state_of(event: ScanEvent) -> tuple[int, int, int]:
     return int(event.serial % 2 == 0), event.serial % 9 + 1, event.serial % 3 + 1
 
 
-def add_events(client: redis.Redis, events: list[ScanEvent], per_entry: int = 1) -> None:
+def add_events(client: SyncRedis, events: list[ScanEvent], per_entry: int = 1) -> None:
     """Appends the events as the scan script does, ``per_entry`` events of a partition in each
     stream entry."""
     by_partition: dict[int, list[ScanEvent]] = {}
@@ -99,9 +101,15 @@ def entry_fields(events: Sequence[ScanEvent]) -> dict[bytes, bytes]:
     }
 
 
-def backlog(client: redis.Redis) -> int:
+def backlog(client: SyncRedis) -> int:
     """Events not yet acknowledged by the sink, by the partitions' unsunk counts."""
     return sum(int(client.get(key) or 0) for key in PARTITIONS.unsunk_keys)
+
+
+def lease_shares(client: SyncRedis) -> list[int]:
+    """How many scan partitions each sink holds, fewest first; [] while some have none."""
+    holders = [client.get(lease_key(key)) for key in PARTITIONS.stream_keys]
+    return sorted(Counter(holders).values()) if None not in holders else []
 
 
 def stored(url: str) -> tuple[int, int]:

@@ -5,6 +5,8 @@ their budget under concurrent scans, and every event in ClickHouse once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,10 +17,22 @@ from aiohttp.test_utils import TestClient
 from ingest.config import Settings
 from ingest.http.app import create_app
 from ingest.ops.local_services import RedisClusterServers
+from ingest.sink.consumer import run_sink
+from ingest.store.connect import sync_client
 from tests.cluster_support import PARTITIONS, partition_owner, slot_owners, victim
 from tests.conftest import api_settings
 from tests.helpers import ADMIN, batch_codes, order_shipped_batch, post_scan
-from tests.sink_support import query, sinking, wait_until
+from tests.sink_support import (
+    add_events,
+    backlog,
+    fresh_database,
+    lease_shares,
+    make_events,
+    query,
+    sinking,
+    stored,
+    wait_until,
+)
 from tests.test_api_campaigns import campaign, put_campaign
 
 pytestmark = pytest.mark.cluster
@@ -132,3 +146,34 @@ async def test_a_primary_down_refuses_only_the_scans_whose_keys_it_holds(
             assert (await reply.json())["error"]["code"] == "unavailable"
         else:
             assert (await reply.json())["verdict"] == "counterfeit"
+
+
+@pytest.mark.clickhouse
+def test_two_sinks_share_the_partitions_of_a_cluster_and_store_every_event_once(
+    cluster_settings: Settings, clickhouse_url: str
+) -> None:
+    assert cluster_settings.redis_url is not None
+    client = sync_client(cluster_settings.redis_url)
+    with fresh_database(clickhouse_url) as database:
+        settings = dataclasses.replace(cluster_settings, clickhouse_url=database, sink_flush_ms=100)
+        first_stop, second_stop = threading.Event(), threading.Event()
+        first = threading.Thread(target=run_sink, args=(settings, first_stop))
+        second = threading.Thread(target=run_sink, args=(settings, second_stop))
+        first.start()
+        second.start()
+        try:
+            wait_until(lambda: lease_shares(client) == [8, 8], 20, "the partitions split")
+            add_events(client, make_events(1000), per_entry=4)
+            wait_until(lambda: stored(database) == (1000, 1000), 20, "the events of both sinks")
+            first_stop.set()
+            first.join(30)
+            wait_until(lambda: lease_shares(client) == [16], 20, "the second sink to take all")
+            add_events(client, make_events(1000, 1000), per_entry=4)
+            wait_until(lambda: stored(database) == (2000, 2000), 20, "the events after")
+            assert backlog(client) == 0
+        finally:
+            first_stop.set()
+            second_stop.set()
+            first.join(30)
+            second.join(30)
+            client.close()

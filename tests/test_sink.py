@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +54,7 @@ from tests.sink_support import (
     backlog,
     entry_fields,
     in_thread,
+    lease_shares,
     make_events,
     query,
     restart_clickhouse,
@@ -479,7 +479,7 @@ def test_a_sink_killed_beside_another_leaves_it_every_partition_and_nothing_twic
         _sink_process(settings, tmp_path / "first.log") as first,
         _sink_process(settings, tmp_path / "second.log") as second,
     ):
-        wait_until(lambda: _shares(streams) == [8, 8], 20, "the partitions split")
+        wait_until(lambda: lease_shares(streams) == [8, 8], 20, "the partitions split")
         for _ in range(20):
             add_events(streams, make_events(100, written))
             written += 100
@@ -488,7 +488,7 @@ def test_a_sink_killed_beside_another_leaves_it_every_partition_and_nothing_twic
         for _ in range(10):
             add_events(streams, make_events(100, written))
             written += 100
-        wait_until(lambda: _shares(streams) == [16], 20, "the second sink to take all")
+        wait_until(lambda: lease_shares(streams) == [16], 20, "the second sink to take all")
         wait_until(_caught_up(streams, database, written), 20, "every event")
         second.send_signal(signal.SIGTERM)
         assert second.wait(20) == 0
@@ -559,12 +559,6 @@ def test_acknowledging_twice_subtracts_the_events_once(streams: redis.Redis) -> 
     assert streams.xlen(first) == 0
 
 
-def _shares(client: redis.Redis) -> list[int]:
-    """How many scan partitions each sink holds (None: partitions no sink holds)."""
-    holders = [client.get(lease_key(key)) for key in PARTITIONS.stream_keys]
-    return sorted(Counter(holders).values()) if None not in holders else []
-
-
 def test_two_sinks_split_the_partitions_and_one_takes_all_when_the_other_stops(
     streams: redis.Redis, redis_url: str, database: str
 ) -> None:
@@ -574,16 +568,16 @@ def test_two_sinks_split_the_partitions_and_one_takes_all_when_the_other_stops(
     second = threading.Thread(target=run_sink, args=(settings, second_stop))
     first.start()
     try:
-        wait_until(lambda: _shares(streams) == [16], 10, "the first sink's leases")
+        wait_until(lambda: lease_shares(streams) == [16], 10, "the first sink's leases")
         second.start()
-        wait_until(lambda: _shares(streams) == [8, 8], 15, "the partitions split")
+        wait_until(lambda: lease_shares(streams) == [8, 8], 15, "the partitions split")
         add_events(streams, make_events(500))
         wait_until(_caught_up(streams, database, 500), 10, "the events of both sinks")
     finally:
         first_stop.set()
         first.join(10)
     try:
-        wait_until(lambda: _shares(streams) == [16], 15, "the second sink to take all")
+        wait_until(lambda: lease_shares(streams) == [16], 15, "the second sink to take all")
         add_events(streams, make_events(500, 500))
         wait_until(_caught_up(streams, database, 1000), 10, "the events after the first stopped")
     finally:
