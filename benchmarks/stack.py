@@ -1,9 +1,10 @@
 """A private scanward stack for benchmarks, started and stopped by PID.
 
-Redis and ClickHouse on free loopback ports, a keyring, one batch of codes (shipped, when asked,
-to the distributor whose square territory on a grid over eastern China holds the load's phones),
-members with tiers, and the file of codes the load scans. ``process`` runs a scanward command
-(the API, the sink) for the length of a ``with`` block.
+Redis (one node, or with ``local_redis`` a cluster of primaries) and ClickHouse on free loopback
+ports, a keyring, one batch of codes (shipped, when asked, to the distributor whose square
+territory on a grid over eastern China holds the load's phones), members with tiers, and the
+file of codes the load scans. ``process`` runs a scanward command (the API, the sink) for the
+length of a ``with`` block.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import redis
 
@@ -33,14 +35,17 @@ from ingest.events.partitions import Partitions
 from ingest.ops import local_services
 from ingest.ops.server import wait_until_serving
 from ingest.sink.streams import STATS_KEY
+from ingest.store import connect
 from ingest.store.batches import BatchStore
-from ingest.store.scripts import RedisPyCommands, ScriptRunner
+from ingest.store.scripts import AsyncRedis, RedisPyCommands, ScriptRunner, SyncRedis
 
 SECRET = "bench keyring secret"
 SHANGHAI = (31.3, 121.5)  # where the load puts its phones (scan_load.lua, open_loop)
 SKU = "BENCH"
 _STOP_TIMEOUT_S = 30
 DRAIN_LIMIT_S = 60
+WARM_UP_S = 2
+"""Seconds of load before a measured one: the API's copies read, a campaign's codes drawn."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,38 +83,99 @@ def local_stack(codes: int, sample: int, territories: int, members: int) -> Iter
     """Servers in a temporary folder with ``codes`` issued, the first ``sample`` of them in the
     codes file, ``territories`` distributors (0: the codes stay unshipped) and ``members``
     member ids ``m-1 .. m-<members>``, a share of them with a tier. ClickHouse is migrated."""
-    with tempfile.TemporaryDirectory(prefix="scanward-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="scanward-bench-") as folder, ExitStack() as servers:
         data = Path(folder)
-        redis_server = local_services.start_redis(data / "redis")
+        redis_server = servers.enter_context(local_redis(data / "redis"))
+        clickhouse = local_services.start_clickhouse(data / "clickhouse")
+        servers.callback(clickhouse.stop)
+        size = (codes, sample, territories, members)
+        yield populate(data, redis_server.url, clickhouse.url, clickhouse.pid, *size)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRedis:
+    """A private Redis the benchmark started: one node, or a cluster of primaries only."""
+
+    url: str
+    """One node's URL, or every node's, comma-separated (what ``SCANWARD_REDIS_URL`` takes)."""
+    primaries: tuple[Primary, ...]
+    """By first slot (the one node alone when not a cluster)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Primary:
+    """A redis-server holding slots: its CPU is read from ``/proc`` by its PID."""
+
+    address: str
+    pid: int
+    slots: str
+    """Its slot ranges, ``0-5460``; ``all`` on one node."""
+
+
+@contextmanager
+def local_redis(data: Path, masters: int = 1) -> Iterator[LocalRedis]:
+    """One redis-server under ``data`` or, with ``masters`` of 3 or more, a Redis Cluster of
+    that many primaries and no replicas; stopped by PID when the block ends."""
+    if masters == 1:
+        node = local_services.start_redis(data)
         try:
-            clickhouse = local_services.start_clickhouse(data / "clickhouse")
-        except BaseException:
-            redis_server.stop()
-            raise
-        try:
-            keyring = Keyring.new()
-            keyring.save(data / "keyring.bin", SECRET)
-            scanned = asyncio.run(
-                _order_codes(redis_server.url, keyring, codes, sample, territories)
-            )
-            (data / "codes.txt").write_bytes(scanned)
-            with redis.Redis.from_url(redis_server.url) as client:
-                given = campaign_bench.give_tiers(client, members)
-            tiers = {0: members - sum(given.values()), **given}
-            stack = BenchStack(
-                data,
-                redis_server.url,
-                clickhouse.url,
-                clickhouse.pid,
-                local_services.free_port(),
-                data / "codes.txt",
-                tiers,
-            )
-            run_scanward(stack.env, "migrate")
-            yield stack
+            yield LocalRedis(node.url, (Primary(urlsplit(node.url).netloc, node.pid, "all"),))
         finally:
-            clickhouse.stop()
-            redis_server.stop()
+            node.stop()
+        return
+    cluster = local_services.start_redis_cluster(data, masters, replicas=0)
+    try:
+        yield LocalRedis(cluster.url, _primaries(cluster))
+    finally:
+        cluster.stop()
+
+
+def _primaries(cluster: local_services.RedisClusterServers) -> tuple[Primary, ...]:
+    """The cluster's primaries by first slot, from ``CLUSTER SLOTS`` of one of them."""
+    with redis.Redis.from_url(cluster.nodes[0].url) as client:
+        slot_map = cast(list[list[Any]], client.execute_command("CLUSTER SLOTS"))
+    ranges: dict[str, list[str]] = {}
+    for start, end, (host, port, *_), *_replicas in sorted(slot_map):
+        ranges.setdefault(f"{host.decode()}:{port}", []).append(f"{start}-{end}")
+    return tuple(
+        Primary(address, cluster.node(f"redis://{address}").pid, ",".join(slots))
+        for address, slots in ranges.items()
+    )
+
+
+def populate(
+    data: Path,
+    redis_url: str,
+    clickhouse_url: str,
+    clickhouse_pid: int,
+    codes: int,
+    sample: int,
+    territories: int,
+    members: int,
+) -> BenchStack:
+    """``local_stack``'s state on servers already running: written into the Redis at
+    ``redis_url`` (a node or a cluster), the ClickHouse database of ``clickhouse_url`` migrated,
+    the keyring and the codes file in ``data``."""
+    data.mkdir(parents=True, exist_ok=True)
+    keyring = Keyring.new()
+    keyring.save(data / "keyring.bin", SECRET)
+    scanned = asyncio.run(_order_codes(redis_url, keyring, codes, sample, territories))
+    (data / "codes.txt").write_bytes(scanned)
+    with connect.sync_client(redis_url) as client:
+        # give_tiers pipelines HSETs, which a cluster's client routes by key as one node's runs
+        given = campaign_bench.give_tiers(cast(redis.Redis, client), members)
+    tiers = {0: members - sum(given.values()), **given}
+    stack = BenchStack(
+        data,
+        redis_url,
+        clickhouse_url,
+        clickhouse_pid,
+        local_services.free_port(),
+        data / "codes.txt",
+        tiers,
+    )
+    run_scanward(stack.env, "migrate")
+    return stack
 
 
 @contextmanager
@@ -137,7 +203,7 @@ def run_scanward(env: Mapping[str, str], *args: str) -> None:
     subprocess.run(scanward(*args), env={**os.environ, **env}, check=True, capture_output=True)
 
 
-def drain_streams(client: redis.Redis) -> dict[str, Any]:
+def drain_streams(client: SyncRedis) -> dict[str, Any]:
     """Waits (at most ``DRAIN_LIMIT_S``) for the sink to empty the scan streams; the backlog
     found, the lag of the sink's last insert (its oldest row's age when ClickHouse took it) and
     the seconds the streams took to empty."""
@@ -150,7 +216,7 @@ def drain_streams(client: redis.Redis) -> dict[str, Any]:
     return {"backlog_events": backlog, "last_insert_lag_ms": lag_ms, "drain_s": drain_s}
 
 
-def _stream_length(client: redis.Redis) -> int:
+def _stream_length(client: SyncRedis) -> int:
     return sum(int(client.xlen(key)) for key in Partitions().stream_keys)
 
 
@@ -162,7 +228,7 @@ def wait_healthy(url: str) -> None:
 async def _order_codes(
     redis_url: str, keyring: Keyring, quantity: int, sample: int, territories: int
 ) -> bytes:
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    client = connect.async_client(redis_url)
     try:
         order = BatchOrder.create(SKU, "4006381333931", quantity, max_quantity=quantity)
         batch = await BatchStore(client).create(order, keyring.current.key_id)
@@ -174,7 +240,7 @@ async def _order_codes(
     return b"\n".join(blob[i : i + 20] for i in range(0, len(blob), 20)) + b"\n"
 
 
-async def _ship_to_territories(client: redis.asyncio.Redis, batch: Batch, count: int) -> None:
+async def _ship_to_territories(client: AsyncRedis, batch: Batch, count: int) -> None:
     """``count`` distributors with square territories tiling a grid over eastern China; the
     batch is shipped to the one around Shanghai, where the load's phones are."""
     scripts = ScriptRunner(RedisPyCommands(client))

@@ -12,7 +12,10 @@ machine drift:
    (``open_loop``), so queueing delay shows;
 4. bulk NDJSON ingest, against the hello server's bulk echo (``bulk_load``);
 5. the sink's rows/s against a raw clickhouse-driver insert of the same rows (``sink_bench``);
-6. Redis memory per scanned and per issued code at 1M and 10M issued codes (``scan_memory``).
+6. Redis memory per scanned and per issued code at 1M and 10M issued codes (``scan_memory``);
+7. with ``--cluster-masters N``, the scan path at peak on one Redis node and on a local Redis
+   Cluster of N masters, in interleaved pairs, with Redis CPU per scan per master: summed, the
+   single node's plus a small overhead (``topologies``).
 
 With ``--url`` the scan-path phases load a stack that is already running (its codes given with
 ``--codes-file``); its processes are not restarted, so there is one worker count and no CPU by
@@ -48,6 +51,7 @@ from benchmarks import (
     open_loop,
     scan_memory,
     sink_bench,
+    topologies,
 )
 from benchmarks.compare import compare, format_comparison
 from benchmarks.load_cost import LoadCost, costing
@@ -56,6 +60,7 @@ from benchmarks.progress import Progress
 from benchmarks.report import RESULTS, provenance, publish
 from benchmarks.stack import (
     SKU,
+    WARM_UP_S,
     BenchStack,
     drain_streams,
     local_stack,
@@ -68,7 +73,6 @@ from ingest.config import Settings
 from ingest.ops import local_services
 
 OPEN_LOOP_FRACTIONS = (0.25, 0.5, 0.75, 0.9)
-WARM_UP_S = 2
 BULK_LINES = 1000
 BULK_EVENTS_PER_S = 150_000
 
@@ -86,6 +90,8 @@ class SuiteOptions:
     memory_scanned_fraction: float = 0.05
     sink_events: int = 1_000_000  # ten batches: the read-ahead's steady state
     codes_per_run: int = 1_000_000
+    cluster_masters: int = 0  # 0: no cluster topology
+    cluster_pairs: int = 4
     url: str | None = None
     codes_file: Path | None = None
 
@@ -102,6 +108,7 @@ class SuiteOptions:
             memory_codes=(100_000,),
             sink_events=5000,
             codes_per_run=20_000,
+            cluster_pairs=2,
         )
 
 
@@ -127,6 +134,8 @@ def run(options: SuiteOptions, progress: Progress) -> dict[str, Any]:
         result["codes"] = codes_bench.measure(options.codes_per_run, options.codes_per_run // 5)
     with _target(options, progress) as target:
         result["scan_path"], result["bulk_ingest"], lag = _scan_path(options, target, progress)
+    if options.cluster_masters:
+        result["topologies"] = topologies.run(topology_plan(options), progress)
     with progress.phase(f"sink: {options.sink_events:,} events against a raw insert"):
         sink = sink_bench.run(options.sink_events, Settings().sink_batch_rows)
         result["sink"] = {**sink, "at_scan_peak": lag}
@@ -156,7 +165,33 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
               largest.get("bytes_per_scanned_code"), "<=", 100, "B"),
         _goal("redis_bits_per_unscanned_code", "Redis per issued code not scanned (its bit)",
               largest.get("bitmap_bits_per_issued_code"), "<=", 1, "bit"),
+        *_topology_goals(result.get("topologies")),
     ]  # fmt: skip
+
+
+def _topology_goals(section: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The cluster's goal, only in a run that measured one (``--cluster-masters``)."""
+    if section is None:
+        return []
+    description = f"Redis CPU per scan, {section['masters']} masters' sum / one node (median)"
+    target = topologies.REDIS_CPU_RATIO_GOAL
+    return [_goal("cluster_redis_cpu_ratio", description, section["redis_cpu_ratio"], "<=", target)]
+
+
+def topology_plan(options: SuiteOptions) -> topologies.TopologyPlan:
+    """The cluster topology's run: the scan path's load (its first worker count) on a stack of
+    the suite's size."""
+    return topologies.TopologyPlan(
+        masters=options.cluster_masters,
+        pairs=options.cluster_pairs,
+        workers=options.workers[0],
+        duration_s=options.duration_s,
+        connections=options.connections,
+        codes=options.codes,
+        territories=options.territories,
+        members=options.members,
+        campaign=options.campaign,
+    )
 
 
 def _sink_ratio(sink: dict[str, Any]) -> float | None:
@@ -421,6 +456,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-campaign", action="store_true", help="no prize campaign open")
     parser.add_argument("--workers", default="1,2", help="worker counts of the scan path")
     parser.add_argument("--memory-codes", default="1000000,10000000", help="issued codes")
+    parser.add_argument(
+        "--cluster-masters",
+        type=int,
+        default=defaults.cluster_masters,
+        metavar="N",
+        help="also the scan path on a local Redis Cluster of N (3 or more) masters beside one "
+        "node, in interleaved pairs (0: not)",
+    )
+    parser.add_argument(
+        "--cluster-pairs",
+        type=int,
+        default=defaults.cluster_pairs,
+        help="pairs of runs, one node and the cluster, with --cluster-masters",
+    )
     parser.add_argument("--quick", action="store_true", help="every phase, small and short")
     parser.add_argument("--url", help="load a running stack at this 127.0.0.1 URL instead")
     parser.add_argument("--codes-file", type=Path, help="with --url: its codes, one a line")
@@ -429,7 +478,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from(args: argparse.Namespace) -> SuiteOptions:
     if args.quick:
-        return replace(SuiteOptions.quick(), url=args.url, codes_file=args.codes_file)
+        return replace(
+            SuiteOptions.quick(),
+            cluster_masters=args.cluster_masters,
+            url=args.url,
+            codes_file=args.codes_file,
+        )
     return SuiteOptions(
         duration_s=args.duration,
         connections=args.connections,
@@ -439,6 +493,8 @@ def options_from(args: argparse.Namespace) -> SuiteOptions:
         campaign=not args.no_campaign,
         workers=tuple(int(n) for n in args.workers.split(",")),
         memory_codes=tuple(int(n) for n in args.memory_codes.split(",")),
+        cluster_masters=args.cluster_masters,
+        cluster_pairs=args.cluster_pairs,
         url=args.url,
         codes_file=args.codes_file,
     )
@@ -457,6 +513,13 @@ def bench(args: argparse.Namespace) -> None:
             raise BenchError(str(error)) from None
         if args.codes_file is None:
             raise BenchError("--url needs --codes-file: the codes of the running stack to scan")
+    if args.cluster_masters:
+        if args.cluster_masters < 3:
+            raise BenchError("--cluster-masters needs 3 or more: a Redis Cluster's least")
+        if args.url is not None:
+            raise BenchError("--cluster-masters starts stacks of its own: not with --url")
+        if args.cluster_pairs < 1:
+            raise BenchError("--cluster-pairs needs 1 or more")
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed: run 'make' or 'sudo apt-get install wrk'")
     old = orjson.loads(args.compare.read_bytes()) if args.compare else None

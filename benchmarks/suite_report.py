@@ -25,6 +25,10 @@ DEFAULT_LATENCY_GOAL_MS = 10.0
 PERCENTILES = (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))
 MACHINE_LABELS = {"python": "Python", "redis": "Redis", "clickhouse": "ClickHouse"}
 LABEL_WORDS = {"us": "µs", "cpu": "CPU", "hmac": "HMAC"}
+TOPOLOGY_MEDIANS_HEADER = (
+    *("Topology (medians)", "Scans/s", "Redis CPU µs/scan", "API CPU µs/scan"),
+    *("Sink CPU µs/scan", "AOF rewrites"),
+)
 THOUSANDS = StrMethodFormatter("{x:,.0f}")
 PLAIN = StrMethodFormatter("{x:g}")
 
@@ -162,6 +166,10 @@ def _markdown(result: dict[str, Any], charts: dict[str, Path]) -> str:
         ("Sink", _key_value_table(result.get("sink"))),
         ("Memory by issued codes", _memory_section(result.get("memory"), charts)),
     ]
+    if "topologies" in result:  # only a run with --cluster-masters measures it
+        masters = result["topologies"]["masters"]
+        title = f"Redis: one node and a cluster of {masters} masters"
+        sections.append((title, _topologies_section(result["topologies"])))
     lines = _title(result)
     for title, body in sections:
         lines += [f"## {title}", "", *(body or [NOT_MEASURED, ""])]
@@ -324,6 +332,69 @@ def _cell(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return human_number(value)
     return str(value)
+
+
+def _topologies_section(section: dict[str, Any]) -> list[str]:
+    """The pairs' runs, one row each and a row of medians, then each topology's medians."""
+    pairs, median = section["pairs"], section["median"]
+    masters = section["nodes"]["cluster"]
+    header = ["Pair", "Order", "One node Redis µs/scan"]
+    header += [f"Master {number} µs/scan" for number in range(1, len(masters) + 1)]
+    header += ["Masters' sum µs/scan", "Sum / one node", "One node scans/s", "Cluster scans/s"]
+    rows = [
+        _topology_row(str(number), ", ".join(pair["order"]), pair, masters)
+        for number, pair in enumerate(pairs, start=1)
+    ]
+    medians = {**median, "redis_cpu_ratio": section["redis_cpu_ratio"]}
+    rows.append(_topology_row("**median**", "", medians, masters))
+    names = ", ".join(
+        f"{number} = {node['address']} (slots {node['slots']})"
+        for number, node in enumerate(masters, start=1)
+    )
+    by_topology = [
+        _topology_median_row(median[name], section["nodes"][name]) for name in ("single", "cluster")
+    ]
+    return [
+        f"The scan path at peak ({_workers_label(section['workers'])}, "
+        f"{section['connections']} connections, {section['duration_s']} s a run) on each "
+        "topology in turn, in pairs whose order alternates. Redis CPU per scan is each "
+        "redis-server's CPU time over the run per answered scan.",
+        "",
+        f"Headline: the masters' Redis CPU per scan adds up to "
+        f"{human_number(section['redis_cpu_ratio'])}{TIMES} the one node's (median of "
+        f"{len(pairs)} pairs); the cluster served {human_number(section['throughput_ratio'])}"
+        f"{TIMES} the one node's scans/s.",
+        "",
+        *_table(header, rows),
+        f"Masters: {names}.",
+        "",
+        *_table(list(TOPOLOGY_MEDIANS_HEADER), by_topology),
+    ]
+
+
+def _topology_row(
+    label: str, order: str, figures: dict[str, Any], masters: list[dict[str, Any]]
+) -> list[str]:
+    """A pair's runs, or (given the medians) the row of medians."""
+    single, cluster = figures["single"], figures["cluster"]
+    per_master = [cluster["redis_us_per_scan"][node["address"]] for node in masters]
+    return [
+        label,
+        order,
+        human_number(single["redis_us_per_scan_sum"]),
+        *map(human_number, per_master),
+        human_number(cluster["redis_us_per_scan_sum"]),
+        human_number(figures["redis_cpu_ratio"]),
+        human_number(single["per_s"]),
+        human_number(cluster["per_s"]),
+    ]
+
+
+def _topology_median_row(median: dict[str, Any], nodes: list[dict[str, Any]]) -> list[str]:
+    keys = ("per_s", "redis_us_per_scan_sum", "api_us_per_scan", "sink_us_per_scan")
+    label = "one node" if len(nodes) == 1 else f"cluster of {len(nodes)}"
+    rewrites = sum(node["aof_rewrites"] for node in nodes)
+    return [label, *(human_number(median[key]) for key in keys), str(rewrites)]
 
 
 def _memory_section(
