@@ -26,7 +26,8 @@ median.
 
 ``python -m benchmarks.crash_bench [--quick] [--kills N] [--pairs N]`` prints one JSON document
 and saves it as ``benchmarks/results/crash-<stamp>.json`` (not with ``--no-save``). Traffic goes
-to 127.0.0.1 only; every process it starts is stopped by its PID.
+to 127.0.0.1 only; every process it starts is stopped by its PID. Its stack, load, answer
+recording and counts serve ``benchmarks.failover_bench`` (Redis Cluster failovers) too.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,6 +81,7 @@ from ingest.events.partitions import Partitions
 from ingest.ops import local_services
 from ingest.ops.local_services import ServerProcess
 from ingest.scan.state import history_of, partition_of_serial, read_history, retry_key
+from ingest.store.scripts import SyncRedis
 from ingest.warehouse.client import connect
 from rewards.calendar import CampaignDay
 from rewards.campaigns import MAX_COUNT
@@ -104,6 +106,9 @@ FSYNC_AIM_LIMIT_S = 2.5
 the fsync runs in Redis's main thread before it answers)."""
 DRAIN_LIMIT_S = 90.0
 CLIENT_TIMEOUT_S = 10.0
+ADMIN_TRIES, ADMIN_RETRY_S = 10, 0.5
+MAX_KILLS, MAX_PAIRS = 20, 10
+"""Bounds of ``--kills`` and ``--pairs``."""
 CONNECTIONS = 256
 
 
@@ -139,23 +144,27 @@ QUICK = Plan(400, 1.5, 1.0, 2.0, 2, 64, 50_000, 50_000, 10, 10_000)
 
 
 @dataclass
-class CrashStack:
-    """Redis (killed and restarted by PID), ClickHouse, one API worker and the sink."""
+class ScanwardStack:
+    """``scanward serve`` (one worker each: one API, or more with other settings) and
+    ``scanward sink`` on servers already running, each stopped by its PID when ``children``
+    closes."""
 
     bench: BenchStack
     env: dict[str, str]
-    """Of the API and the sink."""
-    redis: ServerProcess
-    clickhouse: ServerProcess
+    """Of the first API and the sink."""
     children: contextlib.ExitStack
+    apis: list[subprocess.Popen[bytes]] = field(default_factory=list)
     sink: subprocess.Popen[bytes] | None = None
-    api: subprocess.Popen[bytes] | None = None
     sink_restarts: int = 0
-    redis_logs_seen: int = 0
 
     @property
     def url(self) -> str:
+        """The first API's."""
         return self.bench.url
+
+    def start_api(self, env: Mapping[str, str]) -> None:
+        command = scanward("serve", "--workers", "1")
+        self.apis.append(self.children.enter_context(process(command, env)))
 
     def start_sink(self) -> None:
         """A sink; one that has exited (after a Redis outage) is replaced, as a supervisor
@@ -165,12 +174,54 @@ class CrashStack:
         self.sink = self.children.enter_context(process(scanward("sink"), self.env))
 
     def check_children(self) -> None:
-        assert self.api is not None
-        assert self.sink is not None
-        if self.api.poll() is not None:
-            raise RuntimeError(f"scanward serve exited ({self.api.returncode}); see processes.log")
-        if self.sink.poll() is not None:
+        """An API that exited is an error; a sink that exited is replaced."""
+        for api in self.apis:
+            if api.poll() is not None:
+                raise RuntimeError(f"scanward serve exited ({api.returncode}); see processes.log")
+        if self.sink is None or self.sink.poll() is not None:
             self.start_sink()
+
+
+@contextlib.contextmanager
+def scanward_on(
+    folder: Path, redis_url: str, clickhouse: ServerProcess, settings: Mapping[str, str]
+) -> Iterator[ScanwardStack]:
+    """A keyring in ``folder``, ClickHouse migrated, one API and the sink on ``redis_url`` with
+    ``settings`` (``SCANWARD_*`` variables), healthy, and the distributor of China; the API and
+    the sink stopped at the end."""
+    Keyring.new().save(folder / "keyring.bin", SECRET)
+    bench = BenchStack(
+        folder,
+        redis_url,
+        clickhouse.url,
+        clickhouse.pid,
+        local_services.free_port(),
+        folder / "codes.txt",
+        {0: MEMBERS},
+    )
+    env = {**bench.env, **settings}
+    with contextlib.ExitStack() as children:
+        stack = ScanwardStack(bench, env, children)
+        run_scanward(env, "migrate")
+        stack.start_api(env)
+        stack.start_sink()
+        wait_healthy(bench.url)
+        call(bench.url, f"/v1/distributors/{DISTRIBUTOR}", "PUT", _distributor())
+        yield stack
+
+
+@dataclass
+class CrashStack:
+    """Redis (killed and restarted by PID), ClickHouse, one API worker and the sink."""
+
+    apps: ScanwardStack
+    redis: ServerProcess
+    """Its process is replaced at each restart."""
+    redis_logs_seen: int = 0
+
+    @property
+    def url(self) -> str:
+        return self.apps.url
 
     def kill_redis(self, mode: str, chance: random.Random) -> dict[str, Any]:
         """SIGKILL to Redis: halfway into a background AOF fsync (``during_fsync``, see
@@ -196,22 +247,22 @@ class CrashStack:
     def restart_redis(self) -> dict[str, Any]:
         """The killed Redis again, with its arguments, port and folder: it loads its AOF. Returns
         once it answers PING, with what its log says of the load."""
-        old = self.redis
-        assert old.process.poll() is not None, "Redis must be down before a restart"
+        server = self.redis
+        assert server.process.poll() is not None, "Redis must be down before a restart"
         started = time.monotonic()
-        with old.log.open("ab") as output:
+        with server.log.open("ab") as output:
             child = subprocess.Popen(
-                old.process.args,
-                cwd=old.log.parent,
+                server.process.args,
+                cwd=server.log.parent,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self.redis = ServerProcess(old.name, old.url, child, old.log)
-        _wait_for_pong(self.redis)
+        server.process = child
+        _wait_for_pong(server)
         answered = time.monotonic()
-        lines = old.log.read_text(errors="replace").splitlines()
+        lines = server.log.read_text(errors="replace").splitlines()
         new_lines, self.redis_logs_seen = lines[self.redis_logs_seen :], len(lines)
         return {
             "restart_to_pong_s": round(answered - started, 3),
@@ -219,11 +270,6 @@ class CrashStack:
             "aof_truncated_tail": any("truncated" in line.lower() for line in new_lines),
             "load_log": [line.split(" * ", 1)[-1] for line in new_lines if "loaded" in line][-3:],
         }
-
-    def stop(self) -> None:
-        self.children.close()  # the API and the sink first: ClickHouse then stops at once
-        self.clickhouse.stop()
-        self.redis.stop()
 
 
 def aim_at_fsync(client: redis.Redis, limit_s: float) -> dict[str, Any]:
@@ -284,28 +330,13 @@ def crash_stack(folder: Path, policy: str, flush_ms: int) -> Iterator[CrashStack
     except BaseException:
         redis_server.stop()
         raise
-    Keyring.new().save(folder / "keyring.bin", SECRET)
-    bench = BenchStack(
-        folder,
-        redis_server.url,
-        clickhouse.url,
-        clickhouse.pid,
-        local_services.free_port(),
-        folder / "codes.txt",
-        {0: MEMBERS},
-    )
-    env = {**bench.env, "SCANWARD_SINK_FLUSH_MS": str(flush_ms)}
-    with contextlib.ExitStack() as children:
-        stack = CrashStack(bench, env, redis_server, clickhouse, children)
-        try:
-            run_scanward(env, "migrate")
-            stack.api = children.enter_context(process(scanward("serve", "--workers", "1"), env))
-            stack.start_sink()
-            wait_healthy(bench.url)
-            _call(bench.url, f"/v1/distributors/{DISTRIBUTOR}", "PUT", _distributor())
-            yield stack
-        finally:
-            stack.stop()
+    try:
+        settings = {"SCANWARD_SINK_FLUSH_MS": str(flush_ms)}
+        with scanward_on(folder, redis_server.url, clickhouse, settings) as apps:
+            yield CrashStack(apps, redis_server)
+    finally:  # the API and the sink first: ClickHouse then stops at once
+        clickhouse.stop()
+        redis_server.stop()
 
 
 def _distributor() -> dict[str, Any]:
@@ -315,27 +346,34 @@ def _distributor() -> dict[str, Any]:
 # --- the admin API ----------------------------------------------------------------------------
 
 
-def _call(url: str, path: str, method: str = "GET", body: object = None) -> Any:
-    """An admin request; its JSON answer (or text, for the codes)."""
+def call(url: str, path: str, method: str = "GET", body: object = None) -> Any:
+    """An admin request; its JSON answer (or text, for the codes). A 503 is tried again,
+    ``ADMIN_TRIES`` times at most, as a client would: a worker whose Redis client still holds
+    a failed node (idle through a failover) refuses its first requests."""
     data = None if body is None else orjson.dumps(body)
     request = urllib.request.Request(url + path, data=data, method=method, headers=ADMIN)
     if data is not None:
         request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            payload = reply.read()
-            kind = reply.headers.get_content_type()
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(f"{method} {path}: {error.code} {error.read()[:300]!r}") from None
+    for tries_left in reversed(range(ADMIN_TRIES)):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                payload = reply.read()
+                kind = reply.headers.get_content_type()
+            break
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or not tries_left:
+                text = error.read()[:300]
+                raise RuntimeError(f"{method} {path}: {error.code} {text!r}") from None
+            time.sleep(ADMIN_RETRY_S)
     return orjson.loads(payload) if kind == "application/json" else payload.decode()
 
 
 def shipped_codes(url: str, sku: str, quantity: int) -> list[str]:
     """A new batch of ``quantity`` codes of ``sku``, shipped to the distributor of China."""
-    batch = _call(url, "/v1/batches", "POST", {"sku": sku, "gtin": GTIN, "quantity": quantity})
+    batch = call(url, "/v1/batches", "POST", {"sku": sku, "gtin": GTIN, "quantity": quantity})
     shipment = {"distributor_id": DISTRIBUTOR, "batch_id": batch["batch_id"]}
-    _call(url, "/v1/shipments", "POST", shipment)
-    text = _call(url, f"/v1/batches/{batch['batch_id']}/codes?limit={quantity}")
+    call(url, "/v1/shipments", "POST", shipment)
+    text = call(url, f"/v1/batches/{batch['batch_id']}/codes?limit={quantity}")
     return [str(signing.parse(code)) for code in str(text).split()]
 
 
@@ -394,7 +432,7 @@ def put_campaign(url: str, campaign_id: str, sku: str) -> Limits:
         "member_daily_win_limit": 1000,
         "prizes": prizes,
     }
-    _call(url, f"/v1/campaigns/{campaign_id}", "PUT", body)
+    call(url, f"/v1/campaigns/{campaign_id}", "PUT", body)
     return Limits(zone, budgets, caps)
 
 
@@ -501,27 +539,63 @@ class Round:
     answers: list[Answer] = field(default_factory=list)
 
 
-async def _round(stack: CrashStack, policy: str, number: int, plan: Plan, seed: int) -> Round:
-    """A batch and a campaign of its own; load; a kill and a restart under it."""
-    sku = f"CRASH-{number}"
-    codes = await asyncio.to_thread(shipped_codes, stack.url, sku, plan.codes_per_round)
-    campaign_id = f"crash-{number}"
-    limits = await asyncio.to_thread(put_campaign, stack.url, campaign_id, sku)
+Fault = Callable[[], tuple[dict[str, Any], dict[str, Any]]]
+"""Breaks Redis and brings it back (blocking, on a thread of its own while the load runs): what
+it did at the kill, with ``killed_at``, and once Redis serves again, with ``answering_at``
+(``time.monotonic()`` both)."""
+
+
+async def faulted_round(
+    url: str,
+    name: str,
+    number: int,
+    rate: int,
+    quantity: int,
+    before_s: float,
+    after_s: float,
+    fault: Fault,
+    seed: int,
+) -> Round:
+    """A batch of ``quantity`` codes and a campaign of their own (``name``, its SKU ``name`` in
+    capitals); open-loop load at ``rate`` scans per second; ``fault`` after ``before_s`` of it,
+    then ``after_s`` more."""
+    sku = name.upper()
+    codes = await asyncio.to_thread(shipped_codes, url, sku, quantity)
+    limits = await asyncio.to_thread(put_campaign, url, name, sku)
     await asyncio.sleep(0.3)  # the worker sees campaigns within 0.1 s
-    chance = random.Random(seed)
-    load = ScanLoad(stack.url, plan.rate, f"{policy}-{number}", codes, seed)
+    scans = ScanLoad(url, rate, name, codes, seed)
     stop = asyncio.Event()
-    loading = asyncio.create_task(load.run(stop))
-    await asyncio.sleep(plan.before_kill_s)
-    mode = KILL_MODES[number % len(KILL_MODES)]
-    kill = await asyncio.to_thread(stack.kill_redis, mode, chance)
-    await asyncio.sleep(max(0.0, kill["killed_at"] + plan.down_s - time.monotonic()))
-    restart = await asyncio.to_thread(stack.restart_redis)
-    await asyncio.sleep(plan.after_restart_s)
+    loading = asyncio.create_task(scans.run(stop))
+    await asyncio.sleep(before_s)
+    kill, restart = await asyncio.to_thread(fault)
+    await asyncio.sleep(after_s)
     stop.set()
-    answers = await loading
-    stack.check_children()
-    return Round(number, campaign_id, limits, kill, restart, answers)
+    return Round(number, name, limits, kill, restart, await loading)
+
+
+async def _round(stack: CrashStack, number: int, plan: Plan, seed: int) -> Round:
+    """Load; a kill and a restart under it."""
+    chance = random.Random(seed)
+    mode = KILL_MODES[number % len(KILL_MODES)]
+
+    def kill_and_restart() -> tuple[dict[str, Any], dict[str, Any]]:
+        kill = stack.kill_redis(mode, chance)
+        time.sleep(max(0.0, kill["killed_at"] + plan.down_s - time.monotonic()))
+        return kill, stack.restart_redis()
+
+    one = await faulted_round(
+        stack.url,
+        f"crash-{number}",
+        number,
+        plan.rate,
+        plan.codes_per_round,
+        plan.before_kill_s,
+        plan.after_restart_s,
+        kill_and_restart,
+        seed,
+    )
+    stack.apps.check_children()
+    return one
 
 
 def run_policy(policy: str, kills: int, plan: Plan, seed: int, keep: bool) -> dict[str, Any]:
@@ -529,18 +603,18 @@ def run_policy(policy: str, kills: int, plan: Plan, seed: int, keep: bool) -> di
     (logs, AOF) behind."""
     started = time.monotonic()
     with (
-        _folder(f"scanward-crash-{policy}-", keep) as folder,
+        work_folder(f"scanward-crash-{policy}-", keep) as folder,
         crash_stack(folder, policy, flush_ms=250) as stack,
     ):
         with redis.Redis.from_url(stack.redis.url) as client:
             configured = cast(dict[str, str], client.config_get("appendfsync"))["appendfsync"]
         rounds = [
-            asyncio.run(_round(stack, policy, number, plan, seed + number))
-            for number in range(kills)
+            asyncio.run(_round(stack, number, plan, seed + number)) for number in range(kills)
         ]
-        drained = _drain(stack)
-        tally = _tally(stack, rounds)
-        sink_restarts = stack.sink_restarts
+        drained = drain(stack.apps)
+        with redis.Redis.from_url(stack.redis.url) as client:
+            tally = count_losses(stack.apps.bench.clickhouse_url, client, rounds)
+        sink_restarts = stack.apps.sink_restarts
     return {
         "appendfsync": configured,
         **tally,
@@ -551,7 +625,7 @@ def run_policy(policy: str, kills: int, plan: Plan, seed: int, keep: bool) -> di
 
 
 @contextlib.contextmanager
-def _folder(prefix: str, keep: bool) -> Iterator[Path]:
+def work_folder(prefix: str, keep: bool) -> Iterator[Path]:
     if keep:
         folder = tempfile.mkdtemp(prefix=prefix)
         print(f"the stack's folder: {folder}", file=sys.stderr)
@@ -561,14 +635,14 @@ def _folder(prefix: str, keep: bool) -> Iterator[Path]:
         yield Path(temporary)
 
 
-def _drain(stack: CrashStack) -> dict[str, Any]:
-    """Waits until /healthz shows no event and no draw waiting for ClickHouse."""
+def drain(stack: ScanwardStack) -> dict[str, Any]:
+    """Waits until the first API's /healthz shows no event and no draw waiting for ClickHouse."""
     started = time.monotonic()
     health: dict[str, Any] = {}
     while time.monotonic() - started < DRAIN_LIMIT_S:
         stack.check_children()
         with contextlib.suppress(OSError, RuntimeError, orjson.JSONDecodeError):
-            health = _call(stack.url, "/healthz")
+            health = call(stack.url, "/healthz")
             if health.get("unsunk_events") == 0 and health.get("unsunk_draws") == 0:
                 break
         time.sleep(0.2)
@@ -583,9 +657,11 @@ def _drain(stack: CrashStack) -> dict[str, Any]:
 # --- the counts -------------------------------------------------------------------------------
 
 
-def _tally(stack: CrashStack, rounds: Sequence[Round]) -> dict[str, Any]:
+def count_losses(
+    clickhouse_url: str, redis_client: SyncRedis, rounds: Sequence[Round]
+) -> dict[str, Any]:
     """What the answers say against ClickHouse and Redis, per kill and in all."""
-    client = connect(stack.bench.clickhouse_url)
+    client = connect(clickhouse_url)
     try:
         rows = client.execute("SELECT scan_id, count() FROM scans GROUP BY scan_id")
         draws = client.execute(
@@ -598,10 +674,7 @@ def _tally(stack: CrashStack, rounds: Sequence[Round]) -> dict[str, Any]:
     for campaign_id, prize_id, scan_id in draws:
         won_in_clickhouse[str(campaign_id)].append((str(prize_id), str(scan_id)))
     now_ms = time.time_ns() // 1_000_000
-    kills = []
-    with redis.Redis.from_url(stack.redis.url) as redis_client:
-        for one in rounds:
-            kills.append(_tally_round(one, stored, won_in_clickhouse, redis_client, now_ms))
+    kills = [_tally_round(one, stored, won_in_clickhouse, redis_client, now_ms) for one in rounds]
     total_keys = (
         "sent",
         "answered",
@@ -624,7 +697,7 @@ def _tally_round(
     one: Round,
     stored: Mapping[str, int],
     won_in_clickhouse: Mapping[str, list[tuple[str, str]]],
-    client: redis.Redis,
+    client: SyncRedis,
     now_ms: int,
 ) -> dict[str, Any]:
     answered = [a for a in one.answers if a.status == 200]
@@ -674,7 +747,7 @@ def _tally_round(
     }
 
 
-def _missing_retry_records(client: redis.Redis, answered: Sequence[Answer]) -> list[Answer]:
+def _missing_retry_records(client: SyncRedis, answered: Sequence[Answer]) -> list[Answer]:
     """Answered scans whose retry record is gone: the scan-state script wrote it with the
     code's record and the event, so the scan's whole effect is gone with it."""
     pipe = client.pipeline(transaction=False)
@@ -687,7 +760,7 @@ def _missing_retry_records(client: redis.Redis, answered: Sequence[Answer]) -> l
     return [answer for answer, exists in zip(answered, found, strict=True) if not exists]
 
 
-def _undercounted(client: redis.Redis, answered: Sequence[Answer]) -> int:
+def _undercounted(client: SyncRedis, answered: Sequence[Answer]) -> int:
     """Answered scans the codes' records do not count (a record counts every scan applied,
     answered or not, so this can only undercount a loss)."""
     per_code = Counter(a.code for a in answered if a.scan_count > 0)
@@ -744,31 +817,19 @@ def run_throughput(pairs: int, plan: Plan) -> dict[str, Any]:
                     client.config_set("appendfsync", policy)
                     set_to = cast(dict[str, str], client.config_get("appendfsync"))
                     assert set_to["appendfsync"] == policy, set_to
-                    before = scrape(url)
-                    peak = run_wrk(url, env, plan.wrk_s, connections)
-                    batch = mean_batch(before, scrape(url))
-                    drain_streams(client)
-                    half_rate = half_rate or peak["per_s"] // 2
-                    requests = open_loop.build_requests(
+                    one = peak_then_fixed_rate(
+                        url,
+                        env,
+                        (plan.wrk_s, connections),
                         codes,
-                        open_loop.request_count(half_rate, plan.wrk_s),
-                        urlsplit(url).netloc,
-                        plan.stack_members,
-                        seed=number,
+                        (half_rate, number),
+                        lambda: drain_streams(client),
                     )
                     number += 1
-                    half = open_loop.measure(url, half_rate, plan.wrk_s, connections, requests)
-                    drain_streams(client)
-                    runs[policy].append(
-                        {
-                            "pair": pair,
-                            "peak": _figures(peak, WRK_KEYS),
-                            "mean_batch_at_peak": batch,
-                            "half_load": _figures(half, OPEN_LOOP_KEYS),
-                        }
-                    )
-    pairs_done = list(zip(runs["everysec"], runs["always"], strict=True))
-    ratios = [round(a["peak"]["per_s"] / e["peak"]["per_s"], 3) for e, a in pairs_done]
+                    half_rate = half_rate or one["half_load"]["offered_per_s"]
+                    runs[policy].append({"pair": pair, **one})
+    everysec, always = runs["everysec"], runs["always"]
+    ratios = paired_ratios(everysec, always, "peak", "per_s")
     return {
         "method": "wrk closed loop at peak, then open loop at half of the first everysec peak; "
         "1 worker, the sink running, one campaign open; the policy switched with CONFIG SET "
@@ -779,13 +840,59 @@ def run_throughput(pairs: int, plan: Plan) -> dict[str, Any]:
         "runs": runs,
         "ratio_always_to_everysec": ratios,
         "median_ratio": statistics.median(ratios) if ratios else None,
-        "half_load_p99_ratio_always_to_everysec": [
-            round(a["half_load"]["p99_ms"] / e["half_load"]["p99_ms"], 3)
-            for e, a in pairs_done
-            if e["half_load"]["p99_ms"]
-        ],
+        "half_load_p99_ratio_always_to_everysec": paired_ratios(
+            everysec, always, "half_load", "p99_ms"
+        ),
         "run_s": round(time.monotonic() - started, 1),
     }
+
+
+def peak_then_fixed_rate(
+    url: str,
+    env: Mapping[str, str],
+    load: tuple[int, int],
+    codes: Sequence[str],
+    fixed_rate: tuple[int, int],
+    drained: Callable[[], object],
+) -> dict[str, Any]:
+    """One run: wrk at peak for ``load`` = (seconds, connections), then the open-loop client
+    as long on ``codes`` (from the first) with ``fixed_rate`` = (scans per second, 0: half of
+    this run's peak; the seed of its requests); ``drained`` (the sink has emptied the streams)
+    after each. ``env`` carries wrk's SCAN_CODES and SCAN_MEMBERS; the open loop uses as many
+    members."""
+    duration_s, connections = load
+    rate, seed = fixed_rate
+    before = scrape(url)
+    peak = run_wrk(url, env, duration_s, connections)
+    batch = mean_batch(before, scrape(url))
+    drained()
+    rate = rate or peak["per_s"] // 2
+    requests = open_loop.build_requests(
+        codes,
+        open_loop.request_count(rate, duration_s),
+        urlsplit(url).netloc,
+        int(env["SCAN_MEMBERS"]),
+        seed=seed,
+    )
+    fixed = open_loop.measure(url, rate, duration_s, connections, requests)
+    drained()
+    return {
+        "peak": _figures(peak, WRK_KEYS),
+        "mean_batch_at_peak": batch,
+        "half_load": _figures(fixed, OPEN_LOOP_KEYS),
+    }
+
+
+def paired_ratios(
+    base: Sequence[Mapping[str, Any]], other: Sequence[Mapping[str, Any]], load: str, figure: str
+) -> list[float]:
+    """``other`` / ``base`` of one figure (``peak`` ``per_s``, ``half_load`` ``p99_ms``...),
+    pair by pair; a pair whose base figure is 0 is left out."""
+    return [
+        round(second[load][figure] / first[load][figure], 3)
+        for first, second in zip(base, other, strict=True)
+        if first[load][figure]
+    ]
 
 
 WRK_KEYS = ("per_s", "requests", "errors", "non_2xx", "p50_ms", "p99_ms", "max_ms")
@@ -799,11 +906,12 @@ def _figures(result: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
 # --- the report -------------------------------------------------------------------------------
 
 
-def table(policies: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row a policy: what the issue asks for."""
+def table(results: Mapping[str, Mapping[str, Any]], column: str) -> list[dict[str, Any]]:
+    """One row a setting (named in ``column``) of ``results``' counts: what the issue asks
+    for."""
     return [
         {
-            "appendfsync": policy,
+            column: setting,
             "kills": len(result["kills"]),
             "answered": result["totals"]["answered"],
             "lost_in_clickhouse": result["totals"]["lost_in_clickhouse"],
@@ -815,11 +923,11 @@ def table(policies: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
                 result["totals"]["prizes_over_budget_redis"],
             ),
         }
-        for policy, result in policies.items()
+        for setting, result in results.items()
     ]
 
 
-def _redis_version() -> str:
+def redis_version() -> str:
     binary = local_services.find_binary("redis-server", "redis-server")
     output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
     found = re.search(r"v=(\S+)", output.stdout)
@@ -838,7 +946,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "redis_crash",
         **provenance(),
-        "redis": _redis_version(),
+        "redis": redis_version(),
         "quick": args.quick,
         "kills_per_policy": args.kills,
         "kill_modes": list(KILL_MODES),
@@ -849,43 +957,63 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "down_s": plan.down_s,
             "after_restart_s": plan.after_restart_s,
         },
-        "table": table(policies),
+        "table": table(policies, "appendfsync"),
         "policies": policies,
         "throughput": throughput,
         "run_s": round(time.monotonic() - started, 1),
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.crash_bench", description=(__doc__ or "").splitlines()[0]
+def kill_options(prog: str, doc: str | None, per: str, kills: int) -> argparse.ArgumentParser:
+    """The options of a kill benchmark: ``--quick``, ``--kills`` (``kills`` per ``per``, a
+    policy or a setting, by default), ``--pairs``, ``--seed``, ``--keep``, ``--no-save``."""
+    parser = argparse.ArgumentParser(prog=prog, description=(doc or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"1 kill per {per}, short loads")
+    parser.add_argument(
+        "--kills", type=int, help=f"kills per {per} (default {kills}; 1 with --quick)"
     )
-    parser.add_argument("--quick", action="store_true", help="1 kill per policy, short loads")
-    parser.add_argument("--kills", type=int, help="kills per policy (default 3; 1 with --quick)")
     parser.add_argument(
         "--pairs", type=int, help="interleaved throughput pairs (default 3; 1 with --quick)"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the stacks' folders")
+    parser.add_argument("--no-save", action="store_true", help="print, do not save the report")
+    parser.set_defaults(default_kills=kills)
+    return parser
+
+
+def parse_kill_options(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """The options, ``--kills`` and ``--pairs`` given their defaults and bounded."""
+    args = parser.parse_args(argv)
+    args.kills = args.kills if args.kills is not None else (1 if args.quick else args.default_kills)
+    args.pairs = args.pairs if args.pairs is not None else (1 if args.quick else 3)
+    if not 0 <= args.kills <= MAX_KILLS or not 0 <= args.pairs <= MAX_PAIRS:
+        parser.error(f"--kills must be 0 to {MAX_KILLS} and --pairs 0 to {MAX_PAIRS}")
+    return args
+
+
+def print_or_publish(result: dict[str, Any], name: str, args: argparse.Namespace) -> None:
+    """Printed with ``--no-save``, else saved as ``<name>-<stamp>[-quick]`` and printed."""
+    if args.no_save:
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        suffix = "-quick" if args.quick else ""
+        publish(result, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = kill_options("python -m benchmarks.crash_bench", __doc__, "policy", 3)
     parser.add_argument(
         "--policy",
         action="append",
         choices=POLICIES,
         help="only this policy's kills (repeatable; default both)",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the stacks' folders")
-    parser.add_argument("--no-save", action="store_true", help="print, do not save the report")
-    args = parser.parse_args(argv)
+    args = parse_kill_options(parser, argv)
     args.policy = args.policy or list(POLICIES)
-    args.kills = args.kills if args.kills is not None else (1 if args.quick else 3)
-    args.pairs = args.pairs if args.pairs is not None else (1 if args.quick else 3)
-    if args.kills < 0 or args.pairs < 0:
-        parser.error("--kills and --pairs must not be negative")
-    result = run(args)
-    if args.no_save:
-        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        suffix = "-quick" if args.quick else ""
-        publish(result, f"crash-{time.strftime('%Y%m%d-%H%M%S')}{suffix}")
+    print_or_publish(run(args), "crash", args)
 
 
 if __name__ == "__main__":
