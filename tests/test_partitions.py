@@ -85,6 +85,13 @@ def test_the_first_start_records_the_counts_and_a_later_one_with_others_is_refus
 
 
 @pytest.mark.redis
+def test_a_record_scanward_did_not_write_is_refused(streams: redis.Redis) -> None:
+    streams.set(LAYOUT_KEY, b"\xffnot json")
+    with pytest.raises(LayoutMismatch, match="scan_partitions=16"):
+        check_layout(streams, Partitions(), "127.0.0.1:1")
+
+
+@pytest.mark.redis
 def test_a_store_of_the_earlier_fixed_partitions_is_refused(streams: redis.Redis) -> None:
     streams.xadd("{scans:0}:events", {"e": b"", "s": b""})
     with pytest.raises(LayoutMismatch, match="predates"):

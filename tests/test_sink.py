@@ -38,7 +38,7 @@ from ingest.sink import insert
 from ingest.sink.consumer import run_sink
 from ingest.sink.family import Entries, Entry
 from ingest.sink.insert import Insert
-from ingest.sink.lease import StreamLeases, lease_key
+from ingest.sink.lease import LeaseLost, StreamLeases, lease_key
 from ingest.sink.streams import NEW, STATS_KEY, SinkStreams, dead_letter_key
 from ingest.sink.table import QUERY_ID_PREFIX, ScanTable
 from ingest.warehouse.client import connect
@@ -584,6 +584,30 @@ def test_two_sinks_split_the_partitions_and_one_takes_all_when_the_other_stops(
         second_stop.set()
         second.join(10)
     assert stored(database) == (1000, 1000)
+
+
+def test_a_sink_whose_lease_another_took_stops_with_lease_lost(
+    streams: redis.Redis, redis_url: str, database: str
+) -> None:
+    settings = sink_settings(redis_url, database)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_sink(settings, threading.Event())
+        except LeaseLost as error:
+            raised.append(error)
+
+    sink = threading.Thread(target=run)
+    sink.start()
+    wait_until(lambda: lease_shares(streams) == [16], 10, "the sink's leases")
+    stolen = PARTITIONS.stream_key(5)
+    streams.set(lease_key(stolen), "elsewhere:1:0a1b2c", px=60_000)  # a stalled sink's lease
+    sink.join(15)
+    assert not sink.is_alive()
+    [error] = raised
+    assert stolen in str(error)
+    assert streams.get(lease_key(stolen)) == b"elsewhere:1:0a1b2c"  # not released by the loser
 
 
 def test_the_lease_of_a_dead_sink_on_this_host_is_taken_over_at_once(streams: redis.Redis) -> None:

@@ -7,6 +7,7 @@ import argparse
 import os
 
 from ingest.cli.common import (
+    CommandError,
     Subcommands,
     background_service,
     print_json,
@@ -16,6 +17,7 @@ from ingest.ops import local_services
 from ingest.ops.gc_tuning import collect_less_often
 from ingest.sink import mirror_snapshot
 from ingest.sink.consumer import run_sink
+from ingest.sink.lease import LeaseLost
 from ingest.store import connect
 
 
@@ -43,7 +45,10 @@ def sink_command(args: argparse.Namespace) -> None:
     stop = background_service(args.supervised)
     collect_less_often()
     os.nice(local_services.BACKGROUND_NICENESS)
-    run_sink(settings, stop)
+    try:
+        run_sink(settings, stop)
+    except LeaseLost as error:  # exits 1: a supervisor starts it again
+        raise CommandError(f"sink stopped: {error}") from None
 
 
 def mirror_command(args: argparse.Namespace) -> None:

@@ -327,7 +327,7 @@ class _Writer:
 def run_sink(settings: Settings, stop: threading.Event) -> None:
     """Runs a sink of ``settings`` until ``stop`` is set: one loop per event family, each over
     the streams whose leases this sink holds (see the module's documentation). A loop's failure
-    ends the others and is raised."""
+    ends the others and is raised; so is ``LeaseLost`` once the loops have ended."""
     redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
     if redis_url is None or clickhouse_url is None:
         raise ValueError("the sink needs redis_url and clickhouse_url")
@@ -348,6 +348,8 @@ def run_sink(settings: Settings, stop: threading.Event) -> None:
             ]
         for loop in loops:
             loop.result()
+        if leases.lost is not None:
+            raise leases.lost
     finally:
         stop.set()
         heartbeat.join()

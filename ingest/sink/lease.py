@@ -57,6 +57,8 @@ class StreamLeases:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._held: set[str] = set()
         self._lock = threading.Lock()
+        self.lost: LeaseLost | None = None
+        """Set, with ``stop``, by the heartbeat that found a lease taken."""
 
     def claim(self, streams: Sequence[str]) -> list[str]:
         """Of one family's ``streams``, those this sink is to read now: the ones it holds, and
@@ -108,6 +110,7 @@ class StreamLeases:
                     log.warning("could not renew the sink's leases", extra={"error": str(error)})
                 except LeaseLost as error:
                     log.error("stopping: %s", error)
+                    self.lost = error
                     stop.set()
 
         self.renew()

@@ -33,8 +33,12 @@ def _recorded(partitions: Partitions) -> bytes:
 def _check(stored: bytes | str | None, partitions: Partitions, where: str) -> None:
     if stored is None:
         return
-    text = stored.decode() if isinstance(stored, bytes) else stored
-    if orjson.loads(text) != orjson.loads(_recorded(partitions)):
+    text = stored.decode(errors="replace") if isinstance(stored, bytes) else stored
+    try:
+        recorded = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        recorded = None  # not written by scanward: refused like other counts
+    if recorded != orjson.loads(_recorded(partitions)):
         wanted = f"scan_partitions={partitions.scans} actor_partitions={partitions.actors}"
         raise LayoutMismatch(
             f"Redis at {where} was set up with {text}, the settings say {wanted}: "
