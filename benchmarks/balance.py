@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import dataclasses
 import random
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -52,7 +51,7 @@ from benchmarks import campaign_bench, open_loop
 from benchmarks.crash_bench import GTIN, call, redis_version
 from benchmarks.failover_bench import SlotRange, slot_ranges
 from benchmarks.process_cpu import processes_cpu_seconds
-from benchmarks.report import provenance, publish
+from benchmarks.report import print_or_publish, provenance
 from benchmarks.stack import SECRET, process, scanward, wait_healthy
 from codes.keyring import Keyring
 from ingest.config import Settings
@@ -326,11 +325,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if min(sizes.masters) < 3 or min(sizes.laps, sizes.rate, sizes.seconds) <= 0:
         parser.error("--masters must be 3 or more; --laps, --rate and --seconds positive")
     result = run(sizes, args.quick, args.seed)
-    if args.no_save:
-        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        suffix = "-quick" if args.quick else ""
-        publish(result, f"balance-{time.strftime('%Y%m%d-%H%M%S')}{suffix}")
+    print_or_publish(result, "balance", save=not args.no_save, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ import redis
 from benchmarks import campaign_bench, open_loop
 from benchmarks.api_metrics import mean_batch, scrape
 from benchmarks.paced import launch_paced
-from benchmarks.report import provenance, publish
+from benchmarks.report import print_or_publish, provenance
 from benchmarks.stack import (
     SECRET,
     SKU,
@@ -994,15 +994,6 @@ def parse_kill_options(
     return args
 
 
-def print_or_publish(result: dict[str, Any], name: str, args: argparse.Namespace) -> None:
-    """Printed with ``--no-save``, else saved as ``<name>-<stamp>[-quick]`` and printed."""
-    if args.no_save:
-        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        suffix = "-quick" if args.quick else ""
-        publish(result, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}")
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = kill_options("python -m benchmarks.crash_bench", __doc__, "policy", 3)
     parser.add_argument(
@@ -1013,7 +1004,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parse_kill_options(parser, argv)
     args.policy = args.policy or list(POLICIES)
-    print_or_publish(run(args), "crash", args)
+    print_or_publish(run(args), "crash", save=not args.no_save, quick=args.quick)
 
 
 if __name__ == "__main__":

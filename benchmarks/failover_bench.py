@@ -66,14 +66,13 @@ from benchmarks.crash_bench import (
     paired_ratios,
     parse_kill_options,
     peak_then_fixed_rate,
-    print_or_publish,
     redis_version,
     scanward_on,
     shipped_codes,
     table,
     work_folder,
 )
-from benchmarks.report import provenance
+from benchmarks.report import print_or_publish, provenance
 from benchmarks.stack import wait_healthy
 from benchmarks.wrk import run_wrk
 from ingest.ops import local_services
@@ -411,7 +410,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = kill_options("python -m benchmarks.failover_bench", __doc__, "setting", 5)
     args = parse_kill_options(parser, argv)
-    print_or_publish(run(args), "failover", args)
+    print_or_publish(run(args), "failover", save=not args.no_save, quick=args.quick)
 
 
 if __name__ == "__main__":

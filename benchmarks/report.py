@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ def provenance() -> dict[str, Any]:
         "git_commit": _git_commit(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
+
+
+def print_or_publish(result: dict[str, Any], name: str, *, save: bool, quick: bool) -> None:
+    """Printed; with ``save``, also saved as ``<name>-<stamp>[-quick]``."""
+    if save:
+        suffix = "-quick" if quick else ""
+        publish(result, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}")
+    else:
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def publish(result: dict[str, Any], name: str) -> None:

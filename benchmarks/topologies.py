@@ -106,8 +106,8 @@ def run(plan: TopologyPlan, progress: Progress) -> dict[str, Any]:
         "nodes": nodes,
         "pairs": pairs,
         "median": {name: _medians([pair[name] for pair in pairs]) for name in TOPOLOGIES},
-        "redis_cpu_ratio": _median([pair["redis_cpu_ratio"] for pair in pairs]),
-        "throughput_ratio": _median([pair["throughput_ratio"] for pair in pairs]),
+        "redis_cpu_ratio": median_of([pair["redis_cpu_ratio"] for pair in pairs]),
+        "throughput_ratio": median_of([pair["throughput_ratio"] for pair in pairs]),
     }
 
 
@@ -182,12 +182,13 @@ def _pair(order: tuple[str, ...], runs: dict[str, dict[str, Any]]) -> dict[str, 
         "order": list(order),
         "single": single,
         "cluster": cluster,
-        "redis_cpu_ratio": _ratio(cluster[redis_us], single[redis_us]),
-        "throughput_ratio": _ratio(cluster["per_s"], single["per_s"]),
+        "redis_cpu_ratio": ratio_of(cluster[redis_us], single[redis_us]),
+        "throughput_ratio": ratio_of(cluster["per_s"], single["per_s"]),
     }
 
 
-def _ratio(value: float, base: float) -> float | None:
+def ratio_of(value: float, base: float) -> float | None:
+    """``value / base`` to 3 places; None without a base."""
     return round(value / base, 3) if base else None
 
 
@@ -196,15 +197,16 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     addresses = runs[0]["redis_us_per_scan"]
     figures = ("per_s", "redis_us_per_scan_sum", "api_us_per_scan", "sink_us_per_scan")
     return {
-        **{figure: _median([run[figure] for run in runs]) for figure in figures},
+        **{figure: median_of([run[figure] for run in runs]) for figure in figures},
         "redis_us_per_scan": {
-            address: _median([run["redis_us_per_scan"][address] for run in runs])
+            address: median_of([run["redis_us_per_scan"][address] for run in runs])
             for address in addresses
         },
     }
 
 
-def _median(values: list[float | None]) -> float | None:
+def median_of(values: list[float | None]) -> float | None:
+    """The median of the known values to 3 places; None if none is known."""
     known = [value for value in values if value is not None]
     return round(statistics.median(known), 3) if known else None
 

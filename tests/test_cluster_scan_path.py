@@ -170,7 +170,7 @@ def test_two_sinks_share_the_partitions_of_a_cluster_and_store_every_event_once(
             wait_until(lambda: lease_shares(client) == [16], 20, "the second sink to take all")
             add_events(client, make_events(1000, 1000), per_entry=4)
             wait_until(lambda: stored(database) == (2000, 2000), 20, "the events after")
-            assert backlog(client) == 0
+            wait_until(lambda: backlog(client) == 0, 20, "their acknowledgements")
         finally:
             first_stop.set()
             second_stop.set()

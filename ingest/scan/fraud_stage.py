@@ -114,7 +114,7 @@ class FraudStage:
             read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
             by_actor_tag: dict[str, list[tuple[int, Observation]]] = defaultdict(list)
             for at, fact in enumerate(facts):
-                for observation in _observations(fact):
+                for observation in observations_of(fact):
                     tag = self._partitions.actor_tag(observation.actor)
                     by_actor_tag[tag].append((at, observation))
             history_reads = [read_history(facts[at].serial, self._partitions) for at in read]
@@ -176,7 +176,7 @@ def _refusal(kind: ActorKind, seconds: int) -> TooManyRequests:
     )
 
 
-def _observations(scan: ScanFacts) -> list[Observation]:
+def observations_of(scan: ScanFacts) -> list[Observation]:
     """The scan as its IP made it and, when it sent one, as its device made it."""
     invalid = any(flag["flag"] in _GUESS_FLAGS for flag in scan.code_flags)
     observations = [Observation(ActorKind.IP, scan.ip, invalid, 0, scan.member)]
