@@ -22,20 +22,23 @@ a member with every scan, no client scan ids. ``in_flight`` micro-batches wait o
 Two topologies run side by side: one redis-server over ``RedisPipe`` and a cluster of
 ``masters`` primaries without replicas over ``ClusterPipe`` (``benchmarks.stack.local_redis``).
 For each AOF fsync policy (``CONFIG SET appendfsync`` on every node; automatic AOF rewrites
-off, so no fork falls into a run) and each micro-batch size, pairs of runs alternate their order
-(single, cluster, then cluster, single, ...) so that the machine's drift falls on both; both
-topologies run the same micro-batches. Per run and per redis-server: CPU time (user + system,
-``/proc/<pid>/stat``) per scan, its read and write system calls (``/proc/<pid>/io``) and
-``INFO stats`` reads and writes processed, network bytes and EVALSHA calls per scan. The
-headline per size and policy is the median over the pairs of cluster (sum of masters) / single.
+off, so no fork falls into a run), each load (``LOADS``: the cluster's micro-batches of the same
+size as the single node's, as at one offered load, or ``masters`` times larger, as a cluster
+carrying ``masters`` times the load, whose every master then sees the single node's size) and
+each micro-batch size, pairs of runs alternate their order (single, cluster, then cluster,
+single, ...) so that the machine's drift falls on both; at one load both topologies run the same
+micro-batches. Per run and per redis-server: CPU time (user + system, ``/proc/<pid>/stat``) per
+scan, its read and write system calls (``/proc/<pid>/io``) and ``INFO stats`` reads and writes
+processed, network bytes and EVALSHA calls per scan. The headline per policy, load and size is
+the median over the pairs of cluster (sum of masters) / single.
 
 ``python -m benchmarks.cluster_cost [--quick] [--sizes 8 20 64 256] [--policies always
-everysec] [--pairs N] [--scans N] [--no-save]`` prints one JSON document and saves it as
-``benchmarks/results/cluster-cost-<stamp>.json`` (not with ``--no-save``). The default run takes
-a few minutes; ``--quick`` (two sizes, one pair of tiny runs) checks that everything runs. Run
-the real thing alone on the machine (``flock /tmp/bench.lock python -m
-benchmarks.cluster_cost``). Traffic goes to 127.0.0.1 only; every server it starts is stopped
-by its PID.
+everysec] [--loads same per_master] [--pairs N] [--scans N] [--no-save]`` prints one JSON
+document and saves it as ``benchmarks/results/cluster-cost-<stamp>.json`` (not with
+``--no-save``). The default run takes about ten minutes; ``--quick`` (two sizes, one pair of tiny
+runs) checks that everything runs. Run the real thing alone on the machine (``flock
+/tmp/bench.lock python -m benchmarks.cluster_cost``). Traffic goes to 127.0.0.1 only; every
+server it starts is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -91,6 +94,10 @@ from ingest.store.scripts import Command, ScriptRunner
 
 SIZES = (8, 20, 64, 256)
 POLICIES = ("always", "everysec")
+LOADS = ("same", "per_master")
+"""``same``: both topologies get micro-batches of the cell's size, as at one offered load;
+``per_master``: the cluster gets micro-batches ``masters`` times larger, so each master sees the
+size one node does, as a cluster would at ``masters`` times the load."""
 SETTINGS = Settings()
 PARTITIONS = SETTINGS.partitions
 POLICY = FraudPolicy()
@@ -112,6 +119,7 @@ class Plan:
 
     sizes: tuple[int, ...]
     policies: tuple[str, ...]
+    loads: tuple[str, ...]
     pairs: int
     scans: int
     """Scans per run (rounded down to whole micro-batches)."""
@@ -119,8 +127,8 @@ class Plan:
     masters: int
 
 
-FULL = Plan(SIZES, POLICIES, pairs=4, scans=38_400, in_flight=2, masters=3)
-QUICK = Plan((8, 64), POLICIES, pairs=1, scans=1_280, in_flight=2, masters=3)
+FULL = Plan(SIZES, POLICIES, LOADS, pairs=4, scans=38_400, in_flight=2, masters=3)
+QUICK = Plan((8, 64), POLICIES, LOADS, pairs=1, scans=1_280, in_flight=2, masters=3)
 
 
 class MicroBatch(NamedTuple):
@@ -349,18 +357,21 @@ async def measure(plan: Plan, topologies: Mapping[str, Topology]) -> list[dict[s
     for policy in plan.policies:
         for topology in topologies.values():
             await topology.configure(policy)
-        for size in plan.sizes:
+        for load, size in itertools.product(plan.loads, plan.sizes):
+            cluster_size = size * plan.masters if load == "per_master" else size
             pairs = []
             for number in range(plan.pairs):
-                _say(f"{policy}, {size} scans per micro-batch: pair {number + 1} of {plan.pairs}")
+                _say(f"{policy}, {size} scans per micro-batch ({load}): pair {number + 1}")
                 micro_batches = traffic.micro_batches(plan.scans, size)
+                sizes = {"single": micro_batches, "cluster": micro_batches}
+                if cluster_size != size:
+                    sizes["cluster"] = traffic.micro_batches(plan.scans, cluster_size)
                 order = TOPOLOGIES if number % 2 == 0 else TOPOLOGIES[::-1]
                 runs = {
-                    name: await topologies[name].run(micro_batches, plan.in_flight)
-                    for name in order
+                    name: await topologies[name].run(sizes[name], plan.in_flight) for name in order
                 }
                 pairs.append(_pair(order, runs))
-            cells.append(_cell(policy, size, pairs))
+            cells.append(_cell(policy, load, size, pairs))
     return cells
 
 
@@ -370,11 +381,12 @@ def _pair(order: Sequence[str], runs: Mapping[str, dict[str, Any]]) -> dict[str,
     return {"order": list(order), **runs, "redis_cpu_ratio": ratio}
 
 
-def _cell(policy: str, size: int, pairs: list[dict[str, Any]]) -> dict[str, Any]:
+def _cell(policy: str, load: str, size: int, pairs: list[dict[str, Any]]) -> dict[str, Any]:
     clusters = [pair["cluster"] for pair in pairs]
     masters = clusters[0]["redis_us_per_scan"]
     return {
         "appendfsync": policy,
+        "load": load,
         "scans_per_micro_batch": size,
         "pairs": pairs,
         "median": {
@@ -403,6 +415,7 @@ def _table(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "appendfsync": cell["appendfsync"],
+            "load": cell["load"],
             "scans_per_micro_batch": cell["scans_per_micro_batch"],
             "single_us_per_scan": cell["median"]["single_us_per_scan"],
             "cluster_us_per_scan_by_master": list(
@@ -476,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="two sizes, one pair of tiny runs")
     parser.add_argument("--sizes", type=int, nargs="+", help="scans per micro-batch")
     parser.add_argument("--policies", nargs="+", choices=POLICIES, help="appendfsync policies")
+    parser.add_argument("--loads", nargs="+", choices=LOADS, help="same or per_master (both)")
     parser.add_argument("--pairs", type=int, help="pairs of runs per size and policy")
     parser.add_argument("--scans", type=int, help="scans per run")
     parser.add_argument("--no-save", action="store_true", help="print, do not save the report")
@@ -484,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     changes = {
         "sizes": None if args.sizes is None else tuple(args.sizes),
         "policies": None if args.policies is None else tuple(args.policies),
+        "loads": None if args.loads is None else tuple(args.loads),
         "pairs": args.pairs,
         "scans": args.scans,
     }

@@ -30,8 +30,15 @@ def test_the_quick_run_reports_each_size_and_policy_for_one_node_and_3_masters(
     assert printed["plan"]["sizes"] == list(plan.sizes)
     assert [len(printed["nodes"][name]) for name in ("single", "cluster")] == [1, plan.masters]
     assert all(n == 0 for rewrites in printed["aof_rewrites"].values() for n in rewrites.values())
-    cells = [(row["appendfsync"], row["scans_per_micro_batch"]) for row in printed["table"]]
-    assert cells == [(policy, size) for policy in plan.policies for size in plan.sizes]
+    cells = [
+        (row["appendfsync"], row["load"], row["scans_per_micro_batch"]) for row in printed["table"]
+    ]
+    assert cells == [
+        (policy, load, size)
+        for policy in plan.policies
+        for load in plan.loads
+        for size in plan.sizes
+    ]
     for row in printed["table"]:
         assert len(row["cluster_us_per_scan_by_master"]) == plan.masters
         assert len(row["ratios"]) == plan.pairs
@@ -42,6 +49,9 @@ def test_the_quick_run_reports_each_size_and_policy_for_one_node_and_3_masters(
     for cell in printed["cells"]:
         for pair in cell["pairs"]:
             single, cluster = pair["single"], pair["cluster"]
+            if cell["load"] == "per_master":  # whole micro-batches three times larger
+                assert plan.scans - cell["scans_per_micro_batch"] * plan.masters < cluster["scans"]
+                continue
             assert single["scans"] == cluster["scans"] == plan.scans
             assert single["per_scan"]["evalsha_calls"] == cluster["per_scan"]["evalsha_calls"] > 0
             assert single["per_scan"]["total_net_input_bytes"] == pytest.approx(
