@@ -100,7 +100,7 @@ def test_a_store_of_the_earlier_fixed_partitions_is_refused(streams: redis.Redis
 
 
 @pytest.mark.redis
-def test_serve_and_sink_with_other_counts_stop_with_one_line(
+def test_serve_up_and_sink_with_other_counts_stop_with_one_line(
     streams: redis.Redis, redis_url: str, keyring_path: Path, tmp_path: Path
 ) -> None:
     check_layout(streams, Partitions(48, 12), redis_url)
@@ -113,7 +113,7 @@ def test_serve_and_sink_with_other_counts_stop_with_one_line(
         "SCANWARD_PORT": "1",  # never bound: the start stops before
         "PATH": "/usr/bin:/bin",
     }
-    for command in (["serve", "--workers", "1"], ["sink"]):
+    for command in (["serve", "--workers", "1"], ["serve", "--workers", "2"], ["sink"], ["up"]):
         finished = subprocess.run(
             [sys.executable, "-m", "ingest.cli", *command],
             env=environment,

@@ -30,6 +30,9 @@ from ingest.metrics import MULTIPROC_ENV
 from ingest.ops import demo, json_logging, local_services
 from ingest.ops.server import serve, wait_until_serving
 from ingest.ops.supervisor import Supervisor
+from ingest.store import connect
+from ingest.store.layout import check_layout
+from ingest.store.outage import STORE_FAILURES
 
 
 def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -72,6 +75,7 @@ def serve_command(args: argparse.Namespace) -> None:
             raise _cannot_serve(settings, error) from None
         return
     _check_port_is_free(settings)
+    check_partitions(settings)
     with (
         tempfile.TemporaryDirectory(prefix="scanward-metrics-") as metrics_dir,
         Supervisor({**settings_environment(settings), MULTIPROC_ENV: metrics_dir}) as supervisor,
@@ -96,6 +100,7 @@ def up_command(args: argparse.Namespace) -> None:
         redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
         if redis_url is None:
             redis_url = stack.enter_context(_stopping(_start_redis(args, settings)))
+        check_partitions(replace(settings, redis_url=redis_url))
         if clickhouse_url is None:
             clickhouse_url = stack.enter_context(
                 _stopping(local_services.start_clickhouse(settings.data_dir))
@@ -119,6 +124,20 @@ def up_command(args: argparse.Namespace) -> None:
         print(f"serving with {settings.workers} worker(s) and the sink; Ctrl-C stops everything")
         sys.stdout.flush()
         supervisor.run()
+
+
+def check_partitions(settings: Settings) -> None:
+    """The partition counts against the store's before any child starts (each would stop with
+    the same line, and be started again); with Redis down the start goes on unchecked, as a
+    worker's own start does."""
+    assert settings.redis_url is not None
+    redis = connect.sync_client(settings.redis_url)
+    try:
+        check_layout(redis, settings.partitions, connect.addresses(settings.redis_url))
+    except STORE_FAILURES as error:
+        print(f"partition counts not checked: Redis is unavailable: {error}", file=sys.stderr)
+    finally:
+        redis.close()
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
