@@ -27,10 +27,12 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# redis-server, clickhouse-server and wrk, plus python3 and its venv module on minimal images.
+# redis-server, clickhouse-server, wrk and zookeeper (for the ClickHouse cluster's replicas),
+# plus python3 and its venv module on minimal images.
 system-packages:
 	@missing=""; for b in $(SYSTEM_BINARIES); do \
 	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	[ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing="$$missing zookeeper"; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3 python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from the system's packages"; \

@@ -1,12 +1,14 @@
 """Real Redis and ClickHouse servers for the session, started by the same harness as `scanward up`.
 
 A test that talks to a server must say so with ``@pytest.mark.redis``, ``@pytest.mark.cluster``
-(a Redis Cluster of three primaries) or ``@pytest.mark.clickhouse``; asking for a server fixture
-without the marker fails the test.  Each server starts at the first test that asks for it.
+(a Redis Cluster of three primaries), ``@pytest.mark.clickhouse`` or
+``@pytest.mark.clickhouse_cluster`` (2 shards of 2 replicas and ZooKeeper); asking for a server
+fixture without the marker fails the test.  Each server starts at the first test that asks for it.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,9 @@ from codes.keyring import Keyring
 from ingest.config import Settings
 from ingest.http.app import create_app
 from ingest.ops import local_services
+from ingest.ops.clickhouse_cluster import ClickHouseClusterServers, start_clickhouse_cluster
+from ingest.warehouse.client import connect
+from ingest.warehouse.topology import Topology
 from tests.helpers import ADMIN_TOKEN, AiohttpClient
 from tests.sink_support import fresh_database, sinking
 
@@ -44,6 +49,44 @@ def _redis_cluster(
     cluster = local_services.start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def _clickhouse_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ClickHouseClusterServers]:
+    cluster = start_clickhouse_cluster(tmp_path_factory.mktemp("clickhouse-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def clickhouse_cluster(
+    request: pytest.FixtureRequest, _clickhouse_cluster: ClickHouseClusterServers
+) -> Iterator[Topology]:
+    """The session's ClickHouse cluster with a fresh, empty database of the test's own on every
+    server (not migrated), dropped afterwards: its topology."""
+    _require_marker(request, "clickhouse_cluster")
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    servers = [server.url for server in _clickhouse_cluster.servers()]
+    for url in servers:
+        _on_server(url, f"CREATE DATABASE {name}")
+    yield Topology.parse(
+        ";".join(
+            ",".join(f"{server.url.rsplit('/', 1)[0]}/{name}" for server in shard)
+            for shard in _clickhouse_cluster.shards
+        )
+    )
+    for url in servers:
+        _on_server(url, f"DROP DATABASE IF EXISTS {name}")
+
+
+def _on_server(url: str, statement: str) -> None:
+    client = connect(url)
+    try:
+        client.execute(statement)
+    finally:
+        client.disconnect()
 
 
 @pytest.fixture(scope="session")

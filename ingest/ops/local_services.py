@@ -104,7 +104,8 @@ class ServerProcess:
             self.process.wait()
 
 
-def _spawn(name: str, argv: list[str], folder: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def spawn(name: str, argv: list[str], folder: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """``argv`` in a session of its own in ``folder``, its output in ``folder/<name>.out``."""
     log = folder / f"{name}.out"
     with log.open("ab") as output:
         process = subprocess.Popen(
@@ -118,7 +119,9 @@ def _spawn(name: str, argv: list[str], folder: Path) -> tuple[subprocess.Popen[b
     return process, log
 
 
-def _wait_until(ready: Callable[[], bool], server: ServerProcess) -> None:
+def wait_until_ready(ready: Callable[[], bool], server: ServerProcess) -> None:
+    """Until ``ready()`` (an ``OSError`` counts as not yet); a one-line ``ServiceError`` if the
+    server exits first or takes longer than a start may."""
     deadline = time.monotonic() + _START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -149,7 +152,7 @@ def _spawn_redis(
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
     argv += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
     argv += ["--daemonize", "no", "--logfile", "", *options]
-    process, log = _spawn("redis", argv, folder)
+    process, log = spawn("redis", argv, folder)
     return ServerProcess(name, url, process, log)
 
 
@@ -159,7 +162,7 @@ def _wait_for_redis(server: ServerProcess, port: int) -> None:
             connection.sendall(b"PING\r\n")
             return connection.recv(16).startswith(b"+PONG")
 
-    _wait_until(answers, server)
+    wait_until_ready(answers, server)
 
 
 def start_redis(data_dir: Path, *, appendfsync: str = "always") -> ServerProcess:
@@ -445,7 +448,7 @@ _CLICKHOUSE_CONFIG = """<?xml version="1.0"?>
     <default_database>default</default_database>
     <mark_cache_size>268435456</mark_cache_size>
     <max_concurrent_queries>100</max_concurrent_queries>
-</yandex>
+{extra}</yandex>
 """
 
 _CLICKHOUSE_USERS = """<?xml version="1.0"?>
@@ -480,19 +483,25 @@ _CLICKHOUSE_USERS = """<?xml version="1.0"?>
 """
 
 
-def start_clickhouse(data_dir: Path) -> ServerProcess:
+def start_clickhouse(
+    data_dir: Path, *, folder_name: str = "clickhouse", tcp_port: int = 0, extra_config: str = ""
+) -> ServerProcess:
+    """A clickhouse-server under ``data_dir/folder_name``; ``extra_config``: more elements of
+    its ``config.xml`` (a cluster's ZooKeeper, shards and macros)."""
     binary = find_binary("clickhouse-server", "clickhouse-server")
-    folder = (data_dir / "clickhouse").resolve()
+    folder = (data_dir / folder_name).resolve()
     for sub in ("log", "data", "tmp", "user_files", "format_schemas"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    tcp_port, http_port = free_port(), free_port()
+    tcp_port, http_port = tcp_port or free_port(), free_port()
     (folder / "users.xml").write_text(_CLICKHOUSE_USERS)
     config = folder / "config.xml"
     config.write_text(
-        _CLICKHOUSE_CONFIG.format(folder=folder, tcp_port=tcp_port, http_port=http_port)
+        _CLICKHOUSE_CONFIG.format(
+            folder=folder, tcp_port=tcp_port, http_port=http_port, extra=extra_config
+        )
     )
     argv = ["nice", "-n", str(BACKGROUND_NICENESS), binary, f"--config-file={config}"]
-    process, log = _spawn("clickhouse", argv, folder)
+    process, log = spawn(folder_name, argv, folder)
     server = ServerProcess(
         "clickhouse-server", f"clickhouse://127.0.0.1:{tcp_port}/default", process, log
     )
@@ -501,7 +510,7 @@ def start_clickhouse(data_dir: Path) -> ServerProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ping", timeout=1) as reply:
             return bool(reply.read().startswith(b"Ok"))
 
-    _wait_until(answers, server)
+    wait_until_ready(answers, server)
     return server
 
 

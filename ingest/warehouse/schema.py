@@ -65,18 +65,28 @@ def _statements(text: str) -> tuple[str, ...]:
 
 def apply_migrations(client: Any, migrations: Sequence[Migration] | None = None) -> list[str]:
     """Applies the migrations not yet recorded in the client's database; returns their names."""
-    client.execute(_CREATE_TABLE)
-    applied = {version for (version,) in client.execute("SELECT version FROM schema_migrations")}
+    applied = applied_versions(client)
     names = []
     for migration in load_migrations() if migrations is None else migrations:
         if migration.version in applied:
             continue
         for statement in migration.statements:
             client.execute(statement)
-        client.execute(
-            "INSERT INTO schema_migrations (version, name, applied) "
-            "SELECT %(version)s, %(name)s, now()",
-            {"version": migration.version, "name": migration.name},
-        )
+        record_migration(client, migration)
         names.append(migration.name)
     return names
+
+
+def applied_versions(client: Any) -> set[int]:
+    """The versions recorded in the client's database (the record table made if missing)."""
+    client.execute(_CREATE_TABLE)
+    return {version for (version,) in client.execute("SELECT version FROM schema_migrations")}
+
+
+def record_migration(client: Any, migration: Migration) -> None:
+    """Recorded only after all its statements ran (see the module's documentation)."""
+    client.execute(
+        "INSERT INTO schema_migrations (version, name, applied) "
+        "SELECT %(version)s, %(name)s, now()",
+        {"version": migration.version, "name": migration.name},
+    )

@@ -1,0 +1,197 @@
+"""The migrations on a cluster (``ingest.warehouse.topology``), from the same SQL files as on one
+server, applied and recorded server by server.
+
+Each ``CREATE TABLE t`` becomes ``t_local`` on every server (``Replicated*MergeTree`` under
+``/clickhouse/tables/{shard}/<database>/t`` when shards have replicas) and ``t``, a
+``Distributed`` table over the ``t_local`` of every shard, under the name analysts and the
+documented queries use. A materialized view reads and writes local tables, so each shard rolls
+up its own rows (a replica fetching a part does not fire it again); plain views read the
+Distributed tables. ``ALTER TABLE t`` changes ``t_local`` and ``t``.
+
+18.16 runs ``ON CLUSTER`` DDL only through ZooKeeper's task queue, which a cluster of shards
+without replicas lacks; so every statement runs on every server, each server keeps its own
+``schema_migrations``, and a server that is down is reported and caught up by the next run.
+A replicated table's ALTER reaches the other replicas by itself: an ``ADD COLUMN`` a server's
+table already has is left out (18.16 has no ``ADD COLUMN IF NOT EXISTS``), after waiting a
+little for a replica to receive it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.warehouse.schema import (
+    Migration,
+    applied_versions,
+    load_migrations,
+    record_migration,
+)
+from ingest.warehouse.topology import CLUSTER, Topology
+
+LOCAL = "_local"
+REPLICATED_ALTER_WAIT_S = 10.0
+_COMMENT_LINE = re.compile(r"^\s*--.*\n?", re.MULTILINE)
+_CREATE_TABLE = re.compile(
+    r"^CREATE TABLE IF NOT EXISTS (\w+)\s*(\(.*\))\s*ENGINE = (\w+)\(([^)]*)\)(.*)$", re.DOTALL
+)
+_MATERIALIZED_VIEW = re.compile(
+    r"^(CREATE MATERIALIZED VIEW IF NOT EXISTS \w+ TO )(\w+)(\s+AS\s.*)$", re.DOTALL
+)
+_ALTER = re.compile(r"^ALTER TABLE (\w+)\s+(.*)$", re.DOTALL)
+_ADD_COLUMN = re.compile(r"^ADD COLUMN (\w+)\b")
+_FROM = re.compile(r"\b(FROM|JOIN)\s+(\w+)\b")
+
+
+def cluster_statements(statement: str, topology: Topology, tables: frozenset[str]) -> list[str]:
+    """What ``statement`` of a migration becomes on every server of ``topology``; ``tables``
+    are the names the migrations create as tables."""
+    text = _COMMENT_LINE.sub("", statement).strip()
+    if match := _CREATE_TABLE.match(text):
+        name, columns, engine, arguments, rest = match.groups()
+        local_engine = f"{engine}({arguments})"
+        if topology.replicated:
+            path = f"'/clickhouse/tables/{{shard}}/{topology.database}/{name}'"
+            replicated = ", ".join(part for part in (path, "'{replica}'", arguments) if part)
+            local_engine = f"Replicated{engine}({replicated})"
+        return [
+            f"CREATE TABLE IF NOT EXISTS {name}{LOCAL} {columns}\nENGINE = {local_engine}{rest}",
+            f"CREATE TABLE IF NOT EXISTS {name} AS {name}{LOCAL}\n"
+            f"ENGINE = Distributed({CLUSTER}, {topology.database}, {name}{LOCAL}, rand())",
+        ]
+    if match := _MATERIALIZED_VIEW.match(text):
+        head, target, query = match.groups()
+        return [head + target + LOCAL + _FROM.sub(_local_source(tables), query)]
+    if match := _ALTER.match(text):
+        name, changes = match.groups()
+        return [f"ALTER TABLE {name}{LOCAL} {changes}", f"ALTER TABLE {name} {changes}"]
+    return [statement]
+
+
+def _local_source(tables: frozenset[str]) -> Callable[[re.Match[str]], str]:
+    def replace(match: re.Match[str]) -> str:
+        keyword, name = match.groups()
+        return f"{keyword} {name}{LOCAL}" if name in tables else match.group(0)
+
+    return replace
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMigrations:
+    """One server's outcome of a run: the migrations applied now, or why it was left behind."""
+
+    shard: int
+    replica: int
+    address: str
+    applied: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class _Server:
+    def __init__(self, shard: int, replica: int, url: str, client: Any) -> None:
+        self.shard, self.replica, self.client = shard, replica, client
+        self.address = url.split("@")[-1].split("//")[-1].split("/")[0]
+        self.versions: set[int] = set()
+        self.applied: list[str] = []
+        self.error: str | None = None
+
+    def outcome(self) -> ServerMigrations:
+        applied = tuple(self.applied)
+        return ServerMigrations(self.shard, self.replica, self.address, applied, self.error)
+
+
+def apply_cluster_migrations(
+    topology: Topology,
+    connect: Callable[[str], Any],
+    describe: Callable[[BaseException], str],
+    errors: tuple[type[BaseException], ...],
+) -> list[ServerMigrations]:
+    """The migrations on every server of ``topology``, statement by statement on all servers in
+    turn (a replica must create a replicated table before another replica's ALTER changes its
+    structure in ZooKeeper); a server that fails with one of ``errors`` (down, refusing) is
+    reported and left out of the rest of the run, the others go on."""
+    migrations = load_migrations()
+    tables = frozenset(_created_tables(migrations))
+    servers = [_Server(*server, connect(server[2])) for server in topology.servers()]
+
+    def on_each(servers: list[_Server], step: Callable[[_Server], None]) -> None:
+        for server in servers:
+            if server.error is None:
+                try:
+                    step(server)
+                except errors as error:
+                    server.error = describe(error)
+
+    try:
+        on_each(servers, lambda server: server.versions.update(applied_versions(server.client)))
+        for migration in migrations:
+            behind = [server for server in servers if migration.version not in server.versions]
+            for statement in migration.statements:
+                on_each(behind, functools.partial(_execute, statement, topology, tables))
+            on_each(behind, functools.partial(_record, migration))
+    finally:
+        for server in servers:
+            server.client.disconnect()
+    return [server.outcome() for server in servers]
+
+
+def _record(migration: Migration, server: _Server) -> None:
+    record_migration(server.client, migration)
+    server.applied.append(migration.name)
+
+
+def _execute(statement: str, topology: Topology, tables: frozenset[str], server: _Server) -> None:
+    for prepared in _prepared(server.client, statement, topology, tables, server.replica):
+        server.client.execute(prepared)
+
+
+def _created_tables(migrations: Sequence[Migration]) -> list[str]:
+    return [
+        match.group(1)
+        for migration in migrations
+        for statement in migration.statements
+        if (match := _CREATE_TABLE.match(_COMMENT_LINE.sub("", statement).strip()))
+    ]
+
+
+def _prepared(
+    client: Any, statement: str, topology: Topology, tables: frozenset[str], replica: int
+) -> list[str]:
+    """The statement's cluster form, less the columns the server's tables already have."""
+    prepared = []
+    for text in cluster_statements(statement, topology, tables):
+        if (match := _ALTER.match(text)) is None:
+            prepared.append(text)
+            continue
+        name, changes = match.groups()
+        clauses = re.split(r",\s*(?=ADD COLUMN\b)", changes.strip().rstrip(";"))
+        added = [m.group(1) for clause in clauses if (m := _ADD_COLUMN.match(clause))]
+        wait_s = REPLICATED_ALTER_WAIT_S if _replicated_elsewhere(name, topology, replica) else 0
+        present = _columns_present(client, name, added, wait_s)
+        kept = [c for c in clauses if not ((m := _ADD_COLUMN.match(c)) and m.group(1) in present)]
+        if kept:
+            prepared.append(f"ALTER TABLE {name} {', '.join(kept)}")
+    return prepared
+
+
+def _replicated_elsewhere(table: str, topology: Topology, replica: int) -> bool:
+    """Whether an earlier replica's ALTER of ``table`` reaches this server by replication."""
+    return topology.replicated and table.endswith(LOCAL) and replica > 1
+
+
+def _columns_present(client: Any, table: str, columns: list[str], wait_s: float) -> set[str]:
+    """Which of ``columns`` ``table`` has; waits up to ``wait_s`` for all of them to appear."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        rows = client.execute(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = %(t)s",
+            {"t": table},
+        )
+        present = {name for (name,) in rows} & set(columns)
+        if len(present) == len(columns) or time.monotonic() >= deadline:
+            return present
+        time.sleep(0.2)
