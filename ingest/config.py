@@ -71,6 +71,16 @@ def _urls(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _clickhouse_topology(text: str) -> str:
+    """One server's URL, or a cluster's (``ingest.warehouse.topology``): shards separated by
+    ``;``, a shard's replicas by ``,``, all of one database."""
+    one = _url("clickhouse", "clickhouses")
+    shards = [[one(url.strip()) for url in shard.split(",")] for shard in text.split(";")]
+    if len({urlsplit(url).path.strip("/") or "default" for s in shards for url in s}) > 1:
+        raise ValueError("every server of a cluster must name the same database")
+    return ";".join(",".join(shard) for shard in shards)
+
+
 def _token(text: str) -> str:
     if len(text) < 16:
         raise ValueError("must be at least 16 characters")
@@ -181,7 +191,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": _text,
     "port": _port,
     "redis_url": _urls("redis", "rediss"),
-    "clickhouse_url": _url("clickhouse", "clickhouses"),
+    "clickhouse_url": _clickhouse_topology,
     "admin_token": _token,
     "keyring_secret": _text,
     "keyring_path": Path,

@@ -61,6 +61,15 @@ def _clickhouse_cluster(
 
 
 @pytest.fixture
+def clickhouse_cluster_servers(
+    request: pytest.FixtureRequest, _clickhouse_cluster: ClickHouseClusterServers
+) -> ClickHouseClusterServers:
+    """The session's ClickHouse cluster's processes, for tests that stop and start servers."""
+    _require_marker(request, "clickhouse_cluster")
+    return _clickhouse_cluster
+
+
+@pytest.fixture
 def clickhouse_cluster(
     request: pytest.FixtureRequest, _clickhouse_cluster: ClickHouseClusterServers
 ) -> Iterator[Topology]:

@@ -3,19 +3,25 @@ tables replicated within a shard, Distributed tables and rollups answering for a
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
-from clickhouse_driver.errors import Error as ClickHouseError
 
-from ingest.events.scans import ScanEvent
+from ingest.events.scans import Columns, decode_columns
+from ingest.ops.clickhouse_cluster import ClickHouseClusterServers
 from ingest.sink.table import COLUMNS, column_values
-from ingest.warehouse.client import connect, describe
-from ingest.warehouse.cluster_schema import apply_cluster_migrations, cluster_statements
+from ingest.warehouse.client import connect
+from ingest.warehouse.cluster_schema import (
+    ServerMigrations,
+    apply_cluster_migrations,
+    cluster_statements,
+)
 from ingest.warehouse.schema import load_migrations
 from ingest.warehouse.topology import Topology
-from tests.sink_support import make_events
+from tests.sink_support import entry_fields, make_events
 
 pytestmark = pytest.mark.clickhouse_cluster
 
@@ -26,10 +32,8 @@ COLUMNS_OF_SCANS = (
 MIGRATIONS = [migration.name for migration in load_migrations()]
 
 
-def _migrate(topology: Topology) -> list[Any]:
-    return apply_cluster_migrations(
-        topology, connect, describe, (ClickHouseError, OSError, EOFError)
-    )
+def _migrate(topology: Topology) -> list[ServerMigrations]:
+    return apply_cluster_migrations(topology)
 
 
 def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
@@ -55,15 +59,12 @@ def test_topology_urls_parse_into_shards_of_replicas() -> None:
 
 
 def test_a_table_becomes_a_replicated_local_table_and_a_distributed_one() -> None:
-    topology = Topology.parse(
-        "clickhouse://a/db,clickhouse://b/db;clickhouse://c/db,clickhouse://d/db"
-    )
+    topology = Topology.parse("clickhouse://a/db,clickhouse://b/db;clickhouse://c/db")
     create = "CREATE TABLE IF NOT EXISTS t\n(x UInt8)\nENGINE = ReplacingMergeTree(x)\nORDER BY x"
     local, distributed = cluster_statements(create, topology, frozenset({"t"}))
     assert "CREATE TABLE IF NOT EXISTS t_local" in local
-    assert (
-        "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t', '{replica}', x)" in local
-    )
+    engine = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t', '{replica}', x)"
+    assert engine in local
     assert distributed.endswith("ENGINE = Distributed(scanward, db, t_local, rand())")
     query = "SELECT x FROM {} WHERE x IN (SELECT 1 FROM other)"
     view = f"CREATE MATERIALIZED VIEW IF NOT EXISTS v TO r AS\n{query.format('t')}"
@@ -71,14 +72,11 @@ def test_a_table_becomes_a_replicated_local_table_and_a_distributed_one() -> Non
     assert local_view.endswith(f"TO r_local AS\n{query.format('t_local')}")
 
 
-def _events(count: int, first: int) -> dict[str, Any]:
-    from ingest.events.scans import decode_columns
-    from tests.sink_support import entry_fields
-
-    events: list[ScanEvent] = make_events(count, first)
+def _events(count: int, first: int) -> Columns:
+    """Columns of ``count`` scan events as the sink inserts them (one event per entry)."""
+    events = make_events(count, first)
     entries = [
-        (f"{1_700_000_000_000 + n}-0".encode(), entry_fields([event]))
-        for n, event in enumerate(events)
+        (f"{1_700_000_000_000 + n}-0".encode(), entry_fields([e])) for n, e in enumerate(events)
     ]
     return decode_columns(0, entries, utf8=True)
 
@@ -135,8 +133,75 @@ def test_rows_replicate_within_a_shard_and_distributed_tables_see_every_shard(
     _wait_for(
         lambda: _query(s2r1, "SELECT count() FROM scans_local") == [(20,)], "shard 2's replica"
     )
+    # a Distributed query reads one replica of each shard, which may not have fetched the
+    # newest parts yet: replicas agree once replication has caught up
     for url in (s1r1, s1r2, s2r1, s2r2):
-        assert _query(url, "SELECT count(), uniqExact(scan_id) FROM scans") == [(50, 50)]
-        assert _query(url, "SELECT sum(scans) FROM scans_hourly") == [
-            (50,)
-        ]  # each shard rolled up once
+        _wait_for(
+            lambda url=url: (
+                _query(url, "SELECT count(), uniqExact(scan_id) FROM scans") == [(50, 50)]
+            ),
+            "every shard's scans",
+        )
+        # each shard rolled its own rows up once, not again on the replica that fetched them
+        _wait_for(
+            lambda url=url: _query(url, "SELECT sum(scans) FROM scans_hourly") == [(50,)],
+            "every shard's rollup",
+        )
+
+
+def test_a_server_down_is_reported_and_caught_up_by_the_next_run(
+    clickhouse_cluster: Topology, clickhouse_cluster_servers: ClickHouseClusterServers
+) -> None:
+    clickhouse_cluster_servers.shards[0][1].stop()  # shard 1's second replica
+    try:
+        outcomes = _migrate(clickhouse_cluster)
+        down = outcomes[1]
+        assert (down.shard, down.replica, down.applied) == (1, 2, ())
+        assert down.error
+        assert "\n" not in down.error
+        assert all(o.applied == tuple(MIGRATIONS) for o in outcomes if o is not down)
+    finally:
+        clickhouse_cluster_servers.restart(1, 2)
+    caught_up = _migrate(clickhouse_cluster)
+    assert [o.applied for o in caught_up] == [(), tuple(MIGRATIONS), (), ()]
+    assert all(o.error is None for o in caught_up)
+    (s1r1, s1r2), _ = clickhouse_cluster.shards
+    columns = "SELECT name, type FROM system.columns WHERE database = currentDatabase()"
+    assert sorted(_query(s1r2, columns)) == sorted(_query(s1r1, columns))
+    _insert_local(s1r2, _events(10, 0))
+    _wait_for(lambda: _query(s1r1, "SELECT count() FROM scans_local") == [(10,)], "replication")
+
+
+def _scanward(*command: str, clickhouse_url: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "SCANWARD_CLICKHOUSE_URL": clickhouse_url,
+        "SCANWARD_REDIS_URL": "redis://127.0.0.1:1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "ingest.cli", *command],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_migrate_reports_each_server_and_the_sink_refuses_a_cluster(
+    clickhouse_cluster: Topology,
+) -> None:
+    first = _scanward("migrate", clickhouse_url=clickhouse_cluster.url)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        f"shard {shard} replica {replica}" for shard in (1, 2) for replica in (1, 2)
+    ]
+    assert all(line.endswith(", ".join(MIGRATIONS)) for line in lines)
+    again = _scanward("migrate", clickhouse_url=clickhouse_cluster.url)
+    assert [line.rsplit(": ", 1)[1] for line in again.stdout.splitlines()] == ["up to date"] * 4
+    sink = _scanward("sink", clickhouse_url=clickhouse_cluster.url)
+    assert sink.returncode == 1
+    assert sink.stderr.strip().splitlines() == [
+        "scanward: the sink writes to one ClickHouse server;"
+        " a cluster's per-shard writes are not built"
+    ]

@@ -24,7 +24,9 @@ from ingest.config import Settings
 from ingest.store import connect
 from ingest.warehouse import alerts, export, query_output, reward_audit, rollups
 from ingest.warehouse import client as clickhouse_client
+from ingest.warehouse.cluster_schema import ServerMigrations, apply_cluster_migrations
 from ingest.warehouse.schema import apply_migrations
+from ingest.warehouse.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +88,30 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def migrate_command(args: argparse.Namespace) -> None:
-    applied = apply_all_migrations(settings_of(args, needs_clickhouse=True))
+    """One server: the migrations applied now. A cluster: a line per server, and exit 1 if one
+    was left behind (the next run catches it up)."""
+    settings = settings_of(args, needs_clickhouse=True)
+    assert settings.clickhouse_url is not None
+    topology = Topology.parse(settings.clickhouse_url)
+    if topology.clustered:
+        outcomes = apply_cluster_migrations(topology)
+        for outcome in outcomes:
+            print(_server_line(outcome))
+        if any(outcome.error for outcome in outcomes):
+            raise CommandError("some servers were not migrated; run it again once they are up")
+        return
+    applied = apply_all_migrations(settings)
     for name in applied:
         print(name)
     if not applied:
         print("the schema is up to date", file=sys.stderr)
+
+
+def _server_line(outcome: ServerMigrations) -> str:
+    where = f"shard {outcome.shard} replica {outcome.replica} ({outcome.address})"
+    if outcome.error:
+        return f"{where}: not migrated: {outcome.error}"
+    return f"{where}: {', '.join(outcome.applied) if outcome.applied else 'up to date'}"
 
 
 def apply_all_migrations(settings: Settings) -> list[str]:

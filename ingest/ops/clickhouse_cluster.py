@@ -66,7 +66,10 @@ def start_zookeeper(data_dir: Path) -> ServerProcess:
 
 @dataclass
 class ClickHouseClusterServers:
+    data_dir: Path
     zookeeper: ServerProcess
+    ports: list[list[int]]
+    """Each shard's replicas' TCP ports."""
     shards: list[list[ServerProcess]]
     """Each shard's replicas."""
 
@@ -79,6 +82,11 @@ class ClickHouseClusterServers:
     def servers(self) -> list[ServerProcess]:
         return [server for shard in self.shards for server in shard]
 
+    def restart(self, shard: int, replica: int) -> None:
+        """Starts again (numbered from 1) a server that was stopped, on its port and folder."""
+        self.shards[shard - 1][replica - 1].stop()
+        self.shards[shard - 1][replica - 1] = self._start(shard, replica)
+
     def stop(self) -> None:
         """Every server at once (each takes seconds to let go of ZooKeeper), then ZooKeeper."""
         for server in self.servers():
@@ -87,6 +95,14 @@ class ClickHouseClusterServers:
         for server in self.servers():
             server.stop()
         self.zookeeper.stop()
+
+    def _start(self, shard: int, replica: int) -> ServerProcess:
+        return start_clickhouse(
+            self.data_dir,
+            folder_name=f"clickhouse-s{shard}r{replica}",
+            tcp_port=self.ports[shard - 1][replica - 1],
+            extra_config=_cluster_config(self.ports, self.zookeeper.url, shard, replica),
+        )
 
 
 def start_clickhouse_cluster(
@@ -98,19 +114,12 @@ def start_clickhouse_cluster(
         raise ServiceError("a ClickHouse cluster needs at least one shard of one replica")
     zookeeper = start_zookeeper(data_dir)
     ports = [[free_port() for _ in range(replicas)] for _ in range(shards)]
-    started = ClickHouseClusterServers(zookeeper, [])
+    started = ClickHouseClusterServers(data_dir, zookeeper, ports, [])
     try:
-        for shard, shard_ports in enumerate(ports, 1):
+        for shard in range(1, shards + 1):
             started.shards.append([])
-            for replica, port in enumerate(shard_ports, 1):
-                extra = _cluster_config(ports, zookeeper.url, shard, replica)
-                server = start_clickhouse(
-                    data_dir,
-                    folder_name=f"clickhouse-s{shard}r{replica}",
-                    tcp_port=port,
-                    extra_config=extra,
-                )
-                started.shards[-1].append(server)
+            for replica in range(1, replicas + 1):
+                started.shards[-1].append(started._start(shard, replica))
     except BaseException:
         started.stop()
         raise

@@ -64,12 +64,11 @@ import time
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from clickhouse_driver.errors import Error as ClickHouseError
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from ingest.config import Settings
+from ingest.config import ConfigError, Settings
 from ingest.events.scans import Columns
 from ingest.sink.family import EventFamily, families
 from ingest.sink.insert import Insert
@@ -79,7 +78,9 @@ from ingest.sink.table import SinkTable
 from ingest.store.connect import addresses, sync_client
 from ingest.store.layout import check_layout
 from ingest.store.scripts import SyncRedis
+from ingest.warehouse.client import ERRORS as CLICKHOUSE_ERRORS
 from ingest.warehouse.client import connect, describe
+from ingest.warehouse.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,6 @@ MAX_READ_COUNT = 1_000
 IDLE_S = 0.02
 DISCOVER_S = 1.0
 BACKOFF_FIRST_S, BACKOFF_CAP_S = 0.1, 2.0
-_CLICKHOUSE_ERRORS = (ClickHouseError, OSError, EOFError)
 
 
 def _entries_to_read(rows: int, streams: int, events_per_entry: int) -> int:
@@ -224,7 +224,7 @@ class Sink:
                 columns = insert.columns() if fresh else self._missing(insert)
                 stats = self._insert_rows(columns, insert.ids.keys())
                 break
-            except _CLICKHOUSE_ERRORS as error:
+            except CLICKHOUSE_ERRORS as error:
                 pending = {**self._log, "entries": insert.size, "error": describe(error)}
                 if self._stop.is_set():
                     log.error("stopping with entries pending for the next start", extra=pending)
@@ -331,6 +331,10 @@ def run_sink(settings: Settings, stop: threading.Event) -> None:
     redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
     if redis_url is None or clickhouse_url is None:
         raise ValueError("the sink needs redis_url and clickhouse_url")
+    if Topology.parse(clickhouse_url).clustered:
+        raise ConfigError(
+            "the sink writes to one ClickHouse server; a cluster's per-shard writes are not built"
+        )
     redis = _redis(redis_url)
     try:
         check_layout(redis, settings.partitions, addresses(redis_url))

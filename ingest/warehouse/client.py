@@ -12,14 +12,20 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from clickhouse_driver import Client
+from clickhouse_driver.errors import Error as ClickHouseError
+
+from ingest.warehouse.topology import Topology
 
 CONNECT_TIMEOUT_S = 2
 QUERY_TIMEOUT_S = 60
+ERRORS = (ClickHouseError, OSError, EOFError)
+"""What a query raises when its server is down, refuses it or fails it."""
 
 
 def connect(url: str, timeout_s: float = QUERY_TIMEOUT_S) -> Any:
-    """A ``clickhouse_driver.Client`` (untyped, hence ``Any``) for ``url``; ``timeout_s`` bounds
-    each network wait of a query."""
+    """A ``clickhouse_driver.Client`` (untyped, hence ``Any``) for ``url``, of a cluster its first
+    server (``Topology.first_server``); ``timeout_s`` bounds each network wait of a query."""
+    url = Topology.parse(url).first_server
     # The driver logs a traceback for every refused connection; callers report errors themselves.
     logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     parts = urlsplit(url)

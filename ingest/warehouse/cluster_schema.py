@@ -11,9 +11,12 @@ Distributed tables. ``ALTER TABLE t`` changes ``t_local`` and ``t``.
 18.16 runs ``ON CLUSTER`` DDL only through ZooKeeper's task queue, which a cluster of shards
 without replicas lacks; so every statement runs on every server, each server keeps its own
 ``schema_migrations``, and a server that is down is reported and caught up by the next run.
-A replicated table's ALTER reaches the other replicas by itself: an ``ADD COLUMN`` a server's
-table already has is left out (18.16 has no ``ADD COLUMN IF NOT EXISTS``), after waiting a
-little for a replica to receive it.
+A replicated table's structure lives in ZooKeeper, shared by the shard's replicas: an ALTER on
+one reaches the others by itself, so an ``ADD COLUMN`` a server's table already has is left out
+(18.16 has no ``ADD COLUMN IF NOT EXISTS``), after waiting a little for a replica to receive it;
+and a replica that creates its table after others have altered theirs (it was down) creates it
+as a replica of the shard has it now (``SHOW CREATE TABLE``), since ZooKeeper refuses a
+structure other than the current one.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ingest.warehouse import client
 from ingest.warehouse.schema import (
     Migration,
     applied_versions,
@@ -45,6 +49,9 @@ _MATERIALIZED_VIEW = re.compile(
 _ALTER = re.compile(r"^ALTER TABLE (\w+)\s+(.*)$", re.DOTALL)
 _ADD_COLUMN = re.compile(r"^ADD COLUMN (\w+)\b")
 _FROM = re.compile(r"\b(FROM|JOIN)\s+(\w+)\b")
+_CREATE_LOCAL = re.compile(rf"^CREATE TABLE IF NOT EXISTS (\w+{LOCAL})\b")
+_QUALIFIED_CREATE = re.compile(r"^CREATE TABLE \S+ ")
+_HAS_TABLE = "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = %(t)s"
 
 
 def cluster_statements(statement: str, topology: Topology, tables: frozenset[str]) -> list[str]:
@@ -94,6 +101,8 @@ class ServerMigrations:
 class _Server:
     def __init__(self, shard: int, replica: int, url: str, client: Any) -> None:
         self.shard, self.replica, self.client = shard, replica, client
+        self.peers: list[_Server] = []
+        """The shard's other replicas."""
         self.address = url.split("@")[-1].split("//")[-1].split("/")[0]
         self.versions: set[int] = set()
         self.applied: list[str] = []
@@ -104,19 +113,17 @@ class _Server:
         return ServerMigrations(self.shard, self.replica, self.address, applied, self.error)
 
 
-def apply_cluster_migrations(
-    topology: Topology,
-    connect: Callable[[str], Any],
-    describe: Callable[[BaseException], str],
-    errors: tuple[type[BaseException], ...],
-) -> list[ServerMigrations]:
+def apply_cluster_migrations(topology: Topology) -> list[ServerMigrations]:
     """The migrations on every server of ``topology``, statement by statement on all servers in
     turn (a replica must create a replicated table before another replica's ALTER changes its
     structure in ZooKeeper); a server that fails with one of ``errors`` (down, refusing) is
     reported and left out of the rest of the run, the others go on."""
+    errors = client.ERRORS
     migrations = load_migrations()
     tables = frozenset(_created_tables(migrations))
-    servers = [_Server(*server, connect(server[2])) for server in topology.servers()]
+    servers = [_Server(*server, client.connect(server[2])) for server in topology.servers()]
+    for server in servers:
+        server.peers = [s for s in servers if s.shard == server.shard and s is not server]
 
     def on_each(servers: list[_Server], step: Callable[[_Server], None]) -> None:
         for server in servers:
@@ -124,7 +131,7 @@ def apply_cluster_migrations(
                 try:
                     step(server)
                 except errors as error:
-                    server.error = describe(error)
+                    server.error = client.describe(error)
 
     try:
         on_each(servers, lambda server: server.versions.update(applied_versions(server.client)))
@@ -146,7 +153,23 @@ def _record(migration: Migration, server: _Server) -> None:
 
 def _execute(statement: str, topology: Topology, tables: frozenset[str], server: _Server) -> None:
     for prepared in _prepared(server.client, statement, topology, tables, server.replica):
-        server.client.execute(prepared)
+        server.client.execute(
+            _as_peers_have_it(prepared, server) if topology.replicated else prepared
+        )
+
+
+def _as_peers_have_it(statement: str, server: _Server) -> str:
+    """A local table's CREATE as a replica of the shard that has the table has it now (with the
+    ALTERs this server missed), or ``statement`` when none has it."""
+    match = _CREATE_LOCAL.match(statement)
+    if match is None:
+        return statement
+    name = match.group(1)
+    for peer in server.peers:
+        if peer.error is None and peer.client.execute(_HAS_TABLE, {"t": name}) == [(1,)]:
+            [(ddl,)] = peer.client.execute(f"SHOW CREATE TABLE {name}")
+            return _QUALIFIED_CREATE.sub(f"CREATE TABLE IF NOT EXISTS {name} ", str(ddl), count=1)
+    return statement
 
 
 def _created_tables(migrations: Sequence[Migration]) -> list[str]:
