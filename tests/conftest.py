@@ -8,7 +8,6 @@ fixture without the marker fails the test.  Each server starts at the first test
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,11 @@ from codes.keyring import Keyring
 from ingest.config import Settings
 from ingest.http.app import create_app
 from ingest.ops import local_services
-from ingest.ops.clickhouse_cluster import ClickHouseClusterServers, start_clickhouse_cluster
+from ingest.ops.clickhouse_cluster import (
+    DATABASE,
+    ClickHouseClusterServers,
+    start_clickhouse_cluster,
+)
 from ingest.warehouse.client import connect
 from ingest.warehouse.topology import Topology
 from tests.helpers import ADMIN_TOKEN, AiohttpClient
@@ -73,12 +76,14 @@ def clickhouse_cluster_servers(
 def clickhouse_cluster(
     request: pytest.FixtureRequest, _clickhouse_cluster: ClickHouseClusterServers
 ) -> Iterator[Topology]:
-    """The session's ClickHouse cluster with a fresh, empty database of the test's own on every
-    server (not migrated), dropped afterwards: its topology."""
+    """The session's ClickHouse cluster with its database (``clickhouse_cluster.DATABASE``, the
+    one its servers ask each other's tables in) made empty on every server, not migrated, and
+    dropped afterwards: its topology."""
     _require_marker(request, "clickhouse_cluster")
-    name = f"test_{uuid.uuid4().hex[:12]}"
+    name = DATABASE
     servers = [server.url for server in _clickhouse_cluster.servers()]
     for url in servers:
+        _on_server(url, f"DROP DATABASE IF EXISTS {name}")
         _on_server(url, f"CREATE DATABASE {name}")
     yield Topology.parse(
         ";".join(

@@ -205,3 +205,34 @@ def test_migrate_reports_each_server_and_the_sink_refuses_a_cluster(
         "scanward: the sink writes to one ClickHouse server;"
         " a cluster's per-shard writes are not built"
     ]
+
+
+def test_mirrors_are_whole_on_every_shard_and_join_the_distributed_rollups(
+    clickhouse_cluster: Topology,
+) -> None:
+    _migrate(clickhouse_cluster)
+    (s1r1, s1r2), (s2r1, _) = clickhouse_cluster.shards
+    assert dict(_query(s1r2, TABLES))["batches"] == "ReplicatedReplacingMergeTree"
+    assert "batches_local" not in dict(_query(s1r2, TABLES))
+    events = _events(50, 0)
+    _insert_local(s1r1, {name: column[:30] for name, column in events.items()})
+    _insert_local(s2r1, {name: column[30:] for name, column in events.items()})
+    batch_ids = sorted(set(events["batch_id"].tolist()))
+    for url in (s1r1, s2r1):  # the mirror's writer puts every change on every shard
+        client = connect(url)
+        try:
+            client.execute(
+                "INSERT INTO batches (batch_id, status, version) VALUES",
+                [(batch_id, "revoked", 1) for batch_id in batch_ids],
+            )
+        finally:
+            client.disconnect()
+    # documented question 17's shape: a Distributed rollup joined to a mirror read with FINAL
+    revoked_scans = """
+        SELECT sum(scans) FROM scans_hourly
+        ALL INNER JOIN (SELECT batch_id FROM batches FINAL WHERE status = 'revoked') AS revoked
+        USING batch_id
+    """
+    _wait_for(lambda: _query(s1r2, revoked_scans) == [(50,)], "the join on every shard")
+    whole = [(len(batch_ids),)]
+    _wait_for(lambda: _query(s1r2, "SELECT count() FROM batches FINAL") == whole, "a whole copy")

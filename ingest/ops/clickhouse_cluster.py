@@ -27,6 +27,10 @@ from ingest.ops.local_services import (
 )
 from ingest.warehouse.topology import CLUSTER
 
+DATABASE = "scanward"
+"""The database the cluster's servers ask each other's tables in (``default_database`` in
+``remote_servers``): a query sent to the shards resolves the unqualified tables of its joins and
+subqueries there, so the schema lives in it."""
 _ZK_SERVER = "/usr/share/zookeeper/bin/zkServer.sh"
 _ZOO_CFG = """tickTime=500
 initLimit=10
@@ -131,7 +135,9 @@ def _cluster_config(ports: list[list[int]], zookeeper_url: str, shard: int, repl
     shards = "".join(
         "<shard><internal_replication>true</internal_replication>"
         + "".join(
-            f"<replica><host>127.0.0.1</host><port>{port}</port></replica>" for port in shard_ports
+            f"<replica><host>127.0.0.1</host><port>{port}</port>"
+            f"<default_database>{DATABASE}</default_database></replica>"
+            for port in shard_ports
         )
         + "</shard>"
         for shard_ports in ports

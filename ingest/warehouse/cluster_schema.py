@@ -8,6 +8,12 @@ documented queries use. A materialized view reads and writes local tables, so ea
 up its own rows (a replica fetching a part does not fire it again); plain views read the
 Distributed tables. ``ALTER TABLE t`` changes ``t_local`` and ``t``.
 
+The mirrors of reference data (``EVERY_SHARD``) are whole on every shard instead, under their own
+name and without a Distributed table: the documented queries join them to the Distributed
+rollups, and a join's right side runs on each shard (a Distributed one there would be a
+distributed query inside a distributed one, which ClickHouse refuses), and they are read with
+``FINAL``, which merges only within a shard. Their writer puts every change on every shard.
+
 18.16 runs ``ON CLUSTER`` DDL only through ZooKeeper's task queue, which a cluster of shards
 without replicas lacks; so every statement runs on every server, each server keeps its own
 ``schema_migrations``, and a server that is down is reported and caught up by the next run.
@@ -38,6 +44,7 @@ from ingest.warehouse.schema import (
 from ingest.warehouse.topology import CLUSTER, Topology
 
 LOCAL = "_local"
+EVERY_SHARD = frozenset({"batches", "shipments", "distributors"})
 REPLICATED_ALTER_WAIT_S = 10.0
 _COMMENT_LINE = re.compile(r"^\s*--.*\n?", re.MULTILINE)
 _CREATE_TABLE = re.compile(
@@ -49,7 +56,9 @@ _MATERIALIZED_VIEW = re.compile(
 _ALTER = re.compile(r"^ALTER TABLE (\w+)\s+(.*)$", re.DOTALL)
 _ADD_COLUMN = re.compile(r"^ADD COLUMN (\w+)\b")
 _FROM = re.compile(r"\b(FROM|JOIN)\s+(\w+)\b")
-_CREATE_LOCAL = re.compile(rf"^CREATE TABLE IF NOT EXISTS (\w+{LOCAL})\b")
+_CREATE_REPLICATED = re.compile(
+    r"^CREATE TABLE IF NOT EXISTS (\w+)\b.*\bENGINE = Replicated", re.DOTALL
+)
 _QUALIFIED_CREATE = re.compile(r"^CREATE TABLE \S+ ")
 _HAS_TABLE = "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = %(t)s"
 
@@ -65,6 +74,8 @@ def cluster_statements(statement: str, topology: Topology, tables: frozenset[str
             path = f"'/clickhouse/tables/{{shard}}/{topology.database}/{name}'"
             replicated = ", ".join(part for part in (path, "'{replica}'", arguments) if part)
             local_engine = f"Replicated{engine}({replicated})"
+        if name in EVERY_SHARD:
+            return [f"CREATE TABLE IF NOT EXISTS {name} {columns}\nENGINE = {local_engine}{rest}"]
         return [
             f"CREATE TABLE IF NOT EXISTS {name}{LOCAL} {columns}\nENGINE = {local_engine}{rest}",
             f"CREATE TABLE IF NOT EXISTS {name} AS {name}{LOCAL}\n"
@@ -73,7 +84,7 @@ def cluster_statements(statement: str, topology: Topology, tables: frozenset[str
     if match := _MATERIALIZED_VIEW.match(text):
         head, target, query = match.groups()
         return [head + target + LOCAL + _FROM.sub(_local_source(tables), query)]
-    if match := _ALTER.match(text):
+    if (match := _ALTER.match(text)) and match.group(1) not in EVERY_SHARD:
         name, changes = match.groups()
         return [f"ALTER TABLE {name}{LOCAL} {changes}", f"ALTER TABLE {name} {changes}"]
     return [statement]
@@ -82,7 +93,8 @@ def cluster_statements(statement: str, topology: Topology, tables: frozenset[str
 def _local_source(tables: frozenset[str]) -> Callable[[re.Match[str]], str]:
     def replace(match: re.Match[str]) -> str:
         keyword, name = match.groups()
-        return f"{keyword} {name}{LOCAL}" if name in tables else match.group(0)
+        distributed = name in tables and name not in EVERY_SHARD
+        return f"{keyword} {name}{LOCAL}" if distributed else match.group(0)
 
     return replace
 
@@ -161,7 +173,7 @@ def _execute(statement: str, topology: Topology, tables: frozenset[str], server:
 def _as_peers_have_it(statement: str, server: _Server) -> str:
     """A local table's CREATE as a replica of the shard that has the table has it now (with the
     ALTERs this server missed), or ``statement`` when none has it."""
-    match = _CREATE_LOCAL.match(statement)
+    match = _CREATE_REPLICATED.match(statement)
     if match is None:
         return statement
     name = match.group(1)
@@ -203,7 +215,8 @@ def _prepared(
 
 def _replicated_elsewhere(table: str, topology: Topology, replica: int) -> bool:
     """Whether an earlier replica's ALTER of ``table`` reaches this server by replication."""
-    return topology.replicated and table.endswith(LOCAL) and replica > 1
+    local = table.endswith(LOCAL) or table in EVERY_SHARD
+    return topology.replicated and local and replica > 1
 
 
 def _columns_present(client: Any, table: str, columns: list[str], wait_s: float) -> set[str]:
