@@ -214,12 +214,15 @@ def sink_with(
     assert settings.clickhouse_url is not None
     redis_client = redis.Redis.from_url(settings.redis_url)
     client = connect(settings.clickhouse_url)
-    stop = threading.Event()
+    stop, done = threading.Event(), threading.Event()
     leases = StreamLeases(redis_client)
+    heartbeat = leases.keep(stop, done)
     try:
         sink_table = (table or family.table)(client)
         yield Sink(streams(redis_client, family, leases), sink_table, settings, stop), stop
     finally:
+        done.set()
+        heartbeat.join()
         leases.leave()  # as if its process were gone: the next sink takes the streams at once
         client.disconnect()
         redis_client.close()

@@ -65,7 +65,7 @@ def test_a_table_becomes_a_replicated_local_table_and_a_distributed_one() -> Non
     assert "CREATE TABLE IF NOT EXISTS t_local" in local
     engine = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t', '{replica}', x)"
     assert engine in local
-    assert distributed.endswith("ENGINE = Distributed(scanward, db, t_local, rand())")
+    assert distributed.endswith("ENGINE = Distributed(scanward, db, t_local, cityHash64(x))")
     query = "SELECT x FROM {} WHERE x IN (SELECT 1 FROM other)"
     view = f"CREATE MATERIALIZED VIEW IF NOT EXISTS v TO r AS\n{query.format('t')}"
     [local_view] = cluster_statements(view, topology, frozenset({"t", "r"}))

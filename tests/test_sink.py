@@ -34,7 +34,7 @@ from ingest.events.scans import (
 )
 from ingest.ops import local_services
 from ingest.ops.local_services import ServerProcess
-from ingest.sink import insert
+from ingest.sink import insert, lease
 from ingest.sink.consumer import run_sink
 from ingest.sink.family import Entries, Entry
 from ingest.sink.insert import Insert
@@ -608,6 +608,18 @@ def test_a_sink_whose_lease_another_took_stops_with_lease_lost(
     [error] = raised
     assert stolen in str(error)
     assert streams.get(lease_key(stolen)) == b"elsewhere:1:0a1b2c"  # not released by the loser
+
+
+def test_a_sink_writes_nothing_once_its_own_clock_says_a_lease_ran_out(
+    streams: redis.Redis, redis_url: str, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease, "VALID_FOR_S", 0.0)  # as if stalled past it before each write
+    add_events(streams, make_events(40))
+    settings = sink_settings(redis_url, database, sink_flush_ms=50)
+    with sink_with(settings, SCANS) as (sink, _), pytest.raises(LeaseLost, match="ran out"):
+        sink.run()
+    assert stored(database) == (0, 0)
+    assert backlog(streams) == 40  # pending for whichever sink holds the streams next
 
 
 def test_the_lease_of_a_dead_sink_on_this_host_is_taken_over_at_once(streams: redis.Redis) -> None:

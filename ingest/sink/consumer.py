@@ -72,7 +72,7 @@ from ingest.config import ConfigError, Settings
 from ingest.events.scans import Columns
 from ingest.sink.family import EventFamily, families
 from ingest.sink.insert import Insert
-from ingest.sink.lease import StreamLeases
+from ingest.sink.lease import LeaseLost, StreamLeases
 from ingest.sink.streams import NEW, InsertStats, SinkStreams
 from ingest.sink.table import SinkTable
 from ingest.store.connect import addresses, sync_client
@@ -85,6 +85,8 @@ from ingest.warehouse.topology import Topology
 log = logging.getLogger(__name__)
 
 MAX_READ_COUNT = 1_000
+LEASE_TIMEOUT_S = 2.0
+"""Of the leases' commands: a renewal that hangs must not outlast the lease."""
 IDLE_S = 0.02
 DISCOVER_S = 1.0
 BACKOFF_FIRST_S, BACKOFF_CAP_S = 0.1, 2.0
@@ -220,6 +222,9 @@ class Sink:
         """
         backoff = Backoff()
         while True:
+            if not self._streams.may_write(insert.ids.keys()):
+                # another sink may have these streams now: their entries stay pending for it
+                raise LeaseLost(f"the leases of {', '.join(insert.ids)} ran out before a write")
             try:
                 columns = insert.columns() if fresh else self._missing(insert)
                 stats = self._insert_rows(columns, insert.ids.keys())
@@ -335,11 +340,12 @@ def run_sink(settings: Settings, stop: threading.Event) -> None:
         raise ConfigError(
             "the sink writes to one ClickHouse server; a cluster's per-shard writes are not built"
         )
-    redis = _redis(redis_url)
+    redis = _redis(redis_url, LEASE_TIMEOUT_S)
+    written = threading.Event()  # the loops have written what they hold: the leases may go
     try:
         check_layout(redis, settings.partitions, addresses(redis_url))
         leases = StreamLeases(redis)
-        heartbeat = leases.keep(stop)
+        heartbeat = leases.keep(stop, written)
     except BaseException:
         redis.close()
         raise
@@ -356,6 +362,7 @@ def run_sink(settings: Settings, stop: threading.Event) -> None:
             raise leases.lost
     finally:
         stop.set()
+        written.set()
         heartbeat.join()
         leases.leave()
         redis.close()
@@ -379,8 +386,8 @@ def _run_family(
         redis.close()
 
 
-def _redis(url: str) -> SyncRedis:
+def _redis(url: str, socket_timeout_s: float = 30) -> SyncRedis:
     # No silent retries: a read retried after a lost reply would leave entries pending unseen.
     return sync_client(
-        url, socket_connect_timeout=2, socket_timeout=30, retry=Retry(NoBackoff(), 0)
+        url, socket_connect_timeout=2, socket_timeout=socket_timeout_s, retry=Retry(NoBackoff(), 0)
     )

@@ -9,9 +9,12 @@ and acknowledges what it read of them), so a sink that starts gets its share wit
 and the streams of a sink that stops are taken by the others; of one that died, when its
 leases expire, or at once when it ran on this host and its process is gone.
 
-A sink reads only streams whose lease it holds. If a renewal finds a lease taken by another sink
-(this one stalled past the TTL), the sink stops: the other may be re-checking entries this one
-would insert.
+A sink reads only streams whose lease it holds, and writes (inserts, acknowledges) only while
+its own clock says the lease is valid: ``VALID_FOR_S`` from the start of the call that took or
+last renewed it, less than the TTL, so that a sink that stalls stops writing before another can
+take the stream (and an insert it started before is waited for by the other's recovery). If a
+renewal finds a lease taken by another sink or gone, the sink stops: the other may be
+re-checking entries this one would insert, and its restart recovers them afresh.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 MEMBERS_KEY = "{sink}:members"
 TTL_MS = 10_000
 RENEW_S = 2.0
+VALID_FOR_S = TTL_MS / 1000 - 3 * RENEW_S / 2
+"""How long after the start of a successful take or renewal this sink still writes a stream."""
 _COMPARE_AND_SET = LuaScript.load(__package__ or "ingest.sink", "lease.lua")
 
 
@@ -55,7 +60,8 @@ class StreamLeases:
         self._swap = redis.register_script(_COMPARE_AND_SET.source)
         redis.script_load(_COMPARE_AND_SET.source)  # on every primary: pipelines do not load it
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self._held: set[str] = set()
+        self._held: dict[str, float] = {}
+        """Each stream held, and until when (``time.monotonic``) this sink may write it."""
         self._lock = threading.Lock()
         self.lost: LeaseLost | None = None
         """Set, with ``stop``, by the heartbeat that found a lease taken."""
@@ -72,25 +78,42 @@ class StreamLeases:
                 held += self._take(others, share - len(held))
             return held[:share]
 
+    def holds(self, streams: Collection[str]) -> bool:
+        """Whether this sink may write every one of ``streams`` now."""
+        now = time.monotonic()
+        with self._lock:
+            return all(self._held.get(stream, 0.0) > now for stream in streams)
+
     def release(self, streams: Collection[str]) -> None:
+        """Gives the leases back; a stream stays held until its release succeeded."""
         with self._lock:
             for stream in streams:
-                self._held.discard(stream)
                 self._change(stream, self.holder, "")
+                self._held.pop(stream, None)
 
     def renew(self) -> None:
-        """Renews the membership and every lease held; ``LeaseLost`` if one was taken."""
+        """Renews the membership and every lease held; ``LeaseLost`` if one was taken or is
+        gone (then this sink no longer writes it)."""
         with self._lock:
-            self._join()
-            held = sorted(self._held)
+            try:
+                self._join()
+            except RedisError as error:  # the membership's node alone: the leases go on
+                log.warning("could not renew the sink's membership", extra={"error": str(error)})
+            held, started = sorted(self._held), time.monotonic()
             try:
                 kept = self._renew(held)
             except NoScriptError:  # Redis restarted, or a replica took over: load it again
                 self._redis.script_load(_COMPARE_AND_SET.source)
                 kept = self._renew(held)
-            lost = [stream for stream, renewed in zip(held, kept, strict=True) if not renewed]
+            lost = []
+            for stream, renewed in zip(held, kept, strict=True):
+                if renewed:
+                    self._held[stream] = started + VALID_FOR_S
+                else:
+                    lost.append(stream)
+                    del self._held[stream]
         if lost:
-            raise LeaseLost(f"the leases of {', '.join(lost)} were taken by another sink")
+            raise LeaseLost(f"the leases of {', '.join(lost)} were taken by another sink or lost")
 
     def _renew(self, streams: Sequence[str]) -> list[int]:
         pipe = self._redis.pipeline(transaction=False)
@@ -99,11 +122,12 @@ class StreamLeases:
             self._swap(keys=[lease_key(stream)], args=args, client=pipe)
         return cast(list[int], pipe.execute())
 
-    def keep(self, stop: threading.Event) -> threading.Thread:
-        """Renews until ``stop`` in a thread; on a lost lease, sets ``stop`` so the sink ends."""
+    def keep(self, stop: threading.Event, until: threading.Event) -> threading.Thread:
+        """Renews in a thread until ``until`` (set once the loops have written what they hold);
+        on a lost lease, sets ``stop`` so the sink ends."""
 
         def heartbeat() -> None:
-            while not stop.wait(RENEW_S):
+            while not until.wait(RENEW_S):
                 try:
                     self.renew()
                 except RedisError as error:  # Redis down: the TTL leaves room for retries
@@ -121,7 +145,7 @@ class StreamLeases:
     def leave(self) -> None:
         """Gives back every lease and the membership (they would expire by themselves)."""
         try:
-            self.release(list(self._held))
+            self.release(sorted(self._held))
             self._redis.zrem(MEMBERS_KEY, self.holder)
         except RedisError as error:
             log.warning("could not give back the sink's leases", extra={"error": str(error)})
@@ -144,6 +168,7 @@ class StreamLeases:
         for stream in streams:
             pipe.get(lease_key(stream))
         taken: list[str] = []
+        started = time.monotonic()
         for stream, holder in zip(streams, pipe.execute(), strict=True):
             if len(taken) == wanted:
                 break
@@ -156,7 +181,7 @@ class StreamLeases:
             else:
                 continue
             if won:
-                self._held.add(stream)
+                self._held[stream] = started + VALID_FOR_S
                 taken.append(stream)
         return taken
 

@@ -74,10 +74,15 @@ class SinkStreams:
 
     def give_back(self, keys: Collection[str]) -> None:
         """Stops reading ``keys`` and gives back their leases: everything read of them must be
-        written and acknowledged."""
+        written and acknowledged. (A release that fails leaves them held and read: the next
+        ``discover`` gives them back again.)"""
+        self._leases.release(keys)
         for key in keys:
             self._known.pop(key, None)
-        self._leases.release(keys)
+
+    def may_write(self, keys: Collection[str]) -> bool:
+        """Whether this sink's leases of ``keys`` are still valid (``StreamLeases.holds``)."""
+        return self._leases.holds(keys)
 
     def _create_groups(self, keys: Iterable[str]) -> None:
         for key in keys:

@@ -59,7 +59,8 @@ _FROM = re.compile(r"\b(FROM|JOIN)\s+(\w+)\b")
 _CREATE_REPLICATED = re.compile(
     r"^CREATE TABLE IF NOT EXISTS (\w+)\b.*\bENGINE = Replicated", re.DOTALL
 )
-_QUALIFIED_CREATE = re.compile(r"^CREATE TABLE \S+ ")
+_QUALIFIED_CREATE = re.compile(r"^CREATE TABLE \S+\s")
+_ORDER_BY = re.compile(r"\bORDER BY \(?([^()\n]+?)\)?\s*(?:SETTINGS\b|$)", re.MULTILINE)
 _HAS_TABLE = "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = %(t)s"
 
 
@@ -79,7 +80,8 @@ def cluster_statements(statement: str, topology: Topology, tables: frozenset[str
         return [
             f"CREATE TABLE IF NOT EXISTS {name}{LOCAL} {columns}\nENGINE = {local_engine}{rest}",
             f"CREATE TABLE IF NOT EXISTS {name} AS {name}{LOCAL}\n"
-            f"ENGINE = Distributed({CLUSTER}, {topology.database}, {name}{LOCAL}, rand())",
+            f"ENGINE = Distributed({CLUSTER}, {topology.database}, {name}{LOCAL}, "
+            f"{_sharding_key(rest)})",
         ]
     if match := _MATERIALIZED_VIEW.match(text):
         head, target, query = match.groups()
@@ -88,6 +90,14 @@ def cluster_statements(statement: str, topology: Topology, tables: frozenset[str
         name, changes = match.groups()
         return [f"ALTER TABLE {name}{LOCAL} {changes}", f"ALTER TABLE {name} {changes}"]
     return [statement]
+
+
+def _sharding_key(rest: str) -> str:
+    """Rows written through a Distributed table (a rollup rebuilt, an alert) go to the shard of
+    their sort key, so that a key's rows, which Summing, Replacing and Aggregating MergeTree
+    merge and ``FINAL`` reads, are never split between shards."""
+    match = _ORDER_BY.search(rest)
+    return f"cityHash64({match.group(1).strip()})" if match else "rand()"
 
 
 def _local_source(tables: frozenset[str]) -> Callable[[re.Match[str]], str]:
