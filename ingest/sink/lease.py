@@ -174,7 +174,9 @@ class StreamLeases:
                 break
             if holder is None:
                 won = bool(self._redis.set(lease_key(stream), self.holder, nx=True, px=TTL_MS))
-            elif _gone(previous := cast(bytes, holder).decode()):
+            elif (previous := cast(bytes, holder).decode()) == self.holder:
+                won = self._change(stream, previous, self.holder)  # an earlier reply was lost
+            elif _gone(previous):
                 won = self._change(stream, previous, self.holder)
                 if won:
                     log.warning("took over from a sink that is gone", extra={"was": previous})

@@ -76,10 +76,11 @@ async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
         live["scanward_unsunk_events"] = (_BACKLOG_HELP, sum(p.unsunk_events for p in partitions))
         live["scanward_partition_unsunk_events"] = (
             _PARTITION_BACKLOG_HELP,
-            [
-                ({"partition": str(p.partition), "sink": p.sink or ""}, p.unsunk_events)
-                for p in partitions
-            ],
+            [({"partition": str(p.partition)}, p.unsunk_events) for p in partitions],
+        )
+        live["scanward_partition_sink"] = (
+            _PARTITION_SINK_HELP,
+            [({"partition": str(p.partition), "sink": p.sink}, 1) for p in partitions if p.sink],
         )
         live["scanward_unsunk_draws"] = (_DRAW_BACKLOG_HELP, unsunk_draws)
         live["scanward_unsunk_changes"] = (_CHANGE_BACKLOG_HELP, unsunk_changes)
@@ -93,9 +94,8 @@ async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
 
 
 _BACKLOG_HELP = "Events in the Redis streams not yet in ClickHouse"
-_PARTITION_BACKLOG_HELP = (
-    "Events of one scan partition not yet in ClickHouse, and the sink that holds it (none: '')"
-)
+_PARTITION_BACKLOG_HELP = "Events of one scan partition not yet in ClickHouse"
+_PARTITION_SINK_HELP = "1 for the sink (host:pid:nonce) that holds a scan partition's stream"
 _DRAW_BACKLOG_HELP = "Prize draws in the campaigns' Redis streams not yet in ClickHouse"
 _CHANGE_BACKLOG_HELP = (
     "Changes of batches, shipments and distributors not yet mirrored into ClickHouse"
