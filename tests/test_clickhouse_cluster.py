@@ -236,3 +236,18 @@ def test_mirrors_are_whole_on_every_shard_and_join_the_distributed_rollups(
     _wait_for(lambda: _query(s1r2, revoked_scans) == [(50,)], "the join on every shard")
     whole = [(len(batch_ids),)]
     _wait_for(lambda: _query(s1r2, "SELECT count() FROM batches FINAL") == whole, "a whole copy")
+
+
+def test_queries_of_a_cluster_url_go_to_another_server_while_the_first_is_down(
+    clickhouse_cluster: Topology, clickhouse_cluster_servers: ClickHouseClusterServers
+) -> None:
+    _migrate(clickhouse_cluster)
+    clickhouse_cluster_servers.shards[0][0].stop()
+    try:
+        client = connect(clickhouse_cluster.url)
+        try:
+            assert client.execute("SELECT count() FROM scans") == [(0,)]
+        finally:
+            client.disconnect()
+    finally:
+        clickhouse_cluster_servers.restart(1, 1)

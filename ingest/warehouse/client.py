@@ -23,9 +23,11 @@ ERRORS = (ClickHouseError, OSError, EOFError)
 
 
 def connect(url: str, timeout_s: float = QUERY_TIMEOUT_S) -> Any:
-    """A ``clickhouse_driver.Client`` (untyped, hence ``Any``) for ``url``, of a cluster its first
-    server (``Topology.first_server``); ``timeout_s`` bounds each network wait of a query."""
-    url = Topology.parse(url).first_server
+    """A ``clickhouse_driver.Client`` (untyped, hence ``Any``) for ``url``; of a cluster, for its
+    first server and, while that one is down, the others in turn (any answers for the whole
+    cluster through its Distributed tables). ``timeout_s`` bounds each network wait of a query."""
+    servers = [server for shard in Topology.parse(url).shards for server in shard]
+    url = servers[0]
     # The driver logs a traceback for every refused connection; callers report errors themselves.
     logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     parts = urlsplit(url)
@@ -38,6 +40,7 @@ def connect(url: str, timeout_s: float = QUERY_TIMEOUT_S) -> Any:
         password=unquote(parts.password or ""),
         secure=secure,
         connect_timeout=CONNECT_TIMEOUT_S,
+        alt_hosts=",".join(urlsplit(server).netloc.rpartition("@")[2] for server in servers[1:]),
         send_receive_timeout=timeout_s,
     )
 

@@ -174,7 +174,7 @@ def _record(migration: Migration, server: _Server) -> None:
 
 
 def _execute(statement: str, topology: Topology, tables: frozenset[str], server: _Server) -> None:
-    for prepared in _prepared(server.client, statement, topology, tables, server.replica):
+    for prepared in _prepared(statement, topology, tables, server):
         server.client.execute(
             _as_peers_have_it(prepared, server) if topology.replicated else prepared
         )
@@ -204,7 +204,7 @@ def _created_tables(migrations: Sequence[Migration]) -> list[str]:
 
 
 def _prepared(
-    client: Any, statement: str, topology: Topology, tables: frozenset[str], replica: int
+    statement: str, topology: Topology, tables: frozenset[str], server: _Server
 ) -> list[str]:
     """The statement's cluster form, less the columns the server's tables already have."""
     prepared = []
@@ -215,18 +215,22 @@ def _prepared(
         name, changes = match.groups()
         clauses = re.split(r",\s*(?=ADD COLUMN\b)", changes.strip().rstrip(";"))
         added = [m.group(1) for clause in clauses if (m := _ADD_COLUMN.match(clause))]
-        wait_s = REPLICATED_ALTER_WAIT_S if _replicated_elsewhere(name, topology, replica) else 0
-        present = _columns_present(client, name, added, wait_s)
+        replicated = topology.replicated and (name.endswith(LOCAL) or name in EVERY_SHARD)
+        peer_has = replicated and any(_peer_has(peer, name, added) for peer in server.peers)
+        wait_s = REPLICATED_ALTER_WAIT_S if peer_has else 0
+        present = _columns_present(server.client, name, added, wait_s)
         kept = [c for c in clauses if not ((m := _ADD_COLUMN.match(c)) and m.group(1) in present)]
         if kept:
             prepared.append(f"ALTER TABLE {name} {', '.join(kept)}")
     return prepared
 
 
-def _replicated_elsewhere(table: str, topology: Topology, replica: int) -> bool:
-    """Whether an earlier replica's ALTER of ``table`` reaches this server by replication."""
-    local = table.endswith(LOCAL) or table in EVERY_SHARD
-    return topology.replicated and local and replica > 1
+def _peer_has(peer: _Server, table: str, columns: list[str]) -> bool:
+    """Whether a live replica of the shard has ``columns`` already: then its ALTER reaches this
+    server by replication, and is waited for rather than run again."""
+    return peer.error is None and len(_columns_present(peer.client, table, columns, 0)) == len(
+        columns
+    )
 
 
 def _columns_present(client: Any, table: str, columns: list[str], wait_s: float) -> set[str]:

@@ -40,12 +40,6 @@ class Topology:
         return ";".join(",".join(shard) for shard in self.shards)
 
     @property
-    def first_server(self) -> str:
-        """Where queries go: every server answers for the whole cluster through the Distributed
-        tables."""
-        return self.shards[0][0]
-
-    @property
     def database(self) -> str:
         return urlsplit(self.shards[0][0]).path.strip("/") or "default"
 
