@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
 
-from ingest.warehouse.topology import Topology
+from ingest.warehouse.topology import Topology, server_address
 
 CONNECT_TIMEOUT_S = 2
 QUERY_TIMEOUT_S = 60
@@ -40,7 +40,7 @@ def connect(url: str, timeout_s: float = QUERY_TIMEOUT_S) -> Any:
         password=unquote(parts.password or ""),
         secure=secure,
         connect_timeout=CONNECT_TIMEOUT_S,
-        alt_hosts=",".join(urlsplit(server).netloc.rpartition("@")[2] for server in servers[1:]),
+        alt_hosts=",".join(server_address(server) for server in servers[1:]),
         send_receive_timeout=timeout_s,
     )
 

@@ -41,7 +41,7 @@ from ingest.warehouse.schema import (
     load_migrations,
     record_migration,
 )
-from ingest.warehouse.topology import CLUSTER, Topology
+from ingest.warehouse.topology import CLUSTER, Topology, server_address
 
 LOCAL = "_local"
 EVERY_SHARD = frozenset({"batches", "shipments", "distributors"})
@@ -125,7 +125,7 @@ class _Server:
         self.shard, self.replica, self.client = shard, replica, client
         self.peers: list[_Server] = []
         """The shard's other replicas."""
-        self.address = url.split("@")[-1].split("//")[-1].split("/")[0]
+        self.address = server_address(url)
         self.versions: set[int] = set()
         self.applied: list[str] = []
         self.error: str | None = None

@@ -16,6 +16,11 @@ from urllib.parse import urlsplit
 CLUSTER = "scanward"
 
 
+def server_address(url: str) -> str:
+    """``host:port`` of a server's URL, without its credentials (for messages and fallbacks)."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
 @dataclass(frozen=True, slots=True)
 class Topology:
     shards: tuple[tuple[str, ...], ...]
