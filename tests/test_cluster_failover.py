@@ -65,6 +65,7 @@ async def test_five_primaries_killed_in_a_row_lose_no_answered_scan(
         replicated.wait_until_ok()  # a replica took over
         replicated.restart(primary)  # back as the new primary's replica
         replicated.wait_until_ok()
+        assert {len(_replicas_of(p)) for p in replicated.primaries()} == {2}
         again = [await _answered(waiting_client, code) for code in codes]
 
         assert [a["first_scan"] for a in again] == [False] * len(again)  # none was lost
@@ -90,9 +91,8 @@ async def test_without_replicas_to_acknowledge_the_primary_s_scans_are_refused(
 def _replicas_of(primary: str) -> list[str]:
     with redis.Redis.from_url(primary) as client:
         replication = client.info("replication")
-    return [
-        f"redis://{r['ip']}:{r['port']}" for r in (replication["slave0"], replication["slave1"])
-    ]
+    replicas = (replication[f"slave{i}"] for i in range(replication["connected_slaves"]))
+    return [f"redis://{r['ip']}:{r['port']}" for r in replicas]
 
 
 async def _codes_on(client: Client, cluster: RedisClusterServers, primary: str) -> list[str]:

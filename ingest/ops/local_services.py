@@ -189,6 +189,9 @@ _CLUSTER_OPTIONS = (
     *("--repl-diskless-sync-delay", "0"),  # a replica's first sync at once, not after 5 s
     # a primary down stops only its own slots, not the whole cluster
     *("--cluster-require-full-coverage", "no"),
+    # replicas stay with their primary: one moved to a primary left without any would leave
+    # its old one a replica short for good, refusing every scan that waits for all its replicas
+    *("--cluster-allow-replica-migration", "no"),
 )
 _NOT_IN_SLOT_MAP = frozenset({"fail", "fail?", "handshake", "noaddr"})
 """The flags of a node the slot map leaves out: failed (or suspected by the node asked), or not
