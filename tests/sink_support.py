@@ -28,6 +28,7 @@ from ingest.ops.local_services import ServerProcess
 from ingest.sink.consumer import Sink, run_sink
 from ingest.sink.family import EventFamily, scan_family
 from ingest.sink.lease import StreamLeases, lease_key
+from ingest.sink.shards import ShardedTable, ShardMap
 from ingest.sink.streams import InsertStats, SinkStreams
 from ingest.sink.table import SinkTable
 from ingest.store.scripts import SyncRedis
@@ -218,8 +219,12 @@ def sink_with(
     leases = StreamLeases(redis_client)
     heartbeat = leases.keep(stop, done)
     try:
-        sink_table = (table or family.table)(client)
-        yield Sink(streams(redis_client, family, leases), sink_table, settings, stop), stop
+        one_server = ShardedTable(
+            {1: (table or family.table)(client)},
+            ShardMap.of(1, settings.partitions),
+            family.placement,
+        )
+        yield Sink(streams(redis_client, family, leases), one_server, settings, stop), stop
     finally:
         done.set()
         heartbeat.join()

@@ -63,16 +63,18 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from ingest.config import ConfigError, Settings
+from ingest.config import Settings
 from ingest.events.scans import Columns
 from ingest.sink.family import EventFamily, families
 from ingest.sink.insert import Insert
 from ingest.sink.lease import LeaseLost, StreamLeases
+from ingest.sink.shards import ShardedTable, ShardMap, check_shard_map
 from ingest.sink.streams import NEW, InsertStats, SinkStreams
 from ingest.sink.table import SinkTable
 from ingest.store.connect import addresses, sync_client
@@ -80,6 +82,7 @@ from ingest.store.layout import check_layout
 from ingest.store.scripts import SyncRedis
 from ingest.warehouse.client import ERRORS as CLICKHOUSE_ERRORS
 from ingest.warehouse.client import connect, describe
+from ingest.warehouse.cluster_schema import local_table
 from ingest.warehouse.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,7 @@ MAX_READ_COUNT = 1_000
 LEASE_TIMEOUT_S = 2.0
 """Of the leases' commands: a renewal that hangs must not outlast the lease."""
 IDLE_S = 0.02
+FETCH_WAIT_S = 0.5
 DISCOVER_S = 1.0
 BACKOFF_FIRST_S, BACKOFF_CAP_S = 0.1, 2.0
 
@@ -115,11 +119,11 @@ class Sink:
     """The loop of one event family: ``streams`` and ``table`` are that family's."""
 
     def __init__(
-        self, streams: SinkStreams, table: SinkTable, settings: Settings, stop: threading.Event
+        self, streams: SinkStreams, tables: ShardedTable, settings: Settings, stop: threading.Event
     ) -> None:
         self._streams = streams
         self._family = streams.family
-        self._table = table
+        self._tables = tables
         self._batch_rows = settings.sink_batch_rows
         self._flush_ms = settings.sink_flush_ms * self._family.flush_scale
         self._idle_s = IDLE_S * self._family.flush_scale
@@ -216,18 +220,33 @@ class Sink:
         self._write(insert, fresh=True)
 
     def _write(self, insert: Insert, *, fresh: bool) -> None:
-        """Inserts the rows of ``insert`` that ClickHouse lacks, then acknowledges the insert.
+        """Inserts the rows of ``insert`` that ClickHouse lacks, each into its shard's table
+        (``ingest.sink.shards``), then acknowledges the insert.
 
-        ``fresh``: no insert of these entries was ever tried, so there is nothing to look up.
+        ``fresh``: no insert of these entries was ever tried, so there is nothing to look up. A
+        shard's insert that succeeded is not tried again when another's fails; one that failed
+        is sent again as it was to a replicated table, which deduplicates it, and checked
+        first otherwise.
         """
         backoff = Backoff()
+        streams = insert.ids.keys()
+        parts = self._tables.split(insert.columns())
+        sent: dict[int, Columns] = {}  # by part, what its last insert sent
+        written: dict[int, InsertStats | None] = {}  # by part, once its insert succeeded
         while True:
-            if not self._streams.may_write(insert.ids.keys()):
+            if not self._streams.may_write(streams):
                 # another sink may have these streams now: their entries stay pending for it
                 raise LeaseLost(f"the leases of {', '.join(insert.ids)} ran out before a write")
             try:
-                columns = insert.columns() if fresh else self._missing(insert)
-                stats = self._insert_rows(columns, insert.ids.keys())
+                for part, (table, rows) in enumerate(parts):
+                    if part in written:
+                        continue
+                    if part in sent and table.replicated:
+                        columns = sent[part]
+                    else:
+                        columns = rows if fresh else self._missing(table, rows, streams)
+                    sent[part] = columns
+                    written[part] = self._insert_rows(table, columns, streams)
                 break
             except CLICKHOUSE_ERRORS as error:
                 pending = {**self._log, "entries": insert.size, "error": describe(error)}
@@ -248,30 +267,44 @@ class Sink:
                 },
             )
             self._streams.set_aside(insert.undecodable)
-        self._streams.acknowledge(insert.ids, insert.events, stats)
+        self._streams.acknowledge(insert.ids, insert.events, InsertStats.of(written.values()))
 
-    def _missing(self, insert: Insert) -> Columns:
-        columns = insert.columns()
+    def _missing(self, table: SinkTable, columns: Columns, streams: Collection[str]) -> Columns:
         if not columns:
             return {}
-        if self._table.running_inserts(insert.ids.keys()):
+        if table.running_inserts(streams):
             log.info("waiting for an earlier insert to finish", extra=self._log)
-            while self._table.running_inserts(insert.ids.keys()):
+            while table.running_inserts(streams):
                 if self._stop.wait(IDLE_S):
                     raise _Stopped
-        missing = self._table.missing(columns)
+        if table.fetches_due():
+            log.warning(
+                "waiting for the replica to fetch the parts its peers took before checking",
+                extra={**self._log, "table": table.name},
+            )
+            while table.fetches_due():
+                if self._stop.wait(FETCH_WAIT_S):
+                    raise _Stopped
+        missing = table.missing(columns)
         log.info(
             "checked entries against clickhouse",
-            extra={**self._log, "rows": insert.rows, "missing": len(missing["stream_ms"])},
+            extra={
+                **self._log,
+                "table": table.name,
+                "rows": len(columns["stream_ms"]),
+                "missing": len(missing["stream_ms"]),
+            },
         )
         return missing
 
-    def _insert_rows(self, columns: Columns, streams: Collection[str]) -> InsertStats | None:
+    def _insert_rows(
+        self, table: SinkTable, columns: Columns, streams: Collection[str]
+    ) -> InsertStats | None:
         rows = len(columns["stream_ms"]) if columns else 0
         if not rows:
             return None
         started = time.perf_counter()
-        self._table.insert(columns, streams)
+        table.insert(columns, streams)
         finished_ms = int(time.time() * 1000)
         stats = InsertStats(
             rows=rows,
@@ -283,6 +316,7 @@ class Sink:
             "inserted",
             extra={
                 **self._log,
+                "table": table.name,
                 "rows": rows,
                 "seconds": round(stats.seconds, 3),
                 "lag_ms": stats.lag_ms,
@@ -336,14 +370,14 @@ def run_sink(settings: Settings, stop: threading.Event) -> None:
     redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
     if redis_url is None or clickhouse_url is None:
         raise ValueError("the sink needs redis_url and clickhouse_url")
-    if Topology.parse(clickhouse_url).clustered:
-        raise ConfigError(
-            "the sink writes to one ClickHouse server; a cluster's per-shard writes are not built"
-        )
+    topology = Topology.parse(clickhouse_url)
+    shard_map = ShardMap.of(len(topology.shards), settings.partitions)
     redis = _redis(redis_url, LEASE_TIMEOUT_S)
     written = threading.Event()  # the loops have written what they hold: the leases may go
     try:
         check_layout(redis, settings.partitions, addresses(redis_url))
+        if topology.clustered:
+            check_shard_map(redis, shard_map)
         leases = StreamLeases(redis)
         heartbeat = leases.keep(stop, written)
     except BaseException:
@@ -353,7 +387,9 @@ def run_sink(settings: Settings, stop: threading.Event) -> None:
         moved = families(settings.partitions)
         with ThreadPoolExecutor(len(moved), thread_name_prefix="sink") as pool:
             loops = [
-                pool.submit(_run_family, each, leases, redis_url, clickhouse_url, settings, stop)
+                pool.submit(
+                    _run_family, each, leases, redis_url, topology, shard_map, settings, stop
+                )
                 for each in moved
             ]
         for loop in loops:
@@ -372,17 +408,27 @@ def _run_family(
     family: EventFamily,
     leases: StreamLeases,
     redis_url: str,
-    clickhouse_url: str,
+    topology: Topology,
+    shard_map: ShardMap,
     settings: Settings,
     stop: threading.Event,
 ) -> None:
     redis = _redis(redis_url)
-    client = connect(clickhouse_url)
+    clients: list[Any] = []
     try:
-        Sink(SinkStreams(redis, family, leases), family.table(client), settings, stop).run()
+        tables = {}
+        for shard, urls in enumerate(topology.shards, 1):
+            writer = connect(",".join(urls))  # on any replica that answers
+            replicas = [connect(url) for url in urls] if topology.replicated else []
+            clients += [writer, *replicas]
+            name = local_table(family.table.NAME) if topology.clustered else None
+            tables[shard] = family.table(writer, name, replicas)
+        sharded = ShardedTable(tables, shard_map, family.placement)
+        Sink(SinkStreams(redis, family, leases), sharded, settings, stop).run()
     finally:
         stop.set()  # one loop ending ends the others
-        client.disconnect()
+        for client in clients:
+            client.disconnect()
         redis.close()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from codes import batches
 from codes.commands import ChangeStream
@@ -20,6 +20,7 @@ from ingest.events import draws, scans
 from ingest.events.partitions import Partitions
 from ingest.events.scans import Columns
 from ingest.sink import mirror
+from ingest.sink.shards import Placement
 from ingest.sink.table import DrawTable, ScanTable, SinkTable
 from ingest.store.scripts import SyncRedis
 from rewards import store
@@ -51,8 +52,9 @@ class EventFamily:
     """Columns for some entries of one stream, their text as the table inserts it (see
     ``SinkTable.UTF8``); ``ValueError``, ``KeyError``, ``IndexError``, ``UnicodeDecodeError``
     or ``struct.error`` for entries not of the family's layout."""
-    table: Callable[[Any], SinkTable]
-    """The table, given a ClickHouse client."""
+    table: type[SinkTable]
+    placement: Placement
+    """Which shard of a cluster each row goes to."""
 
 
 SCAN_STATS_KEY = "{sink}:stats"
@@ -75,6 +77,7 @@ def scan_family(partitions: Partitions) -> EventFamily:
         events_in=scans.events_in,
         decode=decode,
         table=ScanTable,
+        placement=Placement.BY_PARTITION,
     )
 
 
@@ -100,6 +103,7 @@ DRAWS = EventFamily(
     events_in=draws.draws_in,
     decode=_decode_draws,
     table=DrawTable,
+    placement=Placement.BY_CAMPAIGN,
 )
 """Entries of more draws than ``max_events_per_entry`` only make a read bring more rows."""
 
@@ -108,7 +112,7 @@ def _mirror(
     name: str,
     changes: ChangeStream,
     decode: Callable[[str, Entries], Columns],
-    table: Callable[[Any], SinkTable],
+    table: type[SinkTable],
     read_as_events: int,
 ) -> EventFamily:
     """The family of a change stream of reference data (``ingest.sink.mirror``): an entry is one
@@ -124,6 +128,7 @@ def _mirror(
         events_in=lambda _: 1,
         decode=decode,
         table=table,
+        placement=Placement.EVERY_SHARD,
     )
 
 

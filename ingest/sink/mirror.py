@@ -45,7 +45,7 @@ class MirrorTable(SinkTable):
         stream time."""
         ms = columns["stream_ms"]
         query = (
-            f"SELECT {', '.join(self.IDENTITY)} FROM {self.NAME}"
+            f"SELECT {', '.join(self.IDENTITY)} FROM {self.name}"
             " WHERE stream_ms BETWEEN %(first)s AND %(last)s"
         )
         stored = set(self._client.execute(query, {"first": int(ms.min()), "last": int(ms.max())}))

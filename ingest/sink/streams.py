@@ -40,6 +40,19 @@ class InsertStats:
     lag_ms: int
     """Age of the oldest inserted row (since it entered its stream) when the insert finished."""
 
+    @classmethod
+    def of(cls, parts: Iterable[InsertStats | None]) -> InsertStats | None:
+        """The stats of an insert made of ``parts`` (one per shard; ``None``: no row)."""
+        done = [part for part in parts if part is not None]
+        if not done:
+            return None
+        return cls(
+            rows=sum(part.rows for part in done),
+            seconds=sum(part.seconds for part in done),
+            finished_ms=max(part.finished_ms for part in done),
+            lag_ms=max(part.lag_ms for part in done),
+        )
+
 
 class SinkStreams:
     def __init__(self, redis: SyncRedis, family: EventFamily, leases: StreamLeases) -> None:

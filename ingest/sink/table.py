@@ -6,6 +6,13 @@ can see in ``system.processes`` whether an insert of rows of its streams, by an 
 or by a sink that held them before, is still running on the server (the other sinks' inserts,
 of other streams, do not hold it up). Each table has its own identity check
 (``SinkTable.missing``): which of a batch's rows it already holds.
+
+On a cluster the sink writes one shard's local table (``ingest.sink.shards``). A replicated one
+(``SinkTable.replicated``) deduplicates an insert of the very block it already holds, whichever
+replica took it (ZooKeeper keeps the hashes of the last 100 blocks), and so do the replicated
+rollups its views fill: a failed insert is sent again as it was, to any replica, without a
+check. The check that a recovery still needs asks one replica, which may not yet have fetched
+every part the others took: it waits until that replica has (``fetches_due``).
 """
 
 from __future__ import annotations
@@ -13,13 +20,14 @@ from __future__ import annotations
 import uuid
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Container, Iterable
+from collections.abc import Collection, Container, Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ingest.events.scans import Columns
+from ingest.warehouse.client import ERRORS as CLICKHOUSE_ERRORS
 
 QUERY_ID_PREFIX = "scanward-sink:"
 
@@ -62,6 +70,10 @@ COLUMNS = (
 """The columns the sink writes: all of ``scans`` but the materialized ``flags``."""
 
 _RUNNING = "SELECT query_id FROM system.processes WHERE startsWith(query_id, %(prefix)s)"
+_FETCHES_DUE = """
+SELECT count() FROM system.replication_queue
+WHERE database = currentDatabase() AND table = %(table)s AND type = 'GET_PART'
+"""
 _MASK_BITS = 256
 
 
@@ -75,10 +87,15 @@ class SinkTable(ABC):
     """Whether the text columns to insert hold UTF-8 ``bytes`` (else ``str``): the driver
     writes bytes as they are, in about half the time it takes to encode ``str``."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, name: str | None = None, replicas: Sequence[Any] = ()) -> None:
+        """``client`` writes and checks ``name`` (the table's own ``NAME`` on one server); the
+        clients of a shard's ``replicas``, all of them, tell which inserts still run there."""
         self._client = client
-        self._query_prefix = f"{QUERY_ID_PREFIX}{client.connection.database}:{self.NAME}:"
-        self._insert = f"INSERT INTO {self.NAME} ({', '.join(self.COLUMNS)}) VALUES"
+        self.name = name or self.NAME
+        self.replicated = bool(replicas)
+        self._replicas = replicas or (client,)
+        self._query_prefix = f"{QUERY_ID_PREFIX}{client.connection.database}:{self.name}:"
+        self._insert = f"INSERT INTO {self.name} ({', '.join(self.COLUMNS)}) VALUES"
 
     def insert(self, columns: Columns, streams: Collection[str]) -> None:
         """Inserts ``columns``, the rows of entries of ``streams``."""
@@ -92,11 +109,25 @@ class SinkTable(ABC):
 
     def running_inserts(self, streams: Collection[str]) -> int:
         """Inserts into this table of rows of any of ``streams``, by any sink of this
-        database, that the server still runs."""
-        mask = _mask(streams)
-        running = self._client.execute(_RUNNING, {"prefix": self._query_prefix})
-        prefix = len(self._query_prefix)
-        return sum(_overlaps(query_id[prefix:], mask) for (query_id,) in running)
+        database, that the server (every replica that answers) still runs."""
+        mask, prefix = _mask(streams), len(self._query_prefix)
+        running = 0
+        for client in self._replicas:
+            try:
+                queries = client.execute(_RUNNING, {"prefix": self._query_prefix})
+            except CLICKHOUSE_ERRORS:
+                if client is self._client:
+                    raise
+                continue  # a replica that is down runs nothing
+            running += sum(_overlaps(query_id[prefix:], mask) for (query_id,) in queries)
+        return running
+
+    def fetches_due(self) -> int:
+        """Parts that other replicas of the shard took and the replica asked has yet to fetch."""
+        if not self.replicated:
+            return 0
+        due: int = self._client.execute(_FETCHES_DUE, {"table": self.name})[0][0]
+        return due
 
     @abstractmethod
     def missing(self, columns: Columns) -> Columns:
@@ -104,7 +135,7 @@ class SinkTable(ABC):
 
 
 _STORED_SCANS = """
-SELECT stream_partition, stream_ms, stream_seq, stream_index FROM scans
+SELECT stream_partition, stream_ms, stream_seq, stream_index FROM {table}
 WHERE date IN %(dates)s AND stream_partition IN %(partitions)s
   AND stream_ms BETWEEN %(first_ms)s AND %(last_ms)s
 """
@@ -127,7 +158,7 @@ class ScanTable(SinkTable):
         )
         stored = set(
             self._client.execute(
-                _STORED_SCANS,
+                _STORED_SCANS.format(table=self.name),
                 {
                     "dates": tuple(np.unique(columns["date"]).tolist()),
                     "partitions": tuple(np.unique(partitions).tolist()),
@@ -166,7 +197,7 @@ DRAW_COLUMNS = (
 )
 """The columns of ``draws``, all written by the sink."""
 
-_STORED_DRAWS = "SELECT campaign_id, seq FROM draws WHERE date IN %(dates)s AND ({campaigns})"
+_STORED_DRAWS = "SELECT campaign_id, seq FROM {table} WHERE date IN %(dates)s AND ({campaigns})"
 _CAMPAIGN_RANGE = (
     "(campaign_id = %(campaign_{0})s AND day IN %(days_{0})s"
     " AND seq BETWEEN %(first_{0})s AND %(last_{0})s)"
@@ -195,7 +226,7 @@ class DrawTable(SinkTable):
                 f"first_{i}": int(seq[rows].min()),
                 f"last_{i}": int(seq[rows].max()),
             }
-        query = _STORED_DRAWS.format(campaigns=" OR ".join(ranges))
+        query = _STORED_DRAWS.format(table=self.name, campaigns=" OR ".join(ranges))
         stored = set(self._client.execute(query, parameters))
         return rows_not_in(columns, zip(campaigns.tolist(), seq.tolist(), strict=True), stored)
 

@@ -64,6 +64,12 @@ _ORDER_BY = re.compile(r"\bORDER BY \(?([^()\n]+?)\)?\s*(?:SETTINGS\b|$)", re.MU
 _HAS_TABLE = "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = %(t)s"
 
 
+def local_table(name: str) -> str:
+    """Where the rows of table ``name`` are stored on each server of a cluster: its local
+    table, or the table itself for a mirror whole on every shard."""
+    return name if name in EVERY_SHARD else name + LOCAL
+
+
 def cluster_statements(statement: str, topology: Topology, tables: frozenset[str]) -> list[str]:
     """What ``statement`` of a migration becomes on every server of ``topology``; ``tables``
     are the names the migrations create as tables."""
