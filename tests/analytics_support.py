@@ -23,6 +23,7 @@ from tests.sink_support import (
     make_events,
     running_sink,
     sink_settings,
+    sync_replicas,
     wait_until,
 )
 
@@ -135,5 +136,10 @@ def load_analytics_data(streams: redis.Redis, redis_url: str, database: str) -> 
     ]
     client = connect(database)
     for block in (draws[:250], draws[250:]):  # two inserts: two parts summed by the rollup
-        client.execute(f"INSERT INTO draws ({', '.join(draws[0])}) VALUES", block)
+        client.execute(
+            f"INSERT INTO draws ({', '.join(draws[0])}) VALUES",
+            block,
+            settings={"insert_distributed_sync": 1},  # on a cluster: stored on its shards now
+        )
     client.disconnect()
+    sync_replicas(database)

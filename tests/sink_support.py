@@ -34,6 +34,7 @@ from ingest.sink.table import SinkTable
 from ingest.store.scripts import SyncRedis
 from ingest.warehouse.client import connect
 from ingest.warehouse.schema import apply_migrations
+from ingest.warehouse.topology import Topology
 
 PARTITIONS = Partitions()
 """The default partitions, which the sinks under test run with."""
@@ -292,3 +293,19 @@ def sinking(settings: Settings, clickhouse_url: str) -> Iterator[Settings]:
         finally:
             stop.set()
             sink.join(30)
+
+
+def sync_replicas(url: str) -> None:
+    """Until every replica of a cluster holds every part its peers took (a Distributed query
+    reads one replica of each shard, perhaps one still fetching); nothing on one server."""
+    for _, _, server in Topology.parse(url).servers():
+        client = connect(server)
+        try:
+            replicated = client.execute(
+                "SELECT name FROM system.tables"
+                " WHERE database = currentDatabase() AND engine LIKE 'Replicated%'"
+            )
+            for (table,) in replicated:
+                client.execute(f"SYSTEM SYNC REPLICA {table}")
+        finally:
+            client.disconnect()

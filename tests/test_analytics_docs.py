@@ -10,6 +10,8 @@ import pytest
 import redis
 
 from ingest.warehouse import query_output
+from ingest.warehouse.cluster_schema import apply_cluster_migrations
+from ingest.warehouse.topology import Topology
 from tests.analytics_support import load_analytics_data
 from tests.sink_support import query
 
@@ -33,9 +35,23 @@ def test_every_documented_query_gives_the_documented_answer(
     streams: redis.Redis, redis_url: str, database: str
 ) -> None:
     load_analytics_data(streams, redis_url, database)
+    assert not _wrong_answers(database)
+
+
+@pytest.mark.redis
+@pytest.mark.clickhouse_cluster
+def test_every_documented_query_gives_the_same_answer_on_two_shards_of_two_replicas(
+    streams: redis.Redis, redis_url: str, clickhouse_cluster: Topology
+) -> None:
+    apply_cluster_migrations(clickhouse_cluster)
+    load_analytics_data(streams, redis_url, clickhouse_cluster.url)
+    assert not _wrong_answers(clickhouse_cluster.url)
+
+
+def _wrong_answers(url: str) -> str:
     wrong = []
     for sql, answer in examples():
-        printed = "".join(query_output.tab_separated(query(database, sql))).rstrip("\n")
+        printed = "".join(query_output.tab_separated(query(url, sql))).rstrip("\n")
         if printed != answer:
             wrong.append(f"{sql}\n--- documented:\n{answer}\n--- got:\n{printed}")
-    assert not wrong, "\n\n".join(wrong)
+    return "\n\n".join(wrong)

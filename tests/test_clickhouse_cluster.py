@@ -6,13 +6,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
+from clickhouse_driver.errors import ServerException
 
-from ingest.events.scans import Columns, decode_columns
+from fraud.policy import FraudPolicy
+from ingest.events.scans import Columns, ScanEvent, decode_columns
 from ingest.ops.clickhouse_cluster import ClickHouseClusterServers
 from ingest.sink.table import COLUMNS, column_values
+from ingest.warehouse import alerts
 from ingest.warehouse.client import connect
 from ingest.warehouse.cluster_schema import (
     ServerMigrations,
@@ -21,7 +25,7 @@ from ingest.warehouse.cluster_schema import (
 )
 from ingest.warehouse.schema import load_migrations
 from ingest.warehouse.topology import Topology
-from tests.sink_support import entry_fields, make_events
+from tests.sink_support import entry_fields, make_events, sync_replicas
 
 pytestmark = pytest.mark.clickhouse_cluster
 
@@ -74,7 +78,10 @@ def test_a_table_becomes_a_replicated_local_table_and_a_distributed_one() -> Non
 
 def _events(count: int, first: int) -> Columns:
     """Columns of ``count`` scan events as the sink inserts them (one event per entry)."""
-    events = make_events(count, first)
+    return _columns(make_events(count, first))
+
+
+def _columns(events: list[ScanEvent]) -> Columns:
     entries = [
         (f"{1_700_000_000_000 + n}-0".encode(), entry_fields([e])) for n, e in enumerate(events)
     ]
@@ -245,3 +252,57 @@ def test_queries_of_a_cluster_url_go_to_another_server_while_the_first_is_down(
             client.disconnect()
     finally:
         clickhouse_cluster_servers.restart(1, 1)
+
+
+def test_a_subquery_of_a_distributed_table_needs_global_in_and_then_answers_for_all_shards(
+    clickhouse_cluster: Topology,
+) -> None:
+    """``docs/analytics.md``, "On a cluster": 18.16 refuses a plain ``IN`` whose subquery reads a
+    Distributed table inside a query of one (each shard would run it over every shard again);
+    ``GLOBAL IN`` runs it once and sends the set to the shards."""
+    _migrate(clickhouse_cluster)
+    (s1r1, _), (s2r1, _) = clickhouse_cluster.shards
+    events = _events(60, 0)
+    _insert_local(s1r1, {name: column[:40] for name, column in events.items()})
+    _insert_local(s2r1, {name: column[40:] for name, column in events.items()})
+    sync_replicas(clickhouse_cluster.url)
+    heavy = "SELECT device_id FROM scans GROUP BY device_id HAVING count() >= 5"
+    scans_of = Counter(events["device_id"].tolist())
+    expected = [(sum(count for count in scans_of.values() if count >= 5),)]
+    client = connect(clickhouse_cluster.url)
+    try:
+        with pytest.raises(ServerException, match="Double-distributed IN/JOIN subqueries"):
+            client.execute(f"SELECT count() FROM scans WHERE device_id IN ({heavy})")
+        answer = client.execute(f"SELECT count() FROM scans WHERE device_id GLOBAL IN ({heavy})")
+    finally:
+        client.disconnect()
+    assert answer == expected
+
+
+def test_alerts_are_detected_over_every_shard_and_found_again_without_doubling(
+    clickhouse_cluster: Topology,
+) -> None:
+    _migrate(clickhouse_cluster)
+    (s1r1, _), (s2r1, _) = clickhouse_cluster.shards
+    now_ms = int(time.time() * 1000)
+    events = make_events(12)
+    for number, event in enumerate(events):  # a clone and a farming phone, half on each shard
+        flag = "cloned" if number % 2 else "device_farm"
+        events[number] = event._replace(
+            time_ms=now_ms - number, code="CLONED", batch_id="B1", device_id="FARM", flags=(flag,)
+        )
+    columns = _columns(events)
+    _insert_local(s1r1, {name: column[:6] for name, column in columns.items()})
+    _insert_local(s2r1, {name: column[6:] for name, column in columns.items()})
+    sync_replicas(clickhouse_cluster.url)
+    client = connect(clickhouse_cluster.url)
+    try:
+        for _ in range(2):
+            alerts.detect(client, FraudPolicy())
+        found = alerts.open_alerts(client, 10)
+    finally:
+        client.disconnect()
+    assert sorted((a["kind"], a["scans"], a["flagged"]) for a in found) == [
+        ("cloned_code", 12, 6),
+        ("device_farm", 12, 6),
+    ]

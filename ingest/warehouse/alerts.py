@@ -1,5 +1,7 @@
 """Aggregate fraud alerts: ClickHouse queries over a recent window of scans, written into
 ``fraud_alerts`` by ``INSERT ... SELECT`` (nothing crosses the network but the statements).
+On a cluster the same statements read and write the Distributed tables (``GLOBAL IN``: a
+subquery of one inside a query of one), and an alert's rows go to one shard, by its id.
 
 Per-scan flags say what one scan looked like; an alert says where to look: a distributor's
 batch leaking out of its territory, goods piling up in another region, a cloned code, a farm.
@@ -65,7 +67,8 @@ SELECT {_alert("cloned_code", "code")}, any(distributor_id), any(batch_id), '', 
     count() AS total, countIf(has(flags, 'cloned')) AS cloned, cloned / total, min(time),
     max(time), now(), 'open'
 FROM scans
-WHERE {_RECENT} AND code IN (SELECT code FROM scans WHERE {_RECENT} AND has(flags, 'cloned'))
+WHERE {_RECENT} AND code GLOBAL IN (
+    SELECT code FROM scans WHERE {_RECENT} AND has(flags, 'cloned'))
 GROUP BY code
 """,
     "device_farm": f"""
@@ -73,7 +76,7 @@ SELECT {_alert("device_farm", "device_id")}, '', '', '', '', device_id,
     count() AS total, countIf(has(flags, 'device_farm')) AS farmed, farmed / total, min(time),
     max(time), now(), 'open'
 FROM scans
-WHERE {_RECENT} AND device_id IN (
+WHERE {_RECENT} AND device_id GLOBAL IN (
     SELECT device_id FROM scans WHERE {_RECENT} AND has(flags, 'device_farm'))
 GROUP BY device_id
 """,
@@ -97,7 +100,8 @@ def detect(client: Any, policy: FraudPolicy) -> None:
         "share": policy.alert_share,
     }
     for query in DETECTIONS.values():
-        client.execute(_INSERT + query, parameters)
+        # on a cluster, stored on the shards before this returns, not queued to be forwarded
+        client.execute(_INSERT + query, parameters, settings={"insert_distributed_sync": 1})
 
 
 def open_alerts(
