@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from ingest.warehouse import rollups
-from ingest.warehouse.client import connect
+from ingest.warehouse.topology import Topology
 from tests.analytics_support import load_analytics_data
 from tests.sink_support import (
     add_events,
@@ -23,6 +23,8 @@ from tests.sink_support import (
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
+NO_SERVER = "clickhouse://127.0.0.1:1/default"
+"""A URL nothing answers: checks that come before any query."""
 
 
 @pytest.fixture
@@ -107,7 +109,8 @@ def test_a_failing_view_leaves_no_source_row_twice(
     assert "clickhouse insert failed; retrying" in caplog.messages  # the view did fail
 
 
-def _rollups_differing_from_raw(database: str) -> list[str]:
+def rollups_differing_from_raw(database: str) -> list[str]:
+    """The rollups whose figures differ from the same aggregation of the raw tables."""
     return [
         rollup
         for rollup, (from_rollup, from_raw) in ROLLUPS.items()
@@ -125,23 +128,15 @@ def test_rebuilding_days_puts_their_rollups_right_and_leaves_other_days(sunk: st
         " FROM diversion_daily",
     )
     wait_until(lambda: not _unfinished_mutations(sunk), 30, "the deletions")
-    assert _rollups_differing_from_raw(sunk) == ["scans_hourly", "diversion_daily", "awards_daily"]
+    assert rollups_differing_from_raw(sunk) == ["scans_hourly", "diversion_daily", "awards_daily"]
 
-    client = connect(sunk)
-    try:
-        rows = rollups.rebuild(client, date(2026, 2, 1), date(2026, 2, 2))
-        assert rows["scans_hourly"] > 0
-        assert rows["awards_daily"] > 0
-        # only 2026-02-01 was rebuilt: 2026-01-31 and the draws of 02-02 and 02-03 still differ
-        assert _rollups_differing_from_raw(sunk) == [
-            "scans_hourly",
-            "diversion_daily",
-            "awards_daily",
-        ]
-        rollups.rebuild(client, date(2026, 1, 1), date(2026, 3, 1))
-    finally:
-        client.disconnect()
-    assert _rollups_differing_from_raw(sunk) == []
+    rows = rollups.rebuild(Topology.parse(sunk), date(2026, 2, 1), date(2026, 2, 2))
+    assert rows["scans_hourly"] > 0
+    assert rows["awards_daily"] > 0
+    # only 2026-02-01 was rebuilt: 2026-01-31 and the draws of 02-02 and 02-03 still differ
+    assert rollups_differing_from_raw(sunk) == ["scans_hourly", "diversion_daily", "awards_daily"]
+    rollups.rebuild(Topology.parse(sunk), date(2026, 1, 1), date(2026, 3, 1))
+    assert rollups_differing_from_raw(sunk) == []
 
 
 def test_rebuilding_after_a_failed_view_makes_every_rollup_whole(
@@ -155,12 +150,8 @@ def test_rebuilding_after_a_failed_view_makes_every_rollup_whole(
     with running_sink(sink_settings(redis_url, database, sink_batch_rows=100)):
         wait_until(lambda: backlog(streams) == 0, 30, "the sink to get past the failing view")
     query(database, "DROP TABLE failing")
-    client = connect(database)
-    try:
-        rollups.rebuild(client, date(2026, 1, 1), date(2026, 3, 1))
-    finally:
-        client.disconnect()
-    assert _rollups_differing_from_raw(database) == []
+    rollups.rebuild(Topology.parse(database), date(2026, 1, 1), date(2026, 3, 1))
+    assert rollups_differing_from_raw(database) == []
 
 
 def _unfinished_mutations(database: str) -> int:
@@ -182,7 +173,7 @@ def test_days_the_sink_may_still_write_are_not_rebuilt(
     since: date, until: date, error: str
 ) -> None:
     with pytest.raises(rollups.RollupError, match=error):
-        rollups.rebuild(None, since, until, today=date(2026, 2, 2))
+        rollups.rebuild(Topology.parse(NO_SERVER), since, until, today=date(2026, 2, 2))
 
 
 def test_the_rollups_are_read_from_the_migrations() -> None:
@@ -192,12 +183,8 @@ def test_the_rollups_are_read_from_the_migrations() -> None:
 
 def test_a_failed_rebuild_says_which_rollup_failed_and_what_to_do(database: str) -> None:
     query(database, "DROP TABLE diversion_daily")
-    client = connect(database)
-    try:
-        with pytest.raises(rollups.RollupError) as failed:
-            rollups.rebuild(client, date(2026, 1, 1), date(2026, 1, 2))
-    finally:
-        client.disconnect()
+    with pytest.raises(rollups.RollupError) as failed:
+        rollups.rebuild(Topology.parse(database), date(2026, 1, 1), date(2026, 1, 2))
     message = str(failed.value)
     assert message.startswith("rebuilding diversion_daily failed (Code: 60.")
     assert message.endswith("run again (rebuilt: scans_hourly, scanners_daily)")

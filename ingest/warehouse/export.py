@@ -4,6 +4,10 @@ Rows are streamed (``execute_iter``, blocks of ``block_rows``) and written a blo
 an export of any size holds one block in memory. The columns are the table's stored ones, as
 the migrations left them (``clickhouse_client.stored_columns``), in table order: a migration
 that adds a column adds it to the exports. Rows come in the order they were scanned (``time_ms``).
+
+On a cluster (``ingest.warehouse.topology``) the client's ``scans`` is the Distributed table:
+each shard's rows come once, from one of its replicas as that replica holds them (rows a
+replica has not fetched yet are missing, so export days the sink is done with).
 """
 
 from __future__ import annotations
