@@ -31,6 +31,8 @@ from tests.helpers import ADMIN_TOKEN, AiohttpClient
 from tests.sink_support import fresh_database, sinking
 
 KEYRING_SECRET = "test keyring secret"
+SERVER_SETTINGS = ("SCANWARD_REDIS_URL", "SCANWARD_CLICKHOUSE_URL", "SCANWARD_CONFIG")
+"""The settings that name servers: without them, `scanward up` starts its own."""
 
 
 def _require_marker(request: pytest.FixtureRequest, marker: str) -> None:
@@ -208,3 +210,14 @@ async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClien
     """The app on a real loopback server, with the session's Redis."""
     result: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
     return result
+
+
+@pytest.fixture
+def up_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An environment where `scanward up` would start its own servers in ``tmp_path``; a
+    refused start leaves nothing there."""
+    for name in SERVER_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SCANWARD_KEYRING_SECRET", KEYRING_SECRET)
+    yield tmp_path
+    assert list(tmp_path.iterdir()) == []

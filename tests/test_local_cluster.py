@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -122,39 +121,6 @@ def test_a_missing_redis_cli_says_which_package_to_install(
     monkeypatch.setattr("shutil.which", lambda name, **_: None if name == "redis-cli" else name)
     with pytest.raises(ServiceError, match="apt-get install redis-tools"):
         local_services.start_redis_cluster(tmp_path)
-
-
-@pytest.fixture
-def up_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An environment where `scanward up` would start its own servers in ``tmp_path``."""
-    for name in ("SCANWARD_REDIS_URL", "SCANWARD_CLICKHOUSE_URL", "SCANWARD_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SCANWARD_KEYRING_SECRET", "up secret")
-    yield tmp_path
-    assert list(tmp_path.iterdir()) == []  # refused before it made or started anything
-
-
-@pytest.mark.parametrize(
-    ("redis_url", "options", "error"),
-    [
-        ("redis://127.0.0.1:1/0", ["--redis-masters", "3"], "SCANWARD_REDIS_URL"),
-        (None, ["--redis-replicas", "1"], "--redis-replicas needs --redis-masters"),
-    ],
-)
-def test_up_refuses_cluster_options_it_cannot_use(
-    up_env: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    redis_url: str | None,
-    options: list[str],
-    error: str,
-) -> None:
-    if redis_url is not None:
-        monkeypatch.setenv("SCANWARD_REDIS_URL", redis_url)
-    assert main(["up", "--data-dir", str(up_env), *options]) == 1
-    message = capsys.readouterr().err
-    assert error in message
-    assert message.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,19 @@
 """``scanward serve`` and ``scanward up``: the API alone, or the whole stack (Redis and
-ClickHouse unless configured, the schema, API workers, the sink and the alerts loop)."""
+ClickHouse, each one server or a local cluster, unless configured; the schema, API workers, the
+sink and the alerts loop)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Protocol
 
 import uvloop
 
@@ -24,15 +27,17 @@ from ingest.cli.common import (
     redis_of,
     settings_of,
 )
-from ingest.cli.warehouse import apply_all_migrations
+from ingest.cli.warehouse import apply_all_migrations, server_line
 from ingest.config import Settings
 from ingest.metrics import MULTIPROC_ENV
-from ingest.ops import demo, json_logging, local_services
+from ingest.ops import clickhouse_cluster, demo, json_logging, local_services
 from ingest.ops.server import serve, wait_until_serving
 from ingest.ops.supervisor import Supervisor
 from ingest.store import connect
 from ingest.store.layout import check_layout
 from ingest.store.outage import STORE_FAILURES
+from ingest.warehouse.cluster_schema import apply_cluster_migrations
+from ingest.warehouse.topology import Topology
 
 
 def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -52,6 +57,19 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
         type=count,
         metavar="R",
         help="with --redis-masters: R replicas of each primary (default 0)",
+    )
+    up.add_argument(
+        "--clickhouse-shards",
+        type=positive,
+        metavar="N",
+        help="start a local ClickHouse cluster of N shards instead of one ClickHouse",
+    )
+    up.add_argument(
+        "--clickhouse-replicas",
+        type=positive,
+        metavar="R",
+        help="with --clickhouse-shards: R servers in each shard, replicating it through a "
+        "local ZooKeeper when R > 1 (default 1)",
     )
     up.set_defaults(run=up_command)
 
@@ -88,6 +106,7 @@ def up_command(args: argparse.Namespace) -> None:
     """Redis and ClickHouse (unless configured), the schema, API workers and the sink."""
     settings = settings_of(args).with_overrides(workers=args.workers)
     _check_redis_options(args, settings)
+    _check_clickhouse_options(args, settings)
     secret = keyring_secret(settings)
     json_logging.configure()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -96,21 +115,19 @@ def up_command(args: argparse.Namespace) -> None:
         print(f"created a keyring with one master key at {settings.keyring_file}")
     _check_port_is_free(settings)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_interrupted_by_sigterm())
         stack.enter_context(local_services.data_folder_lock(settings.data_dir))
         redis_url, clickhouse_url = settings.redis_url, settings.clickhouse_url
         if redis_url is None:
             redis_url = stack.enter_context(_stopping(_start_redis(args, settings)))
         check_partitions(replace(settings, redis_url=redis_url))
         if clickhouse_url is None:
-            clickhouse_url = stack.enter_context(
-                _stopping(local_services.start_clickhouse(settings.data_dir))
-            )
+            clickhouse_url = stack.enter_context(_stopping(_start_clickhouse(args, settings)))
         settings = replace(settings, redis_url=redis_url, clickhouse_url=clickhouse_url)
         api_url = f"http://{settings.host}:{settings.port}"
         local_services.ServiceAddresses(redis_url, clickhouse_url, api_url).save(settings.data_dir)
         stack.callback((settings.data_dir / local_services.SERVICES_FILE).unlink, missing_ok=True)
-        for name in apply_all_migrations(settings):
-            print(f"applied migration {name}")
+        _migrate(settings)
         print(f"redis       {redis_url}\nclickhouse  {clickhouse_url}\napi         {api_url}")
         metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="scanward-metrics-"))
         environment = {**settings_environment(settings), MULTIPROC_ENV: metrics_dir}
@@ -179,15 +196,65 @@ def _check_redis_options(args: argparse.Namespace, settings: Settings) -> None:
         )
 
 
-def _start_redis(
-    args: argparse.Namespace, settings: Settings
-) -> local_services.ServerProcess | local_services.RedisClusterServers:
+def _check_clickhouse_options(args: argparse.Namespace, settings: Settings) -> None:
+    """Like the Redis options: they shape the ClickHouse cluster `up` starts."""
+    shards, replicas = args.clickhouse_shards, args.clickhouse_replicas
+    if shards is None and replicas is not None:
+        raise CommandError("--clickhouse-replicas needs --clickhouse-shards")
+    if shards is not None and settings.clickhouse_url is not None:
+        raise CommandError(
+            "--clickhouse-shards starts a local ClickHouse cluster, but a ClickHouse is "
+            "configured (SCANWARD_CLICKHOUSE_URL): use one or the other"
+        )
+    if shards == 1 and (replicas or 1) == 1:
+        raise CommandError(
+            "a ClickHouse cluster of one server is one ClickHouse: give --clickhouse-shards 2 "
+            "or more, or --clickhouse-replicas 2 or more, or neither"
+        )
+
+
+class _Servers(Protocol):
+    """One server or a local cluster, as `up` uses it: its URL, and a stop by PID."""
+
+    @property
+    def url(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+def _start_redis(args: argparse.Namespace, settings: Settings) -> _Servers:
     """One Redis, or with ``--redis-masters`` a Redis Cluster, in the data folder."""
     if args.redis_masters is None:
         return local_services.start_redis(settings.data_dir)
     return local_services.start_redis_cluster(
         settings.data_dir, args.redis_masters, args.redis_replicas or 0
     )
+
+
+def _start_clickhouse(args: argparse.Namespace, settings: Settings) -> _Servers:
+    """One ClickHouse, or with ``--clickhouse-shards`` a ClickHouse cluster, in the data folder;
+    either keeps its data across runs (a cluster, across runs of the same shape)."""
+    if args.clickhouse_shards is None:
+        return local_services.start_clickhouse(settings.data_dir)
+    return clickhouse_cluster.start_clickhouse_cluster(
+        settings.data_dir, args.clickhouse_shards, args.clickhouse_replicas or 1
+    )
+
+
+def _migrate(settings: Settings) -> None:
+    """The migrations as `scanward migrate` applies them: on a cluster, on every server, a line
+    each; `up` stops if one was left behind."""
+    assert settings.clickhouse_url is not None
+    topology = Topology.parse(settings.clickhouse_url)
+    if not topology.clustered:
+        for name in apply_all_migrations(settings):
+            print(f"applied migration {name}")
+        return
+    outcomes = apply_cluster_migrations(topology)
+    for outcome in outcomes:
+        print(f"migrations on {server_line(outcome)}")
+    if any(outcome.error for outcome in outcomes):
+        raise CommandError("some ClickHouse servers were not migrated; see above")
 
 
 def _check_port_is_free(settings: Settings) -> None:
@@ -206,13 +273,28 @@ def _wait_until_serving(api_url: str, timeout_s: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def _stopping(
-    server: local_services.ServerProcess | local_services.RedisClusterServers,
-) -> Iterator[str]:
+def _stopping(servers: _Servers) -> Iterator[str]:
     try:
-        yield server.url
+        yield servers.url
     finally:
-        server.stop()
+        servers.stop()
+
+
+@contextlib.contextmanager
+def _interrupted_by_sigterm() -> Iterator[None]:
+    """SIGTERM as Ctrl-C while `up` starts and stops its servers (the supervisor takes both
+    while it runs): the servers started so far run in sessions of their own, and are stopped
+    by the blocks that started them rather than left behind."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the stops that follow must finish
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 async def _announce_demo(settings: Settings, api_url: str) -> None:

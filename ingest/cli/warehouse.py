@@ -96,7 +96,7 @@ def migrate_command(args: argparse.Namespace) -> None:
     if topology.clustered:
         outcomes = apply_cluster_migrations(topology)
         for outcome in outcomes:
-            print(_server_line(outcome))
+            print(server_line(outcome))
         if any(outcome.error for outcome in outcomes):
             raise CommandError("some servers were not migrated; run it again once they are up")
         return
@@ -107,7 +107,7 @@ def migrate_command(args: argparse.Namespace) -> None:
         print("the schema is up to date", file=sys.stderr)
 
 
-def _server_line(outcome: ServerMigrations) -> str:
+def server_line(outcome: ServerMigrations) -> str:
     where = f"shard {outcome.shard} replica {outcome.replica} ({outcome.address})"
     if outcome.error:
         return f"{where}: not migrated: {outcome.error}"
@@ -150,14 +150,14 @@ def export_command(args: argparse.Namespace) -> None:
 
 
 def rollups_command(args: argparse.Namespace) -> None:
-    """``rebuild``: the rollups of a range of past days computed again from the raw tables."""
-    client = clickhouse_of(settings_of(args, needs_clickhouse=True))
+    """``rebuild``: the rollups of a range of past days computed again from the raw tables,
+    shard by shard on a cluster."""
+    clickhouse_url = settings_of(args, needs_clickhouse=True).clickhouse_url
+    assert clickhouse_url is not None
     try:
-        print_json(rollups.rebuild(client, args.since, args.until))
+        print_json(rollups.rebuild(Topology.parse(clickhouse_url), args.since, args.until))
     except rollups.RollupError as error:
         raise CommandError(str(error)) from None
-    finally:
-        client.disconnect()
 
 
 def alerts_command(args: argparse.Namespace) -> None:

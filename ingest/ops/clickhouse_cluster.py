@@ -1,12 +1,18 @@
-"""A local ClickHouse cluster for `scanward up` and the tests: ZooKeeper (Debian's
-``zookeeper`` package, run in the foreground by its own ``zkServer.sh``) and shards of replicas
-of clickhouse-server on loopback, each under its own folder of the data directory.
+"""A local ClickHouse cluster for `scanward up` and the tests: shards of replicas of
+clickhouse-server on loopback and, when shards have replicas, ZooKeeper (Debian's ``zookeeper``
+package, run in the foreground by its own ``zkServer.sh``), each under its own folder of the
+cluster's folder of the data directory.
 
 Every server knows the whole cluster as ``CLUSTER`` in ``remote_servers`` (with
 ``internal_replication``: a row written to one replica of a shard reaches the others by
 ReplicatedMergeTree, not by the Distributed engine), its own ``{shard}`` and ``{replica}``
 macros for the replicated tables' ZooKeeper paths, and an interserver port for replicas to fetch
 each other's parts. Every process is stopped by its PID.
+
+The cluster's folder is named by its shape (``clickhouse-cluster-2x2``): started again with the
+same data directory and shape, the servers and ZooKeeper find their tables, rows and replication
+metadata as they left them (on new ports, as one ClickHouse's restart does); another shape is
+another cluster, in a folder of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from ingest.ops.local_services import (
     start_clickhouse,
     wait_until_ready,
 )
-from ingest.warehouse.topology import CLUSTER
+from ingest.warehouse import client
+from ingest.warehouse.topology import CLUSTER, server_address
 
 DATABASE = "scanward"
 """The database the cluster's servers ask each other's tables in (``default_database`` in
@@ -39,7 +46,7 @@ dataDir={folder}/data
 clientPort={port}
 clientPortAddress=127.0.0.1
 admin.enableServer=false
-4lw.commands.whitelist=ruok
+4lw.commands.whitelist=srvr
 maxClientCnxns=0
 """
 
@@ -59,19 +66,27 @@ def start_zookeeper(data_dir: Path) -> ServerProcess:
     process, log = spawn("zookeeper", argv, folder)
     server = ServerProcess("zookeeper", f"zookeeper://127.0.0.1:{port}", process, log)
 
-    def answers() -> bool:
+    def serving() -> bool:
+        """``srvr`` names the server's mode only once it serves sessions: ``ruok`` says
+        ``imok`` while a restart still loads its data, and a clickhouse-server that connects
+        then exits on its refused handshake."""
         with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
-            connection.sendall(b"ruok")
-            return connection.recv(16) == b"imok"
+            connection.sendall(b"srvr")
+            reply = b""
+            while chunk := connection.recv(4096):
+                reply += chunk
+            return b"\nMode: " in reply
 
-    wait_until_ready(answers, server)
+    wait_until_ready(serving, server)
     return server
 
 
 @dataclass
 class ClickHouseClusterServers:
-    data_dir: Path
-    zookeeper: ServerProcess
+    folder: Path
+    """The cluster's folder: a subfolder for each server and ZooKeeper."""
+    zookeeper: ServerProcess | None
+    """Only when shards have replicas: a shard of one server replicates nothing."""
     ports: list[list[int]]
     """Each shard's replicas' TCP ports."""
     shards: list[list[ServerProcess]]
@@ -79,9 +94,11 @@ class ClickHouseClusterServers:
 
     @property
     def url(self) -> str:
-        """The topology as ``SCANWARD_CLICKHOUSE_URL`` takes it: shards separated by ``;``,
-        a shard's replicas by ``,``."""
-        return ";".join(",".join(server.url for server in shard) for shard in self.shards)
+        """The topology as ``SCANWARD_CLICKHOUSE_URL`` takes it, in ``DATABASE``: shards
+        separated by ``;``, a shard's replicas by ``,``."""
+        return ";".join(
+            ",".join(_in_database(server.url) for server in shard) for shard in self.shards
+        )
 
     def servers(self) -> list[ServerProcess]:
         return [server for shard in self.shards for server in shard]
@@ -98,40 +115,65 @@ class ClickHouseClusterServers:
                 server.process.send_signal(signal.SIGTERM)
         for server in self.servers():
             server.stop()
-        self.zookeeper.stop()
+        if self.zookeeper is not None:
+            self.zookeeper.stop()
 
     def _start(self, shard: int, replica: int) -> ServerProcess:
+        zookeeper_url = None if self.zookeeper is None else self.zookeeper.url
         return start_clickhouse(
-            self.data_dir,
+            self.folder,
             folder_name=f"clickhouse-s{shard}r{replica}",
             tcp_port=self.ports[shard - 1][replica - 1],
-            extra_config=_cluster_config(self.ports, self.zookeeper.url, shard, replica),
+            extra_config=_cluster_config(self.ports, zookeeper_url, shard, replica),
         )
 
 
 def start_clickhouse_cluster(
     data_dir: Path, shards: int = 2, replicas: int = 2
 ) -> ClickHouseClusterServers:
-    """ZooKeeper and ``shards`` shards of ``replicas`` servers each, all answering; on a failure,
-    whatever started is stopped."""
+    """``shards`` shards of ``replicas`` servers each, with ZooKeeper when ``replicas`` > 1, in
+    ``data_dir/clickhouse-cluster-<shards>x<replicas>``; returned once every server answers and
+    has ``DATABASE``. On a failure, whatever started is stopped."""
     if shards < 1 or replicas < 1:
         raise ServiceError("a ClickHouse cluster needs at least one shard of one replica")
-    zookeeper = start_zookeeper(data_dir)
+    folder = data_dir / f"clickhouse-cluster-{shards}x{replicas}"
+    zookeeper = start_zookeeper(folder) if replicas > 1 else None
     ports = [[free_port() for _ in range(replicas)] for _ in range(shards)]
-    started = ClickHouseClusterServers(data_dir, zookeeper, ports, [])
+    started = ClickHouseClusterServers(folder, zookeeper, ports, [])
     try:
         for shard in range(1, shards + 1):
             started.shards.append([])
             for replica in range(1, replicas + 1):
                 started.shards[-1].append(started._start(shard, replica))
+        for server in started.servers():
+            _create_database(server.url)
     except BaseException:
         started.stop()
         raise
     return started
 
 
-def _cluster_config(ports: list[list[int]], zookeeper_url: str, shard: int, replica: int) -> str:
-    zookeeper_port = zookeeper_url.rsplit(":", 1)[1]
+def _create_database(url: str) -> None:
+    """``DATABASE`` on the server of ``url`` (it may hold it from an earlier run)."""
+    connection = client.connect(url)
+    try:
+        connection.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+    except client.ERRORS as error:
+        raise ServiceError(
+            f"cannot create {DATABASE} on {server_address(url)}: {client.describe(error)}"
+        ) from None
+    finally:
+        connection.disconnect()
+
+
+def _in_database(url: str) -> str:
+    """A server's URL (in ``default``) naming ``DATABASE`` instead."""
+    return f"{url.rsplit('/', 1)[0]}/{DATABASE}"
+
+
+def _cluster_config(
+    ports: list[list[int]], zookeeper_url: str | None, shard: int, replica: int
+) -> str:
     shards = "".join(
         "<shard><internal_replication>true</internal_replication>"
         + "".join(
@@ -142,9 +184,11 @@ def _cluster_config(ports: list[list[int]], zookeeper_url: str, shard: int, repl
         + "</shard>"
         for shard_ports in ports
     )
-    zookeeper = f"<node><host>127.0.0.1</host><port>{zookeeper_port}</port></node>"
-    return f"""    <zookeeper>{zookeeper}</zookeeper>
-    <remote_servers><{CLUSTER}>{shards}</{CLUSTER}></remote_servers>
+    zookeeper = ""
+    if zookeeper_url is not None:
+        node = f"<node><host>127.0.0.1</host><port>{zookeeper_url.rsplit(':', 1)[1]}</port></node>"
+        zookeeper = f"    <zookeeper>{node}</zookeeper>\n"
+    return f"""{zookeeper}    <remote_servers><{CLUSTER}>{shards}</{CLUSTER}></remote_servers>
     <macros><shard>{shard:02d}</shard><replica>r{replica}</replica></macros>
     <interserver_http_host>127.0.0.1</interserver_http_host>
     <interserver_http_port>{free_port()}</interserver_http_port>

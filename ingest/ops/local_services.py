@@ -121,17 +121,21 @@ def spawn(name: str, argv: list[str], folder: Path) -> tuple[subprocess.Popen[by
 
 def wait_until_ready(ready: Callable[[], bool], server: ServerProcess) -> None:
     """Until ``ready()`` (an ``OSError`` counts as not yet); a one-line ``ServiceError`` if the
-    server exits first or takes longer than a start may."""
+    server exits first or takes longer than a start may. The server is stopped on any failure,
+    Ctrl-C included: its caller never got it, so nothing else would stop it."""
     deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise _exited(server, "at start")
-        with contextlib.suppress(OSError):
-            if ready():
-                return
-        time.sleep(0.05)
-    server.stop()
-    raise ServiceError(f"{server.name} did not answer within {_START_TIMEOUT_S:.0f} s")
+    try:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise _exited(server, "at start")
+            with contextlib.suppress(OSError):
+                if ready():
+                    return
+            time.sleep(0.05)
+        raise ServiceError(f"{server.name} did not answer within {_START_TIMEOUT_S:.0f} s")
+    except BaseException:
+        server.stop()
+        raise
 
 
 def _exited(server: ServerProcess, when: str) -> ServiceError:
