@@ -4,22 +4,31 @@ replica killed mid-insert and a whole shard stopped."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
 import redis
+from aiohttp.test_utils import TestClient
 
 from fraud import distributors
+from ingest.config import Settings
 from ingest.events.scans import CONSUMER_GROUP
+from ingest.http.app import create_app
 from ingest.ops.clickhouse_cluster import ClickHouseClusterServers
 from ingest.sink.consumer import run_sink
 from ingest.sink.shards import SHARD_MAP_KEY, ShardMap, ShardMapMismatch
+from ingest.warehouse.client import connect
 from ingest.warehouse.cluster_schema import apply_cluster_migrations
 from ingest.warehouse.topology import Topology
 from rewards.store import CAMPAIGNS_KEY, draw_stream, unsunk_key
 from tests.draw_support import add_draws, make_draws
+from tests.helpers import ADMIN, order_shipped_batch, post_scan
 from tests.sink_support import (
     PARTITIONS,
     add_events,
@@ -34,6 +43,7 @@ from tests.sink_support import (
 
 pytestmark = [pytest.mark.clickhouse_cluster, pytest.mark.redis]
 
+Client = TestClient[Any, Any]
 CAMPAIGNS = ("spring", "summer", "autumn", "winter")
 SHARD_MAP = ShardMap.of(2, PARTITIONS)
 
@@ -73,10 +83,9 @@ def test_each_partition_and_campaign_lands_once_on_its_shard_and_mirrors_on_ever
             "the sink to write everything",
         )
 
-    assert stored(migrated.url) == (2000, 2000)
-    assert query(migrated.url, "SELECT count(), uniqExact(campaign_id, seq) FROM draws") == [
-        (200, 200)
-    ]
+    _wait_until_stored(migrated.url, 2000)
+    draws = "SELECT count(), uniqExact(campaign_id, seq) FROM draws"
+    wait_until(lambda: query(migrated.url, draws) == [(200, 200)], 30, "the draws stored once")
     for shard, replicas in enumerate(migrated.shards, 1):
         ours = {p for p in range(PARTITIONS.scans) if SHARD_MAP.partition_shards[p] == shard}
         campaigns = {c for c in CAMPAIGNS if SHARD_MAP.campaign_shard(c) == shard}
@@ -87,6 +96,16 @@ def test_each_partition_and_campaign_lands_once_on_its_shard_and_mirrors_on_ever
 
 def _wait_for_rows(url: str, held: tuple[object, ...], what: str) -> None:
     wait_until(lambda: _held(url) == held, 30, what)
+
+
+def _wait_until_stored(url: str, events: int) -> None:
+    """Until ``scans`` holds each event once, as the replicas read have it (one may still be
+    fetching the parts the other took; a doubled row would never go away)."""
+    deadline = time.monotonic() + 30
+    while (seen := stored(url)) != (events, events):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{events} events not stored once: (rows, events) {seen}")
+        time.sleep(0.2)
 
 
 def _held(url: str) -> tuple[set[object], set[object], list[tuple[object, ...]]]:
@@ -120,7 +139,7 @@ def servers(
                 clickhouse_cluster_servers.restart(shard, replica)
 
 
-def test_a_replica_killed_during_inserts_loses_and_doubles_no_row(
+def test_a_replica_killed_during_an_insert_loses_and_doubles_no_row(
     streams: redis.Redis,
     redis_url: str,
     migrated: Topology,
@@ -128,44 +147,76 @@ def test_a_replica_killed_during_inserts_loses_and_doubles_no_row(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The sink writes shard 1 on its first replica (the first that answers); killed with
-    SIGKILL while inserts run, the sink goes on with the second."""
-    total = 0
-    with running_sink(sink_settings(redis_url, migrated.url)):
-        for round_ in range(20):
-            add_events(streams, make_events(400, total), per_entry=4)
-            total += 400
-            if round_ == 8:
-                servers.shards[0][0].process.kill()
-            wait_until(lambda: backlog(streams) < 2000, 60, "the sink to keep up")
+    SIGKILL while an insert of the sink runs on it, the sink goes on with the second."""
+    first, second = migrated.shards[0]
+    added = 0
+    with running_sink(sink_settings(redis_url, migrated.url, sink_batch_rows=4000)):
+        watch = connect(first)
+        try:
+            while not _sink_inserting(watch):
+                if backlog(streams) < 4000 and added < 200_000:
+                    add_events(streams, make_events(4000, added), per_entry=8)
+                    added += 4000
+        finally:
+            watch.disconnect()
+        servers.shards[0][0].process.kill()
+        add_events(streams, make_events(4000, added), per_entry=8)
+        added += 4000
         wait_until(lambda: backlog(streams) == 0, 60, "the sink to write everything")
-        assert stored(migrated.url) == (total, total)
-    assert "clickhouse insert failed; retrying" in caplog.messages  # the kill hit the sink
+        _wait_until_stored(migrated.url, added)
+    assert "clickhouse insert failed; retrying" in caplog.messages  # the kill cut an insert
     servers.restart(1, 1)
-    back = migrated.shards[0][0]
-    shard_1 = query(migrated.shards[0][1], "SELECT count() FROM scans_local")
+    shard_1 = query(second, "SELECT count() FROM scans_local")
     wait_until(
-        lambda: query(back, "SELECT count() FROM scans_local") == shard_1,
+        lambda: query(first, "SELECT count() FROM scans_local") == shard_1,
         60,
         "the killed replica to fetch what it missed",
     )
-    assert stored(migrated.url) == (total, total)
+    _wait_until_stored(migrated.url, added)
 
 
-def test_a_whole_shard_down_keeps_its_events_in_redis_until_it_returns_then_once(
-    streams: redis.Redis, redis_url: str, migrated: Topology, servers: ClickHouseClusterServers
+def _sink_inserting(client: Any) -> bool:
+    """Whether an insert of the sink into ``scans_local`` runs on ``client``'s server."""
+    running = client.execute(
+        "SELECT count() FROM system.processes"
+        " WHERE startsWith(query_id, 'scanward-sink:') AND query_id LIKE '%:scans_local:%'"
+    )
+    return bool(running[0][0])
+
+
+async def test_scans_are_answered_while_a_whole_shard_is_down_and_stored_once_when_it_returns(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    settings: Settings,
+    streams: redis.Redis,
+    migrated: Topology,
+    servers: ClickHouseClusterServers,
 ) -> None:
-    with running_sink(sink_settings(redis_url, migrated.url)):
-        add_events(streams, make_events(1000), per_entry=5)
-        wait_until(lambda: backlog(streams) == 0, 60, "the first events to be written")
+    """The scan path never waits on ClickHouse: its events wait in Redis (the backlog bound
+    refuses scans only beyond ``max_unsunk_events``) and are acknowledged once stored."""
+    sunk = dataclasses.replace(settings, clickhouse_url=migrated.url, sink_flush_ms=100)
+    client = await aiohttp_client(create_app(sunk))
+    batch = await order_shipped_batch(client, quantity=200)
+    reply = await client.get(f"/v1/batches/{batch['batch_id']}/codes?limit=200", headers=ADMIN)
+    codes = (await reply.text()).split()
+    with running_sink(sunk):
+        for code in codes[:100]:
+            await post_scan(client, {"code": code})
+        await _wait(lambda: backlog(streams) == 0, "the first scans to be stored")
         for server in servers.shards[1]:
             server.stop()
-        add_events(streams, make_events(1000, 1000), per_entry=5)
-        wait_until(lambda: _pending_entries(streams) > 0, 30, "the sink to try shard 2")
+        answers = [await post_scan(client, {"code": code}) for code in codes[100:]]
+        assert all(answer["first_scan"] for answer in answers)
+        await _wait(lambda: _pending_entries(streams) > 0, "the sink to try shard 2")
         assert backlog(streams) > 0  # waiting in Redis, acknowledged only once stored
         servers.restart(2, 1)
         servers.restart(2, 2)
-        wait_until(lambda: backlog(streams) == 0, 90, "the backlog to drain")
-    assert stored(migrated.url) == (2000, 2000)
+        await _wait(lambda: backlog(streams) == 0, "the backlog to drain", 90)
+    _wait_until_stored(migrated.url, 200)
+
+
+async def _wait(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    """``wait_until`` without holding up the event loop the test's API runs on."""
+    await asyncio.to_thread(wait_until, condition, timeout_s, what)
 
 
 def _pending_entries(client: redis.Redis) -> int:

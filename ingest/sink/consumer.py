@@ -50,6 +50,11 @@ failing or slow insert into one table (each retried with its own backoff) delays
 others. The loops share the stop event: when one ends (stop, a lost lease, a crash) the others
 write their inserts in hand and end too.
 
+On a ClickHouse cluster each insert's rows go to their shards' local tables
+(``ingest.sink.shards``), shard by shard; the check above runs against the shard each row went
+to, and a shard's insert that failed is sent again unchanged to a replicated table (see
+``ingest.sink.table``).
+
 ClickHouse or Redis being down only delays the sink: it retries with a backoff capped at
 ``BACKOFF_CAP_S`` and never drops an entry. On stop (SIGTERM/SIGINT in ``scanward sink``) each
 loop finishes the write in flight, writes and acknowledges the insert in hand, then returns; if
