@@ -106,7 +106,9 @@ def _grouped(count: int) -> Iterator[tuple[int, dict[bytes, bytes]]]:
             yield partition, fields
 
 
-def _append(client: redis.Redis, count: int) -> None:
+def append_events(client: redis.Redis, count: int) -> None:
+    """``count`` events appended to the partitions' streams, their unsunk counts raised, as the
+    scan script leaves them."""
     pipe = client.pipeline(transaction=False)
     for partition, fields in _grouped(count):
         pipe.xadd(PARTITIONS.stream_key(partition), fields)  # type: ignore[arg-type]
@@ -116,7 +118,7 @@ def _append(client: redis.Redis, count: int) -> None:
     pipe.execute()
 
 
-def _last_ids(client: redis.Redis) -> dict[str, bytes]:
+def last_ids(client: redis.Redis) -> dict[str, bytes]:
     """The id of each stream's last entry."""
     pipe = client.pipeline(transaction=False)
     for key in PARTITIONS.stream_keys:
@@ -127,7 +129,7 @@ def _last_ids(client: redis.Redis) -> dict[str, bytes]:
     }
 
 
-def _delivered(client: redis.Redis, key: str, last_id: bytes) -> bool:
+def delivered(client: redis.Redis, key: str, last_id: bytes) -> bool:
     """Whether the sink has read stream ``key`` up to its entry ``last_id``."""
     groups = client.xinfo_groups(key)
     return any(group["last-delivered-id"] == last_id for group in groups)
@@ -143,8 +145,8 @@ def _entries(count: int) -> list[tuple[int, list[tuple[bytes, dict[bytes, bytes]
 
 def measure_sink(redis_url: str, clickhouse_url: str, events: int, batch_rows: int) -> float:
     client = redis.Redis.from_url(redis_url)
-    _append(client, events)
-    last_ids = _last_ids(client)
+    append_events(client, events)
+    last = last_ids(client)
     settings = Settings(
         redis_url=redis_url, clickhouse_url=clickhouse_url, sink_batch_rows=batch_rows
     )
@@ -152,8 +154,8 @@ def measure_sink(redis_url: str, clickhouse_url: str, events: int, batch_rows: i
     sink = threading.Thread(target=run_sink, args=(settings, stop))
     started = time.perf_counter()
     sink.start()
-    for key, last_id in last_ids.items():  # one stream at a time: a light poll
-        while not _delivered(client, key, last_id):
+    for key, last_id in last.items():  # one stream at a time: a light poll
+        while not delivered(client, key, last_id):
             time.sleep(0.005)
     stop.set()  # the sink writes the batch in hand, then ends
     while int(client.hget(STATS_KEY, "rows_total") or 0) < events:
