@@ -22,6 +22,7 @@ from ingest.events.scans import CONSUMER_GROUP
 from ingest.http.app import create_app
 from ingest.ops.clickhouse_cluster import ClickHouseClusterServers
 from ingest.sink.consumer import run_sink
+from ingest.sink.lease import lease_key
 from ingest.sink.shards import SHARD_MAP_KEY, ShardMap, ShardMapMismatch
 from ingest.warehouse.client import connect
 from ingest.warehouse.cluster_schema import apply_cluster_migrations
@@ -33,6 +34,7 @@ from tests.sink_support import (
     PARTITIONS,
     add_events,
     backlog,
+    lease_shares,
     make_events,
     query,
     running_sink,
@@ -223,3 +225,19 @@ def _pending_entries(client: redis.Redis) -> int:
     return sum(
         int(client.xpending(key, CONSUMER_GROUP)["pending"]) for key in PARTITIONS.stream_keys
     )
+
+
+def test_two_sinks_on_two_shards_take_a_shard_s_partitions_each(
+    streams: redis.Redis, redis_url: str, migrated: Topology
+) -> None:
+    """Each insert then goes to one shard, in fewer and larger parts."""
+    settings = sink_settings(redis_url, migrated.url)
+    with running_sink(settings), running_sink(settings):
+        wait_until(lambda: lease_shares(streams) == [8, 8], 30, "two shares of 8")
+        holders = [streams.get(lease_key(key)) for key in PARTITIONS.stream_keys]
+    by_shard = {
+        shard: {h for p, h in enumerate(holders) if SHARD_MAP.partition_shards[p] == shard}
+        for shard in (1, 2)
+    }
+    assert [len(sinks) for sinks in by_shard.values()] == [1, 1]
+    assert by_shard[1] != by_shard[2]

@@ -429,7 +429,8 @@ def _run_family(
             name = local_table(family.table.NAME) if topology.clustered else None
             tables[shard] = family.table(writer, name, replicas)
         sharded = ShardedTable(tables, shard_map, family.placement)
-        Sink(SinkStreams(redis, family, leases), sharded, settings, stop).run()
+        streams = SinkStreams(redis, family, leases, sharded.by_shard)
+        Sink(streams, sharded, settings, stop).run()
     finally:
         stop.set()  # one loop ending ends the others
         for client in clients:

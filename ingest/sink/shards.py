@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from ingest.config import ConfigError
+from ingest.events import draws
 from ingest.events.partitions import Partitions
 from ingest.events.scans import Columns
 from ingest.sink.table import SinkTable
@@ -48,15 +49,24 @@ class ShardMapMismatch(ConfigError):
 @dataclass(frozen=True, slots=True)
 class ShardMap:
     shards: int
+    partitions: Partitions
     partition_shards: tuple[int, ...]
     """The shard of each scan partition."""
 
     @classmethod
     def of(cls, shards: int, partitions: Partitions) -> ShardMap:
-        return cls(shards, tuple(p % shards + 1 for p in range(partitions.scans)))
+        return cls(shards, partitions, tuple(p % shards + 1 for p in range(partitions.scans)))
 
     def campaign_shard(self, campaign_id: str) -> int:
         return zlib.crc32(campaign_id.encode()) % self.shards + 1
+
+    def stream_shard(self, stream: str, placement: Placement) -> int:
+        """The shard a stream's rows go to (0 for every shard)."""
+        if placement is Placement.BY_PARTITION:
+            return self.partition_shards[self.partitions.of_stream(stream)]
+        if placement is Placement.BY_CAMPAIGN:
+            return self.campaign_shard(draws.campaign_of(stream))
+        return 0
 
     def split(self, columns: Columns, placement: Placement) -> list[tuple[int, Columns]]:
         """The rows of ``columns`` by the shard they go to, shards without rows left out."""
@@ -102,6 +112,12 @@ class ShardedTable:
         self._tables = tables
         self._map = shard_map
         self._placement = placement
+
+    def by_shard(self, streams: Iterable[str]) -> list[str]:
+        """``streams`` in the order of their shards (as they were within one): a sink takes its
+        share of the free streams in this order, so that with as many sinks as shards each
+        writes mostly one shard, in larger inserts."""
+        return sorted(streams, key=lambda s: self._map.stream_shard(s, self._placement))
 
     def split(self, columns: Columns) -> list[tuple[SinkTable, Columns]]:
         """The rows of ``columns`` with the table of the shard they go to."""

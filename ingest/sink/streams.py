@@ -6,7 +6,7 @@ One command per stream key, pipelined: the same calls work on one Redis and on R
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,10 +55,18 @@ class InsertStats:
 
 
 class SinkStreams:
-    def __init__(self, redis: SyncRedis, family: EventFamily, leases: StreamLeases) -> None:
+    def __init__(
+        self,
+        redis: SyncRedis,
+        family: EventFamily,
+        leases: StreamLeases,
+        claim_order: Callable[[Iterable[str]], list[str]] = list,
+    ) -> None:
+        """``claim_order``: the order in which this sink takes free streams (its first ones)."""
         self._redis = redis
         self.family = family
         self._leases = leases
+        self._claim_order = claim_order
         self._known: dict[str, None] = {}  # ordered
         self._ack = redis.register_script(ACK_EVENTS.source)  # EVALSHA, loaded on NOSCRIPT
 
@@ -78,7 +86,7 @@ class SinkStreams:
     def discover(self) -> tuple[list[str], list[str]]:
         """The family's streams this sink has just taken, with their consumer groups made (now
         in ``keys``), and those it is to give back, still in ``keys`` until ``give_back``."""
-        claimed = self._leases.claim(list(self.family.stream_keys(self._redis)))
+        claimed = self._leases.claim(self._claim_order(self.family.stream_keys(self._redis)))
         new = [key for key in claimed if key not in self._known]
         self._create_groups(new)
         self._known.update(dict.fromkeys(new))
