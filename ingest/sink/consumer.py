@@ -41,10 +41,11 @@ Several sinks share the streams: each reads only the streams whose lease it hold
 (``ingest.sink.lease``), so no two write a stream's entries at once (a second one would insert
 fresh entries while the first is checking). They share one consumer name, so a stream's pending
 entries pass with its lease. Within a sink, ``run_sink`` runs one ``Sink`` loop per family, each
-in its own thread with its own Redis connection and ClickHouse client (which one thread uses at a
-time). Every ``DISCOVER_S`` a loop takes the streams it now holds (new campaigns, streams of a
-sink that stopped, its share when it starts) and recovers their pending entries before reading
-new ones, and gives back those over its share once everything read of them is written.
+in its own thread with its own Redis connection and ClickHouse clients, one per shard (and one
+per replica for the checks), which one thread uses at a time. Every ``DISCOVER_S`` a loop
+takes the streams it now holds (new campaigns, streams of a sink that stopped, its share when it
+starts) and recovers their pending entries before reading new ones, and gives back those over
+its share once everything read of them is written.
 Separate loops keep the families independent: their inserts fill at their own pace, and a
 failing or slow insert into one table (each retried with its own backoff) delays nothing of the
 others. The loops share the stop event: when one ends (stop, a lost lease, a crash) the others
@@ -121,7 +122,7 @@ class Backoff:
 
 
 class Sink:
-    """The loop of one event family: ``streams`` and ``table`` are that family's."""
+    """The loop of one event family: ``streams`` and ``tables`` are that family's."""
 
     def __init__(
         self, streams: SinkStreams, tables: ShardedTable, settings: Settings, stop: threading.Event

@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+from clickhouse_driver.errors import NetworkError, SocketTimeoutError
 
 from ingest.events.scans import Columns
-from ingest.warehouse.client import ERRORS as CLICKHOUSE_ERRORS
 
 QUERY_ID_PREFIX = "scanward-sink:"
 
@@ -75,6 +75,7 @@ SELECT count() FROM system.replication_queue
 WHERE database = currentDatabase() AND table = %(table)s AND type = 'GET_PART'
 """
 _MASK_BITS = 256
+_UNREACHABLE = (NetworkError, SocketTimeoutError, OSError, EOFError)
 
 
 class SinkTable(ABC):
@@ -115,10 +116,10 @@ class SinkTable(ABC):
         for client in self._replicas:
             try:
                 queries = client.execute(_RUNNING, {"prefix": self._query_prefix})
-            except CLICKHOUSE_ERRORS:
-                if client is self._client:
+            except _UNREACHABLE:
+                if len(self._replicas) == 1:
                     raise
-                continue  # a replica that is down runs nothing
+                continue  # a replica that cannot be reached runs nothing (a refusal is raised)
             running += sum(_overlaps(query_id[prefix:], mask) for (query_id,) in queries)
         return running
 
