@@ -278,19 +278,19 @@ class Sink:
     def _missing(self, table: SinkTable, columns: Columns, streams: Collection[str]) -> Columns:
         if not columns:
             return {}
-        if table.running_inserts(streams):
-            log.info("waiting for an earlier insert to finish", extra=self._log)
-            while table.running_inserts(streams):
-                if self._stop.wait(IDLE_S):
-                    raise _Stopped
-        if table.fetches_due():
-            log.warning(
-                "waiting for the replica to fetch the parts its peers took before checking",
-                extra={**self._log, "table": table.name},
-            )
-            while table.fetches_due():
-                if self._stop.wait(FETCH_WAIT_S):
-                    raise _Stopped
+        self._wait_while(
+            lambda: table.running_inserts(streams) > 0,
+            "waiting for an earlier insert to finish",
+            table,
+            IDLE_S,
+        )
+        self._wait_while(
+            lambda: table.fetches_due() > 0,
+            "waiting for the replica to fetch the parts its peers took before checking",
+            table,
+            FETCH_WAIT_S,
+            logging.WARNING,  # a peer's part it cannot fetch holds the shard's recovery
+        )
         missing = table.missing(columns)
         log.info(
             "checked entries against clickhouse",
@@ -302,6 +302,23 @@ class Sink:
             },
         )
         return missing
+
+    def _wait_while(
+        self,
+        busy: Callable[[], bool],
+        message: str,
+        table: SinkTable,
+        interval_s: float,
+        level: int = logging.INFO,
+    ) -> None:
+        """Until ``busy()`` is false (logging ``message`` once if it is not at first);
+        ``_Stopped`` on stop."""
+        if not busy():
+            return
+        log.log(level, message, extra={**self._log, "table": table.name})
+        while busy():
+            if self._stop.wait(interval_s):
+                raise _Stopped
 
     def _insert_rows(
         self, table: SinkTable, columns: Columns, streams: Collection[str]
@@ -422,7 +439,7 @@ def _run_family(
     redis = _redis(redis_url)
     clients: list[Any] = []
     try:
-        tables = {}
+        tables: dict[int, SinkTable] = {}
         for shard, urls in enumerate(topology.shards, 1):
             writer = connect(",".join(urls))  # on any replica that answers
             replicas = [connect(url) for url in urls] if topology.replicated else []
