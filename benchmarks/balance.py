@@ -266,7 +266,7 @@ def run_cluster(masters: int, sizes: Sizes, seed: int) -> dict[str, Any]:
         "load": {key: load[key] for key in LOAD_KEYS},
         "per_master": [
             {
-                "primary": primary,
+                "primary": local_services.masked_url(primary),
                 "slots": [[r.first, r.last] for r in ranges if r.primary == primary],
                 **{name: rows[primary] for name, rows in figures.items()},
                 "scan_key_memory_by_kind": counted[primary][2],

@@ -262,7 +262,7 @@ class Topology:
         self.servers = servers
         self.pids = {primary.address: primary.pid for primary in servers.primaries}
         self.scripts = ScriptRunner(scan_client(servers.url, TIMEOUT_S))
-        self.nodes = {address: Redis.from_url(f"redis://{address}") for address in self.pids}
+        self.nodes = {primary.address: Redis.from_url(primary.url) for primary in servers.primaries}
 
     async def close(self) -> None:
         for node in self.nodes.values():

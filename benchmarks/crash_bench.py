@@ -250,16 +250,8 @@ class CrashStack:
         server = self.redis
         assert server.process.poll() is not None, "Redis must be down before a restart"
         started = time.monotonic()
-        with server.log.open("ab") as output:
-            child = subprocess.Popen(
-                server.process.args,
-                cwd=server.log.parent,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        server.process = child
+        arguments = cast(list[str], server.process.args)
+        server.process, _ = local_services.spawn("redis", arguments, server.log.parent)
         _wait_for_pong(server)
         answered = time.monotonic()
         lines = server.log.read_text(errors="replace").splitlines()

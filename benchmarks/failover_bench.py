@@ -175,7 +175,7 @@ def slot_ranges(cluster: RedisClusterServers) -> list[SlotRange]:
     with redis.Redis.from_url(cluster.primaries()[0], socket_timeout=1) as client:
         reply: Any = client.execute_command("CLUSTER", "SLOTS")
     return [
-        SlotRange(int(first), int(last), f"redis://{primary[0].decode()}:{primary[1]}", len(rest))
+        SlotRange(int(first), int(last), cluster.url_at(primary[1]), len(rest))
         for first, last, primary, *rest in reply
     ]
 
@@ -210,7 +210,7 @@ def fail_over(cluster: RedisClusterServers, number: int) -> tuple[dict[str, Any]
     _wait_for_replicas(cluster)
     back_at = time.monotonic()
     kill = {
-        "primary": victim,
+        "primary": local_services.masked_url(victim),
         "slots": sum(r.last - r.first + 1 for r in ranges),
         "killed_at": killed_at,
         "failover_s": None if answered_at is None else round(answered_at - killed_at, 3),

@@ -84,7 +84,7 @@ from ingest.sink.streams import STATS_KEY
 from ingest.warehouse.client import connect
 from ingest.warehouse.cluster_schema import apply_cluster_migrations
 from ingest.warehouse.schema import apply_migrations
-from ingest.warehouse.topology import Topology
+from ingest.warehouse.topology import Topology, server_address
 
 REPO = Path(__file__).resolve().parents[1]
 SINGLE = "single"
@@ -364,7 +364,7 @@ def _reset_clickhouse(bench: Bench) -> None:
     for server in bench.cluster.servers():
         while _execute(server.url, "SELECT count() FROM system.merges") != [(0,)]:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"merges still running on {server.url}")
+                raise RuntimeError(f"merges still running on {server_address(server.url)}")
             time.sleep(0.1)
 
 

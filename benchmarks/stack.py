@@ -107,6 +107,9 @@ class Primary:
     """A redis-server holding slots: its CPU is read from ``/proc`` by its PID."""
 
     address: str
+    """``host:port``, naming it in results."""
+    url: str
+    """With its password, for a client of its own."""
     pid: int
     slots: str
     """Its slot ranges, ``0-5460``; ``all`` on one node."""
@@ -119,7 +122,8 @@ def local_redis(data: Path, masters: int = 1) -> Iterator[LocalRedis]:
     if masters == 1:
         node = local_services.start_redis(data)
         try:
-            yield LocalRedis(node.url, (Primary(urlsplit(node.url).netloc, node.pid, "all"),))
+            address = urlsplit(node.url).netloc.rpartition("@")[2]
+            yield LocalRedis(node.url, (Primary(address, node.url, node.pid, "all"),))
         finally:
             node.stop()
         return
@@ -134,13 +138,14 @@ def _primaries(cluster: local_services.RedisClusterServers) -> tuple[Primary, ..
     """The cluster's primaries by first slot, from ``CLUSTER SLOTS`` of one of them."""
     with redis.Redis.from_url(cluster.nodes[0].url) as client:
         slot_map = cast(list[list[Any]], client.execute_command("CLUSTER SLOTS"))
-    ranges: dict[str, list[str]] = {}
-    for start, end, (host, port, *_), *_replicas in sorted(slot_map):
-        ranges.setdefault(f"{host.decode()}:{port}", []).append(f"{start}-{end}")
-    return tuple(
-        Primary(address, cluster.node(f"redis://{address}").pid, ",".join(slots))
-        for address, slots in ranges.items()
-    )
+    ranges: dict[int, list[str]] = {}
+    for start, end, (_host, port, *_), *_replicas in sorted(slot_map):
+        ranges.setdefault(port, []).append(f"{start}-{end}")
+    primaries = []
+    for port, slots in ranges.items():
+        url = cluster.url_at(port)
+        primaries.append(Primary(f"127.0.0.1:{port}", url, cluster.node(url).pid, ",".join(slots)))
+    return tuple(primaries)
 
 
 def populate(

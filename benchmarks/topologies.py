@@ -216,7 +216,7 @@ def _nodes(servers: LocalRedis) -> list[dict[str, Any]]:
     whose CPU the runs count only while it lives, so their count says whether one fell in)."""
     nodes = []
     for primary in servers.primaries:
-        with redis.Redis.from_url(f"redis://{primary.address}") as client:
+        with redis.Redis.from_url(primary.url) as client:
             persistence = cast(dict[str, Any], client.info("persistence"))
         nodes.append(
             {

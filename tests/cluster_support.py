@@ -20,9 +20,7 @@ def slot_owners(cluster: RedisClusterServers) -> list[str]:
     with redis.Redis.from_url(cluster.primaries()[0]) as client:
         slots: Any = client.execute_command("CLUSTER", "SLOTS")
         for first, last, primary, *_ in slots:
-            owners[first : last + 1] = [f"redis://{primary[0].decode()}:{primary[1]}"] * (
-                last - first + 1
-            )
+            owners[first : last + 1] = [cluster.url_at(primary[1])] * (last - first + 1)
     return owners
 
 

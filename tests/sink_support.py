@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import math
 import struct
-import subprocess
 import threading
 import time
 import uuid
@@ -166,16 +165,9 @@ def restart_clickhouse(server: ServerProcess, data_dir: Path) -> ServerProcess:
     the caller owns it at once and waits for it to answer."""
     folder = data_dir / "clickhouse"
     binary = local_services.find_binary("clickhouse-server", "clickhouse-server")
-    with server.log.open("ab") as output:
-        process = subprocess.Popen(
-            [binary, f"--config-file={folder / 'config.xml'}"],
-            cwd=folder,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return ServerProcess(server.name, server.url, process, server.log)
+    argv = [binary, f"--config-file={folder / 'config.xml'}"]
+    process, log = local_services.spawn("clickhouse", argv, folder)
+    return ServerProcess(server.name, server.url, process, log)
 
 
 def sink_settings(redis_url: str, clickhouse_url: str, **changes: Any) -> Settings:

@@ -65,7 +65,7 @@ async def test_five_primaries_killed_in_a_row_lose_no_answered_scan(
         replicated.wait_until_ok()  # a replica took over
         replicated.restart(primary)  # back as the new primary's replica
         replicated.wait_until_ok()
-        assert {len(_replicas_of(p)) for p in replicated.primaries()} == {2}
+        assert {len(_replicas_of(replicated, p)) for p in replicated.primaries()} == {2}
         again = [await _answered(waiting_client, code) for code in codes]
 
         assert [a["first_scan"] for a in again] == [False] * len(again)  # none was lost
@@ -77,7 +77,7 @@ async def test_without_replicas_to_acknowledge_the_primary_s_scans_are_refused(
 ) -> None:
     primary = victim(replicated)
     codes = await _codes_on(waiting_client, replicated, primary)
-    for replica in _replicas_of(primary):
+    for replica in _replicas_of(replicated, primary):
         replicated.kill(replica)
 
     refused = await waiting_client.post("/v1/scans", json={"code": codes[0]})
@@ -88,11 +88,11 @@ async def test_without_replicas_to_acknowledge_the_primary_s_scans_are_refused(
     assert elsewhere["verdict"] == "counterfeit"
 
 
-def _replicas_of(primary: str) -> list[str]:
+def _replicas_of(cluster: RedisClusterServers, primary: str) -> list[str]:
     with redis.Redis.from_url(primary) as client:
         replication = client.info("replication")
     replicas = (replication[f"slave{i}"] for i in range(replication["connected_slaves"]))
-    return [f"redis://{r['ip']}:{r['port']}" for r in replicas]
+    return [cluster.url_at(int(r["port"])) for r in replicas]
 
 
 async def _codes_on(client: Client, cluster: RedisClusterServers, primary: str) -> list[str]:

@@ -41,6 +41,7 @@ from tests.helpers import (
     ADMIN_TOKEN,
     DISTRIBUTOR_BODY,
     DISTRIBUTOR_URL,
+    ONE_ADDRESS_RULES,
     ORDER,
     shipment_of,
 )
@@ -307,8 +308,10 @@ def _environment(data_dir: Path, redis_url: str, clickhouse_url: str, port: int)
         "SCANWARD_PORT": str(port),
         "SCANWARD_DATA_DIR": str(data_dir),
         # every scan comes from 127.0.0.1, counterfeits included: blocking that address for
-        # guessing is not what these tests are about
-        "SCANWARD_FRAUD_POLICY": '{"guess_flag_ip": 1000000, "guess_block_ip": 1000000}',
+        # guessing, or for its volume, is not what these tests are about
+        "SCANWARD_FRAUD_POLICY": orjson.dumps(
+            {**ONE_ADDRESS_RULES, "guess_flag_ip": 1000000, "guess_block_ip": 1000000}
+        ).decode(),
     }
 
 
@@ -625,7 +628,7 @@ def test_sink_killed_9_around_inserts_under_load_loses_and_repeats_no_scan(
         clickhouse_port = urlsplit(stack.clickhouse_url).port
         assert clickhouse_port is not None
         with SlowLink(clickhouse_port, delay_s=0.05) as link:
-            through_link = f"clickhouse://127.0.0.1:{link.port}/default"
+            through_link = stack.clickhouse_url.replace(f":{clickhouse_port}/", f":{link.port}/")
             stack.start_sink(through_link)
             codes = _genuine_codes(stack.api, FRESH_CODES)
             with ScanLoad(stack.api, codes, SCANS_PER_S, seed=2) as load:

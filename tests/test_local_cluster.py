@@ -15,7 +15,7 @@ from ingest.cli import main
 from ingest.ops import local_services
 from ingest.ops.local_services import RedisClusterServers, ServiceError
 
-_NODE_URL = r"redis://127\.0\.0\.1:(\d+)"
+_NODE_URL = r"redis://:[\w-]+@127\.0\.0\.1:(\d+)"
 
 
 def _port(url: str) -> int:
@@ -49,7 +49,7 @@ def test_the_cluster_spreads_every_slot_over_three_primaries(
             slots = client.execute_command("CLUSTER", "SLOTS")
         covered = sorted(slot for start, end, *_ in slots for slot in range(start, end + 1))
         assert covered == list(range(16_384))
-        owners = sorted({f"redis://127.0.0.1:{owner[1]}" for _, _, owner, *_ in slots})
+        owners = sorted({cluster_servers.url_at(owner[1]) for _, _, owner, *_ in slots})
         assert owners == cluster_servers.primaries()
     assert sorted(cluster_servers.primaries()) == sorted(n.url for n in cluster_servers.nodes)
 

@@ -22,7 +22,13 @@ import pytest
 
 from ingest.cli import main
 from ingest.ops.clickhouse_cluster import DATABASE
-from ingest.ops.local_services import ServiceAddresses, free_port
+from ingest.ops.local_services import (
+    CLICKHOUSE_PASSWORD_FILE,
+    REDIS_PASSWORD_FILE,
+    ServiceAddresses,
+    free_port,
+    masked_url,
+)
 from ingest.warehouse.client import connect
 from ingest.warehouse.schema import load_migrations
 from ingest.warehouse.topology import Topology
@@ -123,6 +129,11 @@ def test_a_scan_travels_from_http_to_clickhouse(tmp_path: Path) -> None:
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
     assert up.returncode == 0, output.decode()
+    printed = output.decode()
+    for secret_file in (REDIS_PASSWORD_FILE, CLICKHOUSE_PASSWORD_FILE):
+        assert (tmp_path / secret_file).read_text().strip() not in printed
+    assert masked_url(services.redis_url) in printed
+    assert masked_url(services.clickhouse_url) in printed
     assert rows == [
         (
             "e2e-1",
@@ -327,7 +338,7 @@ def test_up_runs_on_a_clickhouse_cluster_of_2_shards_of_2_replicas_kept_across_r
         rows = _wait_for(lambda: _query(services.clickhouse_url, scans), "the scan in ClickHouse")
         assert rows == [("cluster-1",)]
     printed = first.printed()
-    assert f"clickhouse  {services.clickhouse_url}\n" in printed
+    assert f"clickhouse  {masked_url(services.clickhouse_url)}\n" in printed
     migrated = [line for line in printed.splitlines() if line.startswith("migrations on shard")]
     assert [line.rsplit(": ", 1)[1] for line in migrated] == [", ".join(MIGRATIONS)] * 4
 

@@ -7,7 +7,9 @@ Every server knows the whole cluster as ``CLUSTER`` in ``remote_servers`` (with
 ``internal_replication``: a row written to one replica of a shard reaches the others by
 ReplicatedMergeTree, not by the Distributed engine), its own ``{shard}`` and ``{replica}``
 macros for the replicated tables' ZooKeeper paths, and an interserver port for replicas to fetch
-each other's parts. Every process is stopped by its PID.
+each other's parts. The servers share one password (``start_clickhouse``'s, in the cluster's
+folder): their ``default`` user's, with which ``remote_servers`` logs in, and the interserver
+port's. Every process is stopped by its PID.
 
 The cluster's folder is named by its shape (``clickhouse-cluster-2x2``): started again with the
 same data directory and shape, the servers and ZooKeeper find their tables, rows and replication
@@ -23,13 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.ops.local_services import (
+    CLICKHOUSE_PASSWORD_FILE,
     ServerProcess,
     ServiceError,
     find_binary,
     free_port,
+    private_folder,
+    server_password,
     spawn,
     start_clickhouse,
     wait_until_ready,
+    write_private,
 )
 from ingest.warehouse import client
 from ingest.warehouse.topology import CLUSTER, server_address
@@ -56,11 +62,11 @@ def start_zookeeper(data_dir: Path) -> ServerProcess:
     find_binary("java", "zookeeper")
     if not Path(_ZK_SERVER).exists():
         raise ServiceError("ZooKeeper is not installed: run 'sudo apt-get install zookeeper'")
-    folder = (data_dir / "zookeeper").resolve()
-    (folder / "data").mkdir(parents=True, exist_ok=True)
+    folder = private_folder((data_dir / "zookeeper").resolve(), with_contents=True)
+    (folder / "data").mkdir(mode=0o700, exist_ok=True)
     port = free_port()
     config = folder / "zoo.cfg"
-    config.write_text(_ZOO_CFG.format(folder=folder, port=port))
+    write_private(config, _ZOO_CFG.format(folder=folder, port=port))
     environment_argv = ["env", f"ZOO_LOG_DIR={folder}", "ZOO_LOG4J_PROP=WARN,CONSOLE"]
     argv = [*environment_argv, _ZK_SERVER, "start-foreground", str(config)]
     process, log = spawn("zookeeper", argv, folder)
@@ -91,6 +97,8 @@ class ClickHouseClusterServers:
     """Each shard's replicas' TCP ports."""
     shards: list[list[ServerProcess]]
     """Each shard's replicas."""
+    password: str
+    """Of every server's ``default`` user, with which they query each other."""
 
     @property
     def url(self) -> str:
@@ -124,7 +132,7 @@ class ClickHouseClusterServers:
             self.folder,
             folder_name=f"clickhouse-s{shard}r{replica}",
             tcp_port=self.ports[shard - 1][replica - 1],
-            extra_config=_cluster_config(self.ports, zookeeper_url, shard, replica),
+            extra_config=_cluster_config(self.ports, self.password, zookeeper_url, shard, replica),
         )
 
 
@@ -136,10 +144,12 @@ def start_clickhouse_cluster(
     has ``DATABASE``. On a failure, whatever started is stopped."""
     if shards < 1 or replicas < 1:
         raise ServiceError("a ClickHouse cluster needs at least one shard of one replica")
-    folder = data_dir / f"clickhouse-cluster-{shards}x{replicas}"
+    private_folder(data_dir)
+    folder = private_folder(data_dir / f"clickhouse-cluster-{shards}x{replicas}")
+    password = server_password(folder, CLICKHOUSE_PASSWORD_FILE)
     zookeeper = start_zookeeper(folder) if replicas > 1 else None
     ports = [[free_port() for _ in range(replicas)] for _ in range(shards)]
-    started = ClickHouseClusterServers(folder, zookeeper, ports, [])
+    started = ClickHouseClusterServers(folder, zookeeper, ports, [], password)
     try:
         for shard in range(1, shards + 1):
             started.shards.append([])
@@ -172,12 +182,13 @@ def _in_database(url: str) -> str:
 
 
 def _cluster_config(
-    ports: list[list[int]], zookeeper_url: str | None, shard: int, replica: int
+    ports: list[list[int]], password: str, zookeeper_url: str | None, shard: int, replica: int
 ) -> str:
     shards = "".join(
         "<shard><internal_replication>true</internal_replication>"
         + "".join(
             f"<replica><host>127.0.0.1</host><port>{port}</port>"
+            f"<user>default</user><password>{password}</password>"
             f"<default_database>{DATABASE}</default_database></replica>"
             for port in shard_ports
         )
@@ -192,4 +203,7 @@ def _cluster_config(
     <macros><shard>{shard:02d}</shard><replica>r{replica}</replica></macros>
     <interserver_http_host>127.0.0.1</interserver_http_host>
     <interserver_http_port>{free_port()}</interserver_http_port>
+    <interserver_http_credentials>
+        <user>interserver</user><password>{password}</password>
+    </interserver_http_credentials>
 """

@@ -3,28 +3,46 @@ for `scanward up` and the tests.
 
 Each server runs as a child process under its own folder of the data directory and is stopped
 by its PID.  Nothing here needs root once the server packages are installed.
+
+The servers are private to the user who starts them: Redis and ClickHouse want a password,
+generated once into the data folder (``redis-password``, ``clickhouse-password``, 0600) and
+carried by every URL handed out (print one through `masked_url`); the data folder and every
+folder made here are 0700, the servers' files 0600 (they run with umask 077, and what an earlier
+run left is made private again at each start).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import os
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 import redis
 
+from ingest.config import hide_passwords
+
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
 SERVICES_FILE = "services.json"
+REDIS_PASSWORD_FILE = "redis-password"
+CLICKHOUSE_PASSWORD_FILE = "clickhouse-password"
+_PRIVATE_UMASK = 0o077
+"""Of the servers started here: what they create is the user's alone (0600 files, 0700
+folders)."""
 BACKGROUND_NICENESS = 10
 """Of the sink and a local ClickHouse: on a box they share with the API, a scan's answer should
 not wait while they write a batch (with the machine idle, they run as fast either way)."""
@@ -43,7 +61,8 @@ class ServiceAddresses:
     api_url: str | None = None
 
     def save(self, data_dir: Path) -> None:
-        (data_dir / SERVICES_FILE).write_bytes(orjson.dumps(asdict(self)))
+        """0600: the URLs carry the servers' passwords."""
+        write_private(data_dir / SERVICES_FILE, orjson.dumps(asdict(self)))
 
     @classmethod
     def load(cls, data_dir: Path) -> ServiceAddresses | None:
@@ -66,6 +85,58 @@ def data_folder_lock(data_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise ServiceError(f"another 'scanward up' is using {data_dir}") from None
         yield
+
+
+def masked_url(url: str) -> str:
+    """``url`` (or a list of them, as the settings take) with each password shown as ``***``:
+    for printing and logging."""
+    return hide_passwords(url)
+
+
+def private_folder(folder: Path, *, with_contents: bool = False) -> Path:
+    """``folder``, made if missing (with its parents), and 0700; ``with_contents``: every
+    folder in it too, each file 0600 (a server's folder as an earlier run, of any version, left
+    it). Refused for a shared folder (sticky bit, as ``/tmp``), which must stay open to its
+    other users."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if folder.stat().st_mode & stat.S_ISVTX:
+        raise ServiceError(f"{folder} is a shared folder: give scanward a folder of its own")
+    folder.chmod(0o700)
+    if not with_contents:
+        return folder
+    for root, folders, files in os.walk(folder):  # links are left alone, not followed
+        for names, mode in ((folders, 0o700), (files, 0o600)):
+            for path in (os.path.join(root, name) for name in names):
+                if not os.path.islink(path):
+                    os.chmod(path, mode)
+    return folder
+
+
+def write_private(path: Path, content: bytes | str) -> None:
+    """``content`` into ``path``, which only its owner may read or write (0600), made so before
+    a byte is written."""
+    data = content.encode() if isinstance(content, str) else content
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)  # a file of an earlier run keeps its mode on O_CREAT
+        file.write(data)
+
+
+def server_password(data_dir: Path, name: str) -> str:
+    """The password in ``data_dir/name``, generated (0600) at the first start and the same at
+    every later one, so that URLs recorded earlier stay valid."""
+    path = data_dir / name
+    if not path.exists():
+        candidate = data_dir / f".{name}.{os.getpid()}"
+        write_private(candidate, secrets.token_urlsafe(24) + "\n")
+        with contextlib.suppress(FileExistsError):  # another start made one meanwhile: it stands
+            os.link(candidate, path)  # whole or not at all
+        candidate.unlink()
+    path.chmod(0o600)
+    password = path.read_text().strip()
+    if not password:
+        raise ServiceError(f"{path} is empty: delete it and start again")
+    return password
 
 
 def find_binary(name: str, package: str) -> str:
@@ -105,8 +176,11 @@ class ServerProcess:
 
 
 def spawn(name: str, argv: list[str], folder: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    """``argv`` in a session of its own in ``folder``, its output in ``folder/<name>.out``."""
+    """``argv`` in a session of its own in ``folder``, its output in ``folder/<name>.out``
+    (0600), with umask 077: what it creates is private."""
     log = folder / f"{name}.out"
+    log.touch(mode=0o600)
+    log.chmod(0o600)
     with log.open("ab") as output:
         process = subprocess.Popen(
             argv,
@@ -115,6 +189,7 @@ def spawn(name: str, argv: list[str], folder: Path) -> tuple[subprocess.Popen[by
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            umask=_PRIVATE_UMASK,
         )
     return process, log
 
@@ -148,12 +223,17 @@ def _exited(server: ServerProcess, when: str) -> ServiceError:
 def _spawn_redis(
     binary: str, name: str, url: str, port: int, folder: Path, *options: str
 ) -> ServerProcess:
-    """One redis-server on 127.0.0.1:``port``, its data and log in ``folder``, appending every
-    write to its file and syncing it before replying (``appendfsync always``: under
-    ``everysec`` a crash can lose writes already answered, see deploy/README.md, Durability),
-    with ``options`` after those; not yet waited for."""
-    folder.mkdir(parents=True, exist_ok=True)
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+    """One redis-server on 127.0.0.1:``port``, its data and log in ``folder``, wanting the
+    password of ``url`` (``requirepass``, and ``masterauth`` for a replica to its primary, in a
+    0600 ``redis.conf``: an argument would show in ``ps``), appending every write to its file
+    and syncing it before replying (``appendfsync always``: under ``everysec`` a crash can lose
+    writes already answered, see deploy/README.md, Durability), with ``options`` after those;
+    not yet waited for."""
+    private_folder(folder, with_contents=True)
+    password = _password_of(url)
+    config = folder / "redis.conf"
+    write_private(config, f"requirepass {password}\nmasterauth {password}\n")
+    argv = [binary, str(config), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
     argv += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
     argv += ["--daemonize", "no", "--logfile", "", *options]
     process, log = spawn("redis", argv, folder)
@@ -161,12 +241,26 @@ def _spawn_redis(
 
 
 def _wait_for_redis(server: ServerProcess, port: int) -> None:
+    """Until the server answers PING once logged in (``-LOADING`` while it reads its files)."""
+    password = _password_of(server.url).encode()
+    login = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(password), password)
+
     def answers() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
-            connection.sendall(b"PING\r\n")
-            return connection.recv(16).startswith(b"+PONG")
+            connection.sendall(login + b"PING\r\n")
+            replies = b""
+            while replies.count(b"\r\n") < 2 and (chunk := connection.recv(256)):
+                replies += chunk
+            return replies.endswith(b"+PONG\r\n")
 
     wait_until_ready(answers, server)
+
+
+def _password_of(url: str) -> str:
+    password = urlsplit(url).password
+    if not password:
+        raise ServiceError(f"{masked_url(url)} names no password")
+    return password
 
 
 def start_redis(data_dir: Path, *, appendfsync: str = "always") -> ServerProcess:
@@ -176,8 +270,9 @@ def start_redis(data_dir: Path, *, appendfsync: str = "always") -> ServerProcess
         raise ServiceError(f"appendfsync must be always, everysec or no, not {appendfsync!r}")
     binary = find_binary("redis-server", "redis-server")
     port = free_port()
+    password = server_password(private_folder(data_dir), REDIS_PASSWORD_FILE)
     folder = (data_dir / "redis").resolve()
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"{_node_url(port, password)}/0"
     server = _spawn_redis(binary, "redis-server", url, port, folder, "--appendfsync", appendfsync)
     _wait_for_redis(server, port)
     return server
@@ -208,11 +303,13 @@ _SlotMap = dict[int, tuple[tuple[tuple[int, int], ...], frozenset[int]]]
 @dataclass
 class RedisClusterServers:
     """A local Redis Cluster: one `ServerProcess` a node, each stopped, killed or restarted by
-    its PID.  ``url`` lists every node as ``redis://127.0.0.1:<port>``, joined by commas without
-    spaces: the form scanward's cluster connection parses."""
+    its PID.  ``url`` lists every node as ``redis://:<password>@127.0.0.1:<port>``, joined by
+    commas without spaces: the form scanward's cluster connection parses."""
 
     nodes: list[ServerProcess]
     server_binary: str
+    password: str
+    """Every node's, and each replica's to its primary."""
 
     @property
     def url(self) -> str:
@@ -223,14 +320,18 @@ class RedisClusterServers:
         answers sees them now: a failover promotes a replica, so they are asked, not remembered."""
         for node in self._running():
             with contextlib.suppress(redis.RedisError):
-                return [_node_url(port) for port in sorted(_view(node).slot_map)]
+                return [self.url_at(port) for port in sorted(_view(node).slot_map)]
         raise ServiceError("no node of the Redis cluster answers")
+
+    def url_at(self, port: int) -> str:
+        """The URL of the node on ``port`` (as ``CLUSTER`` replies name it), password included."""
+        return _node_url(port, self.password)
 
     def node(self, url: str) -> ServerProcess:
         for node in self.nodes:
             if node.url == url:
                 return node
-        raise ServiceError(f"{url} is not a node of this Redis cluster")
+        raise ServiceError(f"{masked_url(url)} is not a node of this Redis cluster")
 
     def kill(self, url: str) -> None:
         """SIGKILL to the node's PID: a crash, with no shutdown and no last write to its files."""
@@ -314,17 +415,20 @@ def start_redis_cluster(data_dir: Path, masters: int = 3, replicas: int = 0) -> 
         raise ServiceError("a Redis cluster needs 3 or more masters and 0 or more replicas")
     binary = find_binary("redis-server", "redis-server")
     cli = find_binary("redis-cli", "redis-tools")
-    cluster = RedisClusterServers([], binary)
+    password = server_password(private_folder(data_dir), REDIS_PASSWORD_FILE)
+    cluster = RedisClusterServers([], binary, password)
+    private_folder(data_dir / "redis-cluster")
     try:
         for port in _cluster_ports(masters * (1 + replicas)):
             folder = (data_dir / "redis-cluster" / str(port)).resolve()
             shutil.rmtree(folder, ignore_errors=True)  # a node of an earlier cluster on this port
             name = f"redis cluster node 127.0.0.1:{port}"
-            node = _spawn_redis(binary, name, _node_url(port), port, folder, *_CLUSTER_OPTIONS)
+            url = cluster.url_at(port)
+            node = _spawn_redis(binary, name, url, port, folder, *_CLUSTER_OPTIONS)
             cluster.nodes.append(node)
         for node in cluster.nodes:
             _wait_for_redis(node, _port_of(node.url))
-        _create_cluster(cli, cluster.nodes, replicas)
+        _create_cluster(cli, cluster, replicas)
         cluster.wait_until_ok()
     except BaseException:
         cluster.stop()
@@ -332,10 +436,11 @@ def start_redis_cluster(data_dir: Path, masters: int = 3, replicas: int = 0) -> 
     return cluster
 
 
-def _create_cluster(cli: str, nodes: list[ServerProcess], replicas: int) -> None:
+def _create_cluster(cli: str, cluster: RedisClusterServers, replicas: int) -> None:
     """``redis-cli --cluster create``: slots spread over the primaries, replicas assigned, and
-    the nodes introduced to each other; it returns once they have all met."""
-    addresses = [node.url.removeprefix("redis://") for node in nodes]
+    the nodes introduced to each other; it returns once they have all met.  The password goes
+    in ``REDISCLI_AUTH``, not on the command line, which any user may read."""
+    addresses = [f"127.0.0.1:{_port_of(node.url)}" for node in cluster.nodes]
     argv = [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas)]
     try:
         result = subprocess.run(
@@ -345,6 +450,7 @@ def _create_cluster(cli: str, nodes: list[ServerProcess], replicas: int) -> None
             timeout=_START_TIMEOUT_S,
             check=False,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, "REDISCLI_AUTH": cluster.password},
         )
     except subprocess.TimeoutExpired:
         raise ServiceError(
@@ -401,8 +507,8 @@ def _slot_map(cluster_nodes: str) -> _SlotMap:
     }
 
 
-def _node_url(port: int) -> str:
-    return f"redis://127.0.0.1:{port}"
+def _node_url(port: int, password: str) -> str:
+    return f"redis://:{password}@127.0.0.1:{port}"
 
 
 def _port_of(address: str) -> int:
@@ -444,6 +550,7 @@ _CLICKHOUSE_CONFIG = """<?xml version="1.0"?>
         <count>2</count>
     </logger>
     <listen_host>127.0.0.1</listen_host>
+    <umask>077</umask>
     <tcp_port>{tcp_port}</tcp_port>
     <http_port>{http_port}</http_port>
     <path>{folder}/data/</path>
@@ -468,7 +575,7 @@ _CLICKHOUSE_USERS = """<?xml version="1.0"?>
     </profiles>
     <users>
         <default>
-            <password></password>
+            <password_sha256_hex>{password_sha256}</password_sha256_hex>
             <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
             <profile>default</profile>
             <quota>default</quota>
@@ -493,25 +600,29 @@ _CLICKHOUSE_USERS = """<?xml version="1.0"?>
 def start_clickhouse(
     data_dir: Path, *, folder_name: str = "clickhouse", tcp_port: int = 0, extra_config: str = ""
 ) -> ServerProcess:
-    """A clickhouse-server under ``data_dir/folder_name``; ``extra_config``: more elements of
-    its ``config.xml`` (a cluster's ZooKeeper, shards and macros)."""
+    """A clickhouse-server under ``data_dir/folder_name`` whose ``default`` user wants the
+    password of ``data_dir/clickhouse-password`` (its hash in ``users.xml``; the servers of a
+    cluster, under one ``data_dir``, share it); ``extra_config``: more elements of its
+    ``config.xml`` (a cluster's ZooKeeper, shards and macros)."""
     binary = find_binary("clickhouse-server", "clickhouse-server")
-    folder = (data_dir / folder_name).resolve()
+    password = server_password(private_folder(data_dir), CLICKHOUSE_PASSWORD_FILE)
+    folder = private_folder((data_dir / folder_name).resolve(), with_contents=True)
     for sub in ("log", "data", "tmp", "user_files", "format_schemas"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+        (folder / sub).mkdir(mode=0o700, exist_ok=True)
     tcp_port, http_port = tcp_port or free_port(), free_port()
-    (folder / "users.xml").write_text(_CLICKHOUSE_USERS)
+    password_sha256 = hashlib.sha256(password.encode()).hexdigest()
+    write_private(folder / "users.xml", _CLICKHOUSE_USERS.format(password_sha256=password_sha256))
     config = folder / "config.xml"
-    config.write_text(
+    write_private(
+        config,
         _CLICKHOUSE_CONFIG.format(
             folder=folder, tcp_port=tcp_port, http_port=http_port, extra=extra_config
-        )
+        ),
     )
     argv = ["nice", "-n", str(BACKGROUND_NICENESS), binary, f"--config-file={config}"]
     process, log = spawn(folder_name, argv, folder)
-    server = ServerProcess(
-        "clickhouse-server", f"clickhouse://127.0.0.1:{tcp_port}/default", process, log
-    )
+    url = f"clickhouse://default:{password}@127.0.0.1:{tcp_port}/default"
+    server = ServerProcess("clickhouse-server", url, process, log)
 
     def answers() -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ping", timeout=1) as reply:
