@@ -56,6 +56,16 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class ExpectationFailed(ApiError):
+    status = 417
+    code = "expectation_failed"
+
+
+class HeadersTooLarge(ApiError):
+    status = 431
+    code = "request_header_fields_too_large"
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"
