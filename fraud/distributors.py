@@ -21,7 +21,9 @@ PUT_DISTRIBUTOR = LuaScript.load(__package__ or "fraud", "put_distributor.lua")
 SNAPSHOT_DISTRIBUTORS = LuaScript.load(__package__ or "fraud", "snapshot_distributors.lua")
 
 MAX_NAME_LENGTH = 200
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}"
+"""Distributor ids: they go into Redis hash fields and the warehouse's rows."""
+_ID = re.compile(ID_PATTERN)
 
 
 def check_id(distributor_id: str) -> str:
@@ -79,6 +81,6 @@ class Distributor:
         return cls(
             document["distributor_id"],
             document["name"],
-            Territory.from_geojson(document["territory"]),
+            Territory.from_geojson(document["territory"], stored=True),
             document["updated_ms"],
         )

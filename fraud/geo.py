@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.intp]
 
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius
 KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180  # of latitude, or of longitude at the equator
@@ -175,3 +176,61 @@ def run_starts(values: npt.NDArray[np.intp]) -> BoolArray:
     starts = np.ones(len(values), dtype=np.bool_)
     np.not_equal(values[1:], values[:-1], out=starts[1:])
     return starts
+
+
+def concatenated_ranges(starts: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]) -> IntArray:
+    """Ranges starts[i] .. starts[i] + counts[i] - 1 one after another, without a Python loop."""
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if len(ends) else 0
+    ranges: IntArray = np.arange(total, dtype=np.intp) + np.repeat(starts - (ends - counts), counts)
+    return ranges
+
+
+def overlapping_pairs(low: FloatArray, high: FloatArray) -> tuple[IntArray, IntArray]:
+    """Every pair (i, j), i != j, of the intervals low..high that overlap (touching counts),
+    each once: sorted by low, an interval overlaps the ones after it that start before it ends."""
+    order = np.argsort(low, kind="stable")
+    ends = np.searchsorted(low[order], high[order], side="right")
+    counts = ends - np.arange(1, len(low) + 1)
+    first = np.repeat(order, counts)
+    second = order[concatenated_ranges(np.arange(1, len(low) + 1), counts)]
+    return first, second
+
+
+def overlap_count(low: FloatArray, high: FloatArray) -> int:
+    """How many pairs `overlapping_pairs` would give, in O(n log n) without making them."""
+    ends = np.searchsorted(np.sort(low), high, side="right")
+    return int(np.sum(ends) - len(low) * (len(low) + 1) // 2)
+
+
+def segments_meet(first: FloatArray, second: FloatArray) -> tuple[BoolArray, BoolArray, BoolArray]:
+    """Per pair of segments (rows x1, y1, x2, y2): do they cross at a point inside both, does an
+    end of one lie on the other, and do they lie on one line with an overlap of some length?"""
+    ax, ay, bx, by = first.T
+    cx, cy, dx, dy = second.T
+    o1 = np.sign((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
+    o2 = np.sign((bx - ax) * (dy - ay) - (by - ay) * (dx - ax))
+    o3 = np.sign((dx - cx) * (ay - cy) - (dy - cy) * (ax - cx))
+    o4 = np.sign((dx - cx) * (by - cy) - (dy - cy) * (bx - cx))
+    crossing: BoolArray = (o1 * o2 < 0) & (o3 * o4 < 0)
+
+    touching = (o1 == 0) & _within(cx, cy, first)
+    touching |= (o2 == 0) & _within(dx, dy, first)
+    touching |= (o3 == 0) & _within(ax, ay, second)
+    touching |= (o4 == 0) & _within(bx, by, second)
+    x_overlap = np.minimum(np.maximum(ax, bx), np.maximum(cx, dx)) - np.maximum(
+        np.minimum(ax, bx), np.minimum(cx, dx)
+    )
+    y_overlap = np.minimum(np.maximum(ay, by), np.maximum(cy, dy)) - np.maximum(
+        np.minimum(ay, by), np.minimum(cy, dy)
+    )
+    overlapping: BoolArray = (o1 == 0) & (o2 == 0) & ((x_overlap > 0) | (y_overlap > 0))
+    return crossing, touching, overlapping
+
+
+def _within(x: FloatArray, y: FloatArray, segments: FloatArray) -> BoolArray:
+    """Per pair: is the point in the bounding box of the segment (on it, when on its line)?"""
+    x1, y1, x2, y2 = segments.T
+    inside: BoolArray = (np.minimum(x1, x2) <= x) & (x <= np.maximum(x1, x2))
+    inside &= (np.minimum(y1, y2) <= y) & (y <= np.maximum(y1, y2))
+    return inside

@@ -8,10 +8,15 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from fraud.geo import FloatArray, normalise_points, ray_crossings, run_starts
+from fraud.geo import (
+    FloatArray,
+    IntArray,
+    concatenated_ranges,
+    normalise_points,
+    ray_crossings,
+    run_starts,
+)
 from fraud.territory import Territory
-
-IntArray = npt.NDArray[np.intp]
 
 
 class TerritoryIndex:
@@ -66,7 +71,7 @@ class TerritoryIndex:
         starts = self._cell_start[cells]
         counts = self._cell_start[cells + 1] - starts
         point = np.repeat(points, counts)
-        polygon = self._cell_polygons[_ranges(starts, counts)]
+        polygon = self._cell_polygons[concatenated_ranges(starts, counts)]
         bbox = self._polygon_bbox[polygon]
         plat, plon = lat[point], lon[point]
         keep = (bbox[:, 0] <= plon) & (plon <= bbox[:, 2]) & (bbox[:, 1] <= plat)
@@ -78,7 +83,7 @@ class TerritoryIndex:
         point, territory = point[distinct], territory[distinct]
         if len(point):
             counts = self._edge_count[territory]
-            columns = self._columns[:, _ranges(self._edge_start[territory], counts)]
+            columns = self._columns[:, concatenated_ranges(self._edge_start[territory], counts)]
             crossings = ray_crossings(
                 np.repeat(lat[point], counts), np.repeat(lon[point], counts), columns
             )
@@ -117,11 +122,3 @@ class TerritoryIndex:
         cell_start = np.zeros(len(per_cell) + 1, dtype=np.intp)
         np.cumsum(per_cell, out=cell_start[1:])
         return cell_start, polygons[order]
-
-
-def _ranges(starts: IntArray, counts: IntArray) -> IntArray:
-    """Concatenated ranges starts[i] .. starts[i] + counts[i] - 1, without a Python loop."""
-    ends = np.cumsum(counts)
-    total = int(ends[-1]) if len(ends) else 0
-    ranges: IntArray = np.arange(total, dtype=np.intp) + np.repeat(starts - (ends - counts), counts)
-    return ranges

@@ -9,6 +9,9 @@ the tier's weight (1 for a tier the prize does not list), nothing below ``min_ti
 The probabilities a tier can win with must add up to at most 1: a campaign where some tier's
 ``base x weight`` sum exceeds 1 is rejected (422 ``probabilities_exceed_one``), not clamped, so
 that the published odds are the odds drawn.
+
+A campaign with ``"member_token": "required"`` draws only for scans whose member a signed member
+token names (``rewards.member_token``); by default (``"optional"``) a bare member id will do.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rewards.calendar import CampaignDay
 from rewards.errors import CampaignError
+from rewards.member_token import TokenState
 
 MAX_PRIZES = 32  # a draw records which prizes were available as a 32-bit mask
 MAX_DAYS = 366  # a seed per day is committed when the campaign is saved
@@ -37,6 +41,9 @@ _ID = re.compile(ID_PATTERN)
 _TIER_KEY = re.compile("[0-9]{1,3}")
 _YEARS = (2000, 2999)  # local days of any zone stay representable
 
+
+MEMBER_TOKEN_OPTIONS = ("optional", "required")
+"""A campaign's ``member_token``: the first is the default."""
 
 _HOST_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
@@ -103,6 +110,8 @@ class Campaign:
     """A guaranteed-daily prize still short this close to the day's end goes to the next
     eligible scan."""
     prizes: tuple[Prize, ...]
+    member_token_required: bool = False
+    """Only a scan with a valid signed member token draws."""
 
     @property
     def zone(self) -> ZoneInfo:
@@ -110,6 +119,13 @@ class Campaign:
 
     def covers(self, sku: str, batch_id: str) -> bool:
         return sku in self.skus or batch_id in self.batches
+
+    def keeps_out(self, token: TokenState) -> bool:
+        """Whether a scan whose member token is in this state draws nothing here for it: a
+        token sent but not valid leaves the scan without a member anywhere."""
+        return token is not TokenState.VALID and (
+            self.member_token_required or token is not TokenState.MISSING
+        )
 
     def active(self, now_ms: int) -> bool:
         return self.start_ms <= now_ms <= self.end_ms
@@ -136,6 +152,7 @@ class Campaign:
             "member_daily_win_limit": self.member_daily_win_limit,
             "guarantee_window_minutes": self.guarantee_window_minutes,
             "prizes": [prize.to_json() for prize in self.prizes],
+            "member_token": "required" if self.member_token_required else "optional",
         }
 
     @classmethod
@@ -169,6 +186,7 @@ class Campaign:
             fields.count("member_daily_win_limit", default=1, minimum=1),
             fields.count("guarantee_window_minutes", default=60, minimum=1, maximum=24 * 60),
             tuple(_prize(raw, f"prizes[{i}]", tiers) for i, raw in enumerate(raw_prizes)),
+            fields.choice("member_token", MEMBER_TOKEN_OPTIONS) == "required",
         )
         fields.done()
         _check_unique([p.prize_id for p in campaign.prizes])
@@ -278,7 +296,8 @@ class _Fields:
         return value
 
     def text_set(self, name: str) -> frozenset[str]:
-        value = self._get(name, required=False) or []
+        value = self._get(name, required=False)
+        value = [] if value is None else value
         if not isinstance(value, list) or len(value) > MAX_LIST:
             raise CampaignError(f"{self._name(name)} must be a list of at most {MAX_LIST} strings")
         if not all(isinstance(item, str) and item.isprintable() and item for item in value):
@@ -328,15 +347,18 @@ class _Fields:
         value = self._get(name, required=False)
         if value is None:
             return default
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < tiers:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise CampaignError(f"{self._name(name)} must be a tier number, 0 to {tiers - 1}")
+        if not 0 <= value < tiers:
             raise CampaignError(
-                f"{self._name(name)}: unknown tier {value!r}; tiers are 0 to {tiers - 1}",
+                f"{self._name(name)}: unknown tier {value}; tiers are 0 to {tiers - 1}",
                 "unknown_tier",
             )
         return value
 
     def tier_weights(self, name: str, tiers: int) -> tuple[float, ...]:
-        value = self._get(name, required=False) or {}
+        value = self._get(name, required=False)
+        value = {} if value is None else value
         if not isinstance(value, Mapping):
             raise CampaignError(f"{self._name(name)} must map tiers to weights")
         weights = [1.0] * tiers
@@ -351,6 +373,15 @@ class _Fields:
                 raise CampaignError(f"{self._name(name)}.{key} must not be negative")
             weights[int(key)] = number
         return tuple(weights)
+
+    def choice(self, name: str, choices: Sequence[str]) -> str:
+        """One of ``choices``, the first when the field is absent."""
+        value = self._get(name, required=False)
+        if value is None:
+            return choices[0]
+        if value not in choices:
+            raise CampaignError(f"{self._name(name)} must be one of {', '.join(choices)}")
+        return str(value)
 
     def flag(self, name: str, *, default: bool) -> bool:
         value = self._get(name, required=False)

@@ -35,7 +35,7 @@ def world(seed: int) -> dict[str, Territory]:
             lon, lat = -20 + 2.0 * i + rng.uniform(-0.5, 0.5), 30 + 2.0 * j + rng.uniform(-0.5, 0.5)
             rings = [blob(rng, lon, lat, rng.uniform(0.8, 1.8))]
             if rng.rand() < 0.2:
-                rings.append(box(lon - 0.3, lat - 0.3, lon + 0.3, lat + 0.3)[::-1])
+                rings.append(box(lon - 0.1, lat - 0.1, lon + 0.1, lat + 0.1)[::-1])  # inside
             document: dict[str, object] = {"type": "Polygon", "coordinates": rings}
             if rng.rand() < 0.1:
                 far = blob(rng, lon + 90, lat - 60, 1.0)

@@ -18,10 +18,10 @@ def requires(role: Role) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def authorised(request: web.Request) -> web.StreamResponse:
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            token = bearer_token(request)
+            if token is None:
                 raise Unauthorized("send the header 'Authorization: Bearer <token>'")
-            granted = await request.app[TOKENS].role_of(token.strip())
+            granted = await request.app[TOKENS].role_of(token)
             if granted is None:
                 raise Unauthorized("the token is not valid")
             if not granted.allows(role):
@@ -31,3 +31,9 @@ def requires(role: Role) -> Callable[[Handler], Handler]:
         return authorised
 
     return decorate
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of the request's ``Authorization: Bearer`` header, if it has one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None

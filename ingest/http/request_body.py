@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+import json
+import re
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -21,15 +24,138 @@ def require_json(request: web.Request) -> None:
         raise UnsupportedMediaType("send the body as application/json")
 
 
+MAX_JSON_DEPTH = 32
+"""Levels of arrays and objects a body may nest; a territory needs 6, a campaign 4."""
+
+# The closing quote of an object's key, whitespace, its colon (RFC 8259 whitespace only).
+_KEY_END = re.compile(rb'"[ \t\n\r]*:')
+_CONTAINERS = frozenset({dict, list})
+
+
 def json_fields(raw: bytes, what: str) -> JsonFields:
     """The fields of the JSON object in ``raw``; ``what`` names it in errors ("body", "line")."""
+    document = parse_json(raw, what)
+    if not isinstance(document, dict):
+        raise BadRequest(f"the {what} must be a JSON object", "invalid_json")
+    return JsonFields(document)
+
+
+def parse_json(raw: bytes, what: str) -> object:
+    """The JSON value in ``raw``, nested at most ``MAX_JSON_DEPTH`` deep (400 ``too_deep``,
+    naming where) and without an object that has a key twice (400 ``duplicate_key``).
+
+    orjson keeps the last of a repeated key, so repeats are found by counting. Let K be the
+    members of all the objects in the text and P the keys of all the parsed dicts: P <= K, and
+    P == K exactly when no object repeats a key ("a" and "\\u0061" are one key once parsed, so
+    they count as a repeat). Every member has one colon after its key, outside strings; other
+    colons are inside strings (a time "12:00", an escaped quote "a\\":"). Bytes of a multi-byte
+    UTF-8 character are never quotes or colons.
+
+    1. Colons in the text >= K; so if they equal P, K == P: no repeats. A scan body whose values
+       hold no colon passes here, with three searches of its bytes.
+    2. Without a \\u escape (or any) in the text, a string's colons are the same before and after
+       decoding (no other escape makes one), and orjson writes them back as they are, and one
+       after each key: the colons of the parsed value written again number P plus those of the
+       strings, the text's K plus the same. Equal counts then prove K == P, unequal ones a
+       repeat.
+    3. Otherwise each key ends with a quote byte, JSON whitespace and its colon, matched by
+       ``_KEY_END`` once per key (matches cannot overlap: whitespace holds no quote), so K <=
+       the matches: if they equal P, K == P. Only if not does a strict parse look for the key.
+    """
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"the {what} is not valid JSON: {error}", "invalid_json") from None
-    if not isinstance(document, dict):
-        raise BadRequest(f"the {what} must be a JSON object", "invalid_json")
-    return JsonFields(document)
+    if type(document) is dict and b"[" not in raw and raw.count(b"{") == 1:
+        keys = len(document)  # one object, no arrays: a flat object, as a scan's body is
+    else:
+        keys = _count_keys(document, what)
+    colons = raw.count(b":")
+    if colons == keys:
+        return document
+    if b"\\" not in raw:  # no escape at all (one byte: a faster search than for \\u)
+        unique = orjson.dumps(document).count(b":") == colons
+    else:
+        unique = len(_KEY_END.findall(raw)) == keys
+    if not unique:
+        _refuse_duplicate_keys(raw, what)
+    return document
+
+
+def _count_keys(document: object, what: str) -> int:
+    """The keys of all objects in ``document``, walked a level at a time (no recursion, and
+    mostly in C), refusing a document nested deeper than ``MAX_JSON_DEPTH``."""
+    keys, depth = 0, 0
+    level: list[Any] = [document]
+    kinds: set[type] = {type(document)}
+    while kinds & _CONTAINERS:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(
+                f"{_deep_path(document, what)}: the {what} nests arrays and objects more than "
+                f"{MAX_JSON_DEPTH} deep",
+                "too_deep",
+            )
+        if not kinds <= _CONTAINERS:
+            level = [value for value in level if type(value) in _CONTAINERS]
+        if dict in kinds:
+            keys += sum(len(value) for value in level if type(value) is dict)
+            level = list(
+                itertools.chain.from_iterable(
+                    value.values() if type(value) is dict else value for value in level
+                )
+            )
+        else:
+            level = list(itertools.chain.from_iterable(level))
+        kinds = set(map(type, level))
+    return keys
+
+
+def _deep_path(document: object, what: str) -> str:
+    """Where the first container nested deeper than ``MAX_JSON_DEPTH`` is, e.g. body.a[1].b."""
+    stack: list[tuple[object, str, int]] = [(document, what, 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return path
+        members = value.items() if isinstance(value, dict) else enumerate(cast(list[object], value))
+        for key, child in reversed(list(members)):
+            if type(child) in _CONTAINERS:
+                stack.append((child, path + _step(key), depth + 1))
+    return what
+
+
+def _step(key: str | int) -> str:
+    if isinstance(key, int):
+        return f"[{key}]"
+    return f".{key}" if key.isidentifier() else f"[{orjson.dumps(key).decode()[:40]}]"
+
+
+def _refuse_duplicate_keys(raw: bytes, what: str) -> None:
+    """A strict parse that names the first key an object repeats; the depth is already bounded,
+    so ``json`` cannot recurse too deep."""
+
+    def unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        found: dict[str, object] = {}
+        for name, value in pairs:
+            if name in found:
+                raise _DuplicateKey(name)
+            found[name] = value
+        return found
+
+    try:
+        json.loads(raw, object_pairs_hook=unique)
+    except _DuplicateKey as error:
+        name = orjson.dumps(error.args[0]).decode()
+        raise BadRequest(
+            f"the {what} has the key {name[:80]} twice in one object", "duplicate_key"
+        ) from None
+    except ValueError as error:  # json is the laxer parser: not expected after orjson's yes
+        raise BadRequest(f"the {what} is not valid JSON: {error}", "invalid_json") from None
+
+
+class _DuplicateKey(Exception):
+    """An object repeats a key (raised inside the strict parse)."""
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
@@ -49,7 +175,9 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
             if size > max_bytes:
                 raise too_large
             chunks.append(chunk)
-    except RequestPayloadError as error:
+    except web.HTTPRequestEntityTooLarge:  # aiohttp's own limit, as a compressed body grows
+        raise too_large from None
+    except (RequestPayloadError, ConnectionResetError) as error:  # the latter: client gone
         raise BadRequest(f"the body could not be read: {error}", "unreadable_body") from None
     return b"".join(chunks)
 

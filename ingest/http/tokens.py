@@ -1,8 +1,15 @@
-"""API tokens with roles, stored in Redis by SHA-256 hash only.
+"""API tokens with roles, stored in Redis by SHA-256 hash only; each has an id, may expire, and
+can be listed and revoked by id.
 
 Tokens are 256-bit random strings, so an unsalted fast hash is enough: nobody can guess their
 way back from a leaked hash.  ``SCANWARD_ADMIN_TOKEN`` is a bootstrap admin token that is never
-written anywhere.
+written anywhere, never expires and cannot be revoked (change the setting instead).
+
+Keys (all in the ``{auth}`` slot): ``{auth}:token:<sha256>``, a hash of the token's id, role,
+name, created and expiry times, with a Redis expiry at the token's; and ``{auth}:tokens``, the
+hash of each token's id to its SHA-256, from which listing and revoking find it. An id whose
+record has expired is dropped from it whenever tokens are listed or issued, so neither grows
+with expired tokens.
 """
 
 from __future__ import annotations
@@ -11,12 +18,19 @@ import hashlib
 import hmac
 import secrets
 import time
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
 from ingest.store.scripts import AsyncRedis
 
+MAX_LIFETIME_S = 366 * 86_400
+"""The longest expiry a token may be given; one given none lasts until it is revoked."""
+
 _KEY_PREFIX = "{auth}:token:"
+_IDS_KEY = "{auth}:tokens"
 _TOKEN_PREFIX = "sw_"
+_FIELDS = ("id", "role", "name", "created_ms", "expires_ms")
 
 
 class Role(StrEnum):
@@ -31,23 +45,91 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What may be shown of a token: never the token or its hash."""
+
+    token_id: str
+    role: Role
+    name: str
+    created_ms: int
+    expires_ms: int | None
+
+
 class TokenStore:
     def __init__(self, redis: AsyncRedis, admin_token: str | None) -> None:
         self._redis = redis
         self._admin_hash = token_hash(admin_token) if admin_token else None
 
     async def role_of(self, token: str) -> Role | None:
+        """The token's role; None for an unknown, revoked or expired token."""
         digest = token_hash(token)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
             return Role.ADMIN
-        role = await self._redis.hget(_KEY_PREFIX + digest, "role")
-        return Role(role) if isinstance(role, str) and role in set(Role) else None
+        role, expires_ms = await self._redis.hmget(_KEY_PREFIX + digest, ["role", "expires_ms"])
+        if not isinstance(role, str) or role not in set(Role):
+            return None
+        if 0 < int(expires_ms or 0) <= _now_ms():  # Redis may not have expired it yet
+            return None
+        return Role(role)
 
-    async def create(self, role: Role, name: str) -> str:
-        """A new token; only its hash is kept, so it is shown once."""
+    async def create(
+        self, role: Role, name: str, expires_ms: int | None = None
+    ) -> tuple[str, TokenInfo]:
+        """A new token and what may be shown of it; only its hash is kept, so it is shown once.
+        ``expires_ms`` (epoch milliseconds) must be in the future."""
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
-        await self._redis.hset(
-            _KEY_PREFIX + token_hash(token),
-            mapping={"role": role.value, "name": name, "created_ms": int(time.time() * 1000)},
-        )
-        return token
+        info = TokenInfo("tok_" + secrets.token_hex(8), role, name, _now_ms(), expires_ms)
+        key = _KEY_PREFIX + token_hash(token)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "id": info.token_id,
+                    "role": role.value,
+                    "name": name,
+                    "created_ms": info.created_ms,
+                    "expires_ms": expires_ms or 0,
+                },
+            )
+            if expires_ms is not None:
+                pipe.pexpireat(key, expires_ms)
+            pipe.hset(_IDS_KEY, info.token_id, token_hash(token))
+            await pipe.execute()
+        await self.tokens()  # drops the ids of expired tokens
+        return token, info
+
+    async def tokens(self) -> list[TokenInfo]:
+        """Every token that still works, oldest first; forgets the ids of expired ones."""
+        ids = cast(dict[str, str], await self._redis.hgetall(_IDS_KEY))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for digest in ids.values():
+                pipe.hmget(_KEY_PREFIX + digest, list(_FIELDS))
+            records = await pipe.execute()
+        now_ms = _now_ms()
+        live, gone = [], []
+        for token_id, (_, role, name, created, expires) in zip(ids, records, strict=True):
+            if role is None or (int(expires) and int(expires) <= now_ms):
+                gone.append(token_id)
+            else:
+                live.append(
+                    TokenInfo(token_id, Role(role), name, int(created), int(expires) or None)
+                )
+        if gone:
+            await self._redis.hdel(_IDS_KEY, *gone)
+        return sorted(live, key=lambda info: (info.created_ms, info.token_id))
+
+    async def revoke(self, token_id: str) -> bool:
+        """Whether a token had this id: it no longer works from now on."""
+        digest = await self._redis.hget(_IDS_KEY, token_id)
+        if not isinstance(digest, str):
+            return False
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(_KEY_PREFIX + digest)
+            pipe.hdel(_IDS_KEY, token_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

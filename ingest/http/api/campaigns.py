@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from typing import cast
 
-import orjson
 from aiohttp import web
 
-from ingest.errors import BadRequest, NotFound
+from ingest.errors import NotFound
 from ingest.http.auth import requires
-from ingest.http.request_body import read_body
+from ingest.http.request_body import parse_json, read_body
 from ingest.http.responses import json_response
 from ingest.http.state import CAMPAIGNS, REDIS, SETTINGS
 from ingest.http.tokens import Role
@@ -29,10 +28,7 @@ MAX_CAMPAIGN_BYTES = 256 * 1024
 async def put_campaign(request: web.Request) -> web.StreamResponse:
     """Creates (201) or replaces (200) a campaign as a new version; budgets already given out
     count against the new one. Workers draw with it within a tenth of a second."""
-    try:
-        document = orjson.loads(await read_body(request, MAX_CAMPAIGN_BYTES))
-    except orjson.JSONDecodeError as error:
-        raise BadRequest(f"the body is not valid JSON: {error}", "invalid_json") from None
+    document = parse_json(await read_body(request, MAX_CAMPAIGN_BYTES), "body")
     tiers = request.app[SETTINGS].member_tiers
     campaign = Campaign.from_json(request.match_info["campaign_id"], document, tiers)
     redis = request.app[REDIS]
