@@ -28,11 +28,16 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports
 
 # redis-server, clickhouse-server, wrk and zookeeper (for the ClickHouse cluster's replicas),
-# plus python3 and its venv module on minimal images.
+# promtool (package prometheus) and systemd-analyze (package systemd) for the checks of deploy/,
+# plus python3 and its venv module on minimal images. On a host run by systemd, the prometheus
+# package also starts Prometheus and its node exporter: `systemctl disable --now prometheus
+# prometheus-node-exporter` if you only want promtool.
 system-packages:
 	@missing=""; for b in $(SYSTEM_BINARIES); do \
 	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	[ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing="$$missing zookeeper"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3 python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from the system's packages"; \

@@ -57,7 +57,7 @@ async def _answer(error: Exception) -> tuple[int, object]:
     async def failing(request: web.Request) -> web.StreamResponse:
         raise error
 
-    response = await json_errors(failing)(make_mocked_request("PUT", "/v1/x"))
+    response = await json_errors(failing, "PUT", "/v1/x")(make_mocked_request("PUT", "/v1/x"))
     assert isinstance(response, web.Response)
     assert response.text is not None
     return response.status, orjson.loads(response.text)

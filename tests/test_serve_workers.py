@@ -38,7 +38,11 @@ def _wait_for_workers(url: str, process: subprocess.Popen[bytes], count: int) ->
 
 
 async def _health_pid(url: str) -> int:
-    async with aiohttp.ClientSession() as session, session.get(url + "/healthz") as reply:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url + "/healthz", headers=admin) as reply,
+    ):
         pid: int = (await reply.json())["pid"]
         return pid
 
@@ -80,6 +84,12 @@ def test_workers_share_the_port_and_stop_cleanly(
         assert len(prefixes) == 2
         metrics = asyncio.run(_metrics(url))
         assert 'scanward_scans_total{verdict="counterfeit"} 300.0' in metrics
+        answered = 'scanward_http_responses_total{method="POST",route="/v1/scans",status="200"}'
+        deadline = time.monotonic() + 5  # each worker publishes its request counts within 1 s
+        while f"{answered} 300.0" not in metrics and time.monotonic() < deadline:
+            time.sleep(0.2)
+            metrics = asyncio.run(_metrics(url))
+        assert f"{answered} 300.0" in metrics
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0

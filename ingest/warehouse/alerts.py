@@ -91,17 +91,36 @@ WHERE status = 'open' {{filters}}
 ORDER BY last_seen DESC, alert_id LIMIT %(limit)s
 """
 
+# the alerts a run wrote: every row it writes is stamped `detected` = now() at or after its start
+_FOUND_SINCE = """
+SELECT kind, uniqExact(alert_id) FROM fraud_alerts
+WHERE detected >= toDateTime(%(started)s) GROUP BY kind
+"""
 
-def detect(client: Any, policy: FraudPolicy) -> None:
-    """Writes every alert of the window; an alert found again replaces its earlier row."""
+
+def detect(client: Any, policy: FraudPolicy) -> dict[str, int]:
+    """Writes every alert of the window (an alert found again replaces its earlier row);
+    returns how many of each kind this run found."""
     parameters = {
         "window_s": policy.alert_window_s,
         "min_scans": policy.alert_min_scans,
         "share": policy.alert_share,
     }
+    ((started,),) = client.execute("SELECT toUnixTimestamp(now())")
     for query in DETECTIONS.values():
         # on a cluster, stored on the shards before this returns, not queued to be forwarded
         client.execute(_INSERT + query, parameters, settings={"insert_distributed_sync": 1})
+    return dict(client.execute(_FOUND_SINCE, {"started": started}))
+
+
+_OPEN_BY_KIND = "SELECT kind, count() FROM fraud_alerts FINAL WHERE status = 'open' GROUP BY kind"
+
+
+def open_alert_counts(client: Any) -> dict[str, int]:
+    """How many alerts of each kind are open, every kind named (0 when none)."""
+    counts = dict.fromkeys(DETECTIONS, 0)
+    counts.update(client.execute(_OPEN_BY_KIND))
+    return counts
 
 
 def open_alerts(
