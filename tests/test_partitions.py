@@ -121,7 +121,7 @@ def test_serve_up_and_sink_with_other_counts_stop_with_one_line(
             text=True,
             timeout=60,
         )
-        assert finished.returncode == 1, finished.stderr
+        assert finished.returncode == 2, finished.stderr  # a settings error
         [line] = finished.stderr.strip().splitlines()
         assert line.startswith("scanward: Redis at 127.0.0.1:")
         assert "scan_partitions=16" in line

@@ -26,28 +26,45 @@ from ingest.store.batches import BatchStore
 
 def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     batch = commands.add_parser("batch", help="order, inspect, download and revoke batches")
-    batch_actions = batch.add_subparsers(dest="action", required=True)
-    create = batch_actions.add_parser("create", parents=[common])
-    create.add_argument("--sku", required=True)
-    create.add_argument("--gtin", required=True)
-    create.add_argument("--quantity", type=int, required=True)
-    create.add_argument("--kind", default="unit", choices=["unit", "case", "pallet"])
-    create.add_argument("--line-id", default="")
-    for action in ("show", "codes", "revoke"):
-        sub = batch_actions.add_parser(action, parents=[common])
-        sub.add_argument("batch_id")
+    batch_actions = batch.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = batch_actions.add_parser(
+        "create", parents=[common], help="order a batch of codes; prints the batch as JSON"
+    )
+    create.add_argument("--sku", required=True, help="the product's stock-keeping unit")
+    create.add_argument("--gtin", required=True, help="the product's GTIN-8, -12, -13 or -14")
+    create.add_argument("--quantity", type=int, required=True, help="how many codes")
+    create.add_argument(
+        "--kind", default="unit", choices=["unit", "case", "pallet"], help="what a code marks"
+    )
+    create.add_argument("--line-id", default="", help="the packaging line that prints them")
+    for action, summary in (
+        ("show", "print a batch as JSON"),
+        ("codes", "write a batch's codes as a printer file"),
+        ("revoke", "revoke a batch: its codes scan as revoked from now on"),
+    ):
+        sub = batch_actions.add_parser(action, parents=[common], help=summary)
+        sub.add_argument("batch_id", help="the batch's id, as 'batch create' printed it")
         if action == "codes":
-            sub.add_argument("--format", default="txt", choices=[f.value for f in ExportFormat])
-            sub.add_argument("--offset", type=count, default=0)
-            sub.add_argument("--limit", type=count)
+            sub.add_argument(
+                "--format",
+                default="txt",
+                choices=[f.value for f in ExportFormat],
+                help="txt: a code a line; csv: serial, code and URL; url: Digital Link URLs",
+            )
+            sub.add_argument("--offset", type=count, default=0, help="codes to skip first")
+            sub.add_argument("--limit", type=count, help="at most this many (default: all)")
             sub.add_argument("--output", type=Path, help="file to write (default: stdout)")
     batch.set_defaults(run=lambda a: asyncio.run(batch_command(a)))
 
     token = commands.add_parser("token", help="issue API tokens")
-    token_actions = token.add_subparsers(dest="action", required=True)
-    token_create = token_actions.add_parser("create", parents=[common])
-    token_create.add_argument("--role", required=True, choices=[r.value for r in Role])
-    token_create.add_argument("--name", required=True)
+    token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    token_create = token_actions.add_parser(
+        "create", parents=[common], help="issue a token; printed once, stored only as a hash"
+    )
+    token_create.add_argument(
+        "--role", required=True, choices=[r.value for r in Role], help="what the token may do"
+    )
+    token_create.add_argument("--name", required=True, help="who or what holds it")
     token.set_defaults(run=lambda a: asyncio.run(token_command(a)))
 
 
@@ -80,7 +97,7 @@ async def batch_command(args: argparse.Namespace) -> None:
         export = CodeExport.slice(
             batch, signer, ExportFormat(args.format), settings.resolver_url, args.offset, args.limit
         )
-        with output_file(args.output) as out:
+        with output_file(args.output, "codes", export.content_length()) as out:
             for chunk in export.chunks():
                 out.write(chunk)
 
@@ -88,5 +105,5 @@ async def batch_command(args: argparse.Namespace) -> None:
 async def token_command(args: argparse.Namespace) -> None:
     settings = settings_of(args, needs_redis=True)
     async with redis_of(settings) as redis:
-        token = await TokenStore(redis, None).create(Role(args.role), args.name)
-    print_json({"token": token, "role": args.role, "name": args.name})
+        token, info = await TokenStore(redis, None).create(Role(args.role), args.name)
+    print_json({"token": token, "id": info.token_id, "role": args.role, "name": args.name})

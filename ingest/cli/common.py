@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO, TypeAlias
+from typing import Any, BinaryIO, TypeAlias, cast
 
 import orjson
+from tqdm import tqdm
 
 from ingest.config import Settings
 from ingest.ops import json_logging
@@ -30,6 +31,26 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 class CommandError(Exception):
     """A user-facing failure: printed as one line, exit status 1."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has one to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        unset = action.default in (None, "", argparse.SUPPRESS) or action.default is False
+        if unset or not action.option_strings or "%(default)" in help_text:
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """The parsers of every command: their help shows the defaults, and the parsers of their
+    subcommands are of this kind too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def settings_of(
@@ -88,14 +109,14 @@ def clickhouse_of(settings: Settings) -> Any:
 
 
 @contextlib.contextmanager
-def output_file(path: Path | None) -> Iterator[BinaryIO]:
-    """The file at ``path``, or standard output without one."""
-    if path is None:
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-    else:
-        with path.open("wb") as handle:
-            yield handle
+def output_file(path: Path | None, what: str, size: int | None = None) -> Iterator[BinaryIO]:
+    """The file at ``path``, or standard output without one; on a terminal, a progress bar of
+    the bytes written (of ``size``, when known) goes to standard error."""
+    with contextlib.ExitStack() as stack:
+        handle = sys.stdout.buffer if path is None else stack.enter_context(path.open("wb"))
+        bar = tqdm.wrapattr(handle, "write", total=size, desc=what, disable=not sys.stderr.isatty())
+        yield cast(BinaryIO, stack.enter_context(bar))
+        handle.flush()
 
 
 def background_service(supervised: bool) -> threading.Event:

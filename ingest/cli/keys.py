@@ -16,8 +16,13 @@ from ingest.cli.common import (
 
 def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     keys = commands.add_parser("keys", parents=[common], help="manage master keys")
-    keys.add_argument("action", choices=["init", "rotate", "list", "retire"])
-    keys.add_argument("key_id", type=int, nargs="?")
+    keys.add_argument(
+        "action",
+        choices=["init", "rotate", "list", "retire"],
+        help="init: a new keyring; rotate: a new current key; list: the keys; retire: stop "
+        "a key verifying codes (those signed with it then scan as counterfeit)",
+    )
+    keys.add_argument("key_id", type=int, nargs="?", help="retire: the key's id, as listed")
     keys.set_defaults(run=keys_command)
 
 

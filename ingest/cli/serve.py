@@ -42,8 +42,7 @@ from ingest.warehouse.topology import Topology
 
 def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     up = commands.add_parser("up", parents=[common], help="start Redis, ClickHouse and the API")
-    up.add_argument("--port", type=int)
-    up.add_argument("--host")
+    _add_address(up)
     up.add_argument("--demo", action="store_true", help="make a demo batch and print curls")
     up.add_argument("--workers", type=positive, help="API processes sharing the port")
     up.add_argument(
@@ -74,11 +73,21 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     up.set_defaults(run=up_command)
 
     serve_parser = commands.add_parser("serve", parents=[common], help="run the API only")
-    serve_parser.add_argument("--port", type=int)
-    serve_parser.add_argument("--host")
+    _add_address(serve_parser)
     serve_parser.add_argument("--workers", type=positive, help="processes sharing the port")
     serve_parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve_parser.set_defaults(run=serve_command)
+
+
+def _add_address(parser: argparse.ArgumentParser) -> None:
+    defaults = Settings()
+    parser.add_argument(
+        "--port", type=int, help=f"the API's port (default: $SCANWARD_PORT, else {defaults.port})"
+    )
+    parser.add_argument(
+        "--host",
+        help=f"the address the API listens on (default: $SCANWARD_HOST, else {defaults.host})",
+    )
 
 
 def serve_command(args: argparse.Namespace) -> None:
@@ -128,7 +137,9 @@ def up_command(args: argparse.Namespace) -> None:
         local_services.ServiceAddresses(redis_url, clickhouse_url, api_url).save(settings.data_dir)
         stack.callback((settings.data_dir / local_services.SERVICES_FILE).unlink, missing_ok=True)
         _migrate(settings)
-        print(f"redis       {redis_url}\nclickhouse  {clickhouse_url}\napi         {api_url}")
+        shown = local_services.masked_url
+        print(f"redis       {shown(redis_url)}\nclickhouse  {shown(clickhouse_url)}")
+        print(f"api         {api_url}")
         metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="scanward-metrics-"))
         environment = {**settings_environment(settings), MULTIPROC_ENV: metrics_dir}
         supervisor = stack.enter_context(Supervisor(environment))

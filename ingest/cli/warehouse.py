@@ -40,21 +40,23 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     sql = commands.add_parser(
         "sql", parents=[common], help="run a ClickHouse query; TabSeparated output"
     )
-    sql.add_argument("query")
+    sql.add_argument("query", help="the query, in ClickHouse's SQL")
     sql.add_argument("--json", action="store_true", help="a JSON array of objects instead")
     sql.set_defaults(run=sql_command)
 
     exported = commands.add_parser(
         "export", parents=[common], help="write scans from ClickHouse to a CSV or Parquet file"
     )
-    exported.add_argument("table", choices=["scans"])
+    exported.add_argument("table", choices=["scans"], help="the table to export")
     add_days(exported, until_required=False)
-    exported.add_argument("--format", default="csv", choices=export.FILE_FORMATS)
+    exported.add_argument(
+        "--format", default="csv", choices=export.FILE_FORMATS, help="the file's format"
+    )
     exported.add_argument("--output", type=Path, help="file to write (default: stdout)")
     exported.set_defaults(run=export_command)
 
     rollup = commands.add_parser("rollups", help="rebuild the analysts' rollups of past days")
-    rollup_actions = rollup.add_subparsers(dest="action", required=True)
+    rollup_actions = rollup.add_subparsers(dest="action", required=True, metavar="ACTION")
     rebuild = rollup_actions.add_parser(
         "rebuild",
         parents=[common],
@@ -67,7 +69,12 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     alert = commands.add_parser(
         "alerts", parents=[common], help="detect fraud alerts in ClickHouse, or list open ones"
     )
-    alert.add_argument("action", choices=["run", "detect", "list"])
+    alert.add_argument(
+        "action",
+        choices=["run", "detect", "list"],
+        help="run: detect every SCANWARD_ALERT_INTERVAL_S until stopped; detect: once, "
+        "and print a summary; list: print the open alerts as JSON",
+    )
     alert.add_argument("--kind", help="list: only this kind (diversion_batch, device_farm, ...)")
     alert.add_argument("--distributor", help="list: only this distributor's")
     alert.add_argument("--limit", type=positive, default=100, help="list: at most this many")
@@ -75,11 +82,11 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     alert.set_defaults(run=alerts_command)
 
     rewards = commands.add_parser("rewards", help="audit a campaign's prize draws")
-    reward_actions = rewards.add_subparsers(dest="action", required=True)
+    reward_actions = rewards.add_subparsers(dest="action", required=True, metavar="ACTION")
     audit = reward_actions.add_parser(
         "audit", parents=[common], help="recompute a day's draws from ClickHouse and the seed"
     )
-    audit.add_argument("--campaign", required=True)
+    audit.add_argument("--campaign", required=True, help="the campaign's id")
     audit.add_argument("--day", required=True, type=date.fromisoformat, help="YYYY-MM-DD, local")
     audit.add_argument(
         "--seed", type=bytes.fromhex, help="the day's revealed seed (hex); default: the stored one"
@@ -142,7 +149,7 @@ def export_command(args: argparse.Namespace) -> None:
         raise CommandError("--until must be after --since (it is the first day left out)")
     client = clickhouse_of(settings_of(args, needs_clickhouse=True))
     try:
-        with output_file(args.output) as output:
+        with output_file(args.output, "scans") as output:
             count = export.export_scans(client, args.since, args.until, args.format, output)
     finally:
         client.disconnect()
@@ -169,15 +176,26 @@ def alerts_command(args: argparse.Namespace) -> None:
         print_json(alerts.open_alerts(client, args.limit, args.kind, args.distributor))
         return
     if args.action == "detect":
-        alerts.detect(client, settings.fraud_policy)
+        found = alerts.detect(client, settings.fraud_policy)
+        print(_detection_summary(found, settings.fraud_policy.alert_window_s))
         return
     stop = background_service(args.supervised)
     while not stop.is_set():
         try:
-            alerts.detect(client, settings.fraud_policy)
+            found = alerts.detect(client, settings.fraud_policy)
+            log.info("%s", _detection_summary(found, settings.fraud_policy.alert_window_s))
         except Exception as error:  # ClickHouse down or restarting: the next run catches up
             log.warning("alert detection failed: %s", clickhouse_client.describe(error))
         stop.wait(settings.alert_interval_s)
+
+
+def _detection_summary(found: dict[str, int], window_s: int) -> str:
+    """One line: how many alerts of each kind one detection found, over which window."""
+    window = f"in the scans of the last {window_s} s"
+    if not found:
+        return f"no alerts {window}"
+    kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(found.items()))
+    return f"{sum(found.values())} alert(s) {window}: {kinds}"
 
 
 def rewards_command(args: argparse.Namespace) -> None:

@@ -100,10 +100,17 @@ async def demo_campaign(redis: AsyncRedis, tiers: int) -> None:
 
 
 def instructions(settings: Settings, api_url: str, batch: Batch) -> str:
-    token = settings.admin_token or "<SCANWARD_ADMIN_TOKEN>"
-    auth = f"-H 'Authorization: Bearer {token}'"
+    """The commands to try, naming the admin token's variable: the token itself is a secret,
+    never printed (the shell fills it in where it is set)."""
+    auth = '-H "Authorization: Bearer $SCANWARD_ADMIN_TOKEN"'
+    token_state = (
+        "set in scanward's environment: export it in the shell that runs these commands"
+        if settings.admin_token
+        else "not set: set it, or use a token of 'scanward token create --role admin'"
+    )
     shipped = batch.quantity - UNSHIPPED
     return f"""
+admin token: $SCANWARD_ADMIN_TOKEN ({token_state})
 demo batch {batch.batch_id}: {batch.quantity} codes of {batch.sku}; the first {shipped} are
 shipped to {DEMO_DISTRIBUTOR} (territory around Shanghai), the last {UNSHIPPED} never were
   curl -s {auth} '{api_url}/v1/batches/{batch.batch_id}/codes?format=url&limit=3'
