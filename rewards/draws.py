@@ -16,6 +16,7 @@ from rewards import draw_log
 from rewards.calendar import CampaignDay
 from rewards.campaigns import Campaign, Prize, PrizeKind
 from rewards.errors import StaleCampaign
+from rewards.member_token import TokenState
 from rewards.odds import DrawValues, slices
 from rewards.store import draw_stream, unsunk_key
 
@@ -33,7 +34,7 @@ _WON_AT = 1 + draw_log.OUTCOME_STRUCT.size
 
 @dataclass(frozen=True, slots=True)
 class Entrant:
-    """A scan that takes part in a campaign's draw."""
+    """A genuine scan that may take part in a campaign's draw."""
 
     scan_id: str
     retry_key: str
@@ -44,6 +45,8 @@ class Entrant:
     code: str
     sku: str
     batch_id: str
+    member_token: TokenState = TokenState.MISSING
+    """Whether a campaign that requires a member token may draw for it."""
 
 
 class DrawStatus(Enum):

@@ -1,4 +1,5 @@
-"""A scan's answer: the verdict, the code's scan state after this scan, and any prize."""
+"""A scan's answer: the verdict, the code's scan state after this scan, and any prize (or why
+a campaign did not draw for it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import NamedTuple
 from fraud.verdicts import Verdict
 from ingest.scan.state import ScanState
 from rewards.draws import Won
+from rewards.member_token import TokenState
 
 
 class ScanResult(NamedTuple):
@@ -16,7 +18,9 @@ class ScanResult(NamedTuple):
     flags: tuple[dict[str, object], ...]
     product: dict[str, object] | None
     state: ScanState
-    prize: Won | None = None
+    reward: Won | TokenState | None = None
+    """The prize won; or, when none was, the member token's state that kept a campaign covering
+    the code from drawing for the scan."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -29,5 +33,6 @@ class ScanResult(NamedTuple):
             "distinct_devices": self.state.distinct_devices,
             "flags": list(self.flags),
             "product": self.product,
-            "prize": self.prize.to_json() if self.prize else None,
+            "prize": self.reward.to_json() if isinstance(self.reward, Won) else None,
+            "not_drawn": self.reward.value if isinstance(self.reward, TokenState) else None,
         }

@@ -1,11 +1,12 @@
 """The reward stage of the scan path: the prize draws of a micro-batch.
 
 A scan enters the draw of every campaign open for its code when it is genuine and carries a
-member id (a prize needs someone to go to). The members' tiers are read in the scan state's
-round trip (``plan`` returns the reads); once Redis has recorded the scans, one ``draw.lua``
-call per campaign (and per ``MAX_DRAWS_PER_CALL`` draws) draws for all of them (``draw``):
-the script decides which codes have not drawn yet, so concurrent batches and server processes
-never draw a code twice.
+member id (a prize needs someone to go to), and, where the campaign requires one, a valid signed
+member token; a scan kept out for its token is told why (``Campaign.keeps_out``). The members'
+tiers are read in the scan state's round trip (``plan`` returns the reads); once Redis has
+recorded the scans, one ``draw.lua`` call per campaign (and per ``MAX_DRAWS_PER_CALL`` draws)
+draws for all of them (``draw``): the script decides which codes have not drawn yet, so
+concurrent batches and server processes never draw a code twice.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ingest.store.outage import STORE_FAILURES
 from ingest.store.scripts import Command, ScriptRunner
 from rewards.draws import DrawStatus, Entrant, LiveCampaign, Won
 from rewards.errors import StaleCampaign
+from rewards.member_token import TokenState
 from rewards.members import TierReads
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,8 @@ class RewardPlan:
     now_ms: int
     entries: dict[int, list[LiveCampaign]] = field(default_factory=dict)
     """Entrant index -> the campaigns it draws in."""
+    kept_out: dict[int, TokenState] = field(default_factory=dict)
+    """Entrant index -> the state of its member token, which kept it out of a campaign."""
     tier_reads: TierReads = field(default_factory=lambda: TierReads(()))
 
     def reads(self) -> list[Command]:
@@ -63,7 +67,12 @@ class _Chunk:
 
     def drawn_by(self, live: LiveCampaign) -> _Chunk:
         """This chunk for ``live``: the entrants whose code it still covers."""
-        kept = [at for at, e in enumerate(self.entrants) if live.campaign.covers(e.sku, e.batch_id)]
+        kept = [
+            at
+            for at, e in enumerate(self.entrants)
+            if live.campaign.covers(e.sku, e.batch_id)
+            and not live.campaign.keeps_out(e.member_token)
+        ]
         return _Chunk(
             live,
             [self.indexes[at] for at in kept],
@@ -86,8 +95,12 @@ class RewardStage:
         with stage_timer.REWARDS:
             for index, candidate in enumerate(candidates):
                 covering = campaigns.covering(candidate.sku, candidate.batch_id, now_ms)
-                if covering:
-                    plan.entries[index] = covering
+                token = candidate.member_token
+                entered = [c for c in covering if not c.campaign.keeps_out(token)]
+                if entered and candidate.member_id:
+                    plan.entries[index] = entered
+                if len(entered) < len(covering):
+                    plan.kept_out[index] = token
             plan.tier_reads = TierReads([candidates[i].member_id for i in plan.entries])
         return plan
 
@@ -97,20 +110,23 @@ class RewardStage:
         candidates: Sequence[Entrant],
         tier_replies: Sequence[object],
         recorded: Sequence[bool],
-    ) -> dict[int, Won | Unavailable]:
+    ) -> dict[int, Won | TokenState | Unavailable]:
         """The prize each candidate won (its first win by campaign id), for the candidates
         whose scan Redis ``recorded``; or the refusal of those whose draw Redis failed (it may
-        have happened: a retry with the scan's id gets the recorded outcome)."""
+        have happened: a retry with the scan's id gets the recorded outcome); or, for those that
+        won nothing, the token state that kept them out of a draw."""
+        kept_out = {index: token for index, token in plan.kept_out.items() if recorded[index]}
         if not plan.entries:
-            return {}
+            return dict(kept_out)
         failure = next((r for r in tier_replies if isinstance(r, STORE_FAILURES)), None)
         if failure is not None:
-            return {index: refusal(failure) for index in plan.entries if recorded[index]}
+            refused = {index: refusal(failure) for index in plan.entries if recorded[index]}
+            return {**kept_out, **refused}
         if any(isinstance(reply, Exception) for reply in tier_replies):
             log.error(
                 "member tiers could not be read; no draws in this micro-batch: %s", tier_replies
             )
-            return {}
+            return dict(kept_out)
         with stage_timer.REWARDS:
             tiers = plan.tier_reads.tiers(tier_replies)
             by_campaign: dict[str, tuple[LiveCampaign, list[int]]] = {}
@@ -130,7 +146,7 @@ class RewardStage:
                 chunk.tiers = [tiers[entrant.member_id] for entrant in chunk.entrants]
         replies = await self._run(chunks, plan.now_ms)
         with stage_timer.REWARDS:
-            won: dict[int, Won | Unavailable] = {}
+            won: dict[int, Won | TokenState | Unavailable] = {}
             for chunk, reply in zip(chunks, replies, strict=True):
                 prizes = self._prizes(chunk.campaign, reply, len(chunk.indexes))
                 for index, prize in zip(chunk.indexes, prizes, strict=True):
@@ -138,7 +154,7 @@ class RewardStage:
                         won[index] = prize  # an unknown draw outweighs a known win
                     elif prize is not None:
                         won.setdefault(index, prize)
-            return won
+            return {**kept_out, **won}
 
     async def _run(self, chunks: list[_Chunk], now_ms: int) -> list[object]:
         """Every chunk's draws in one round trip. A campaign saved since this worker last

@@ -32,10 +32,12 @@ NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "")
 async def scan(request: web.Request) -> web.StreamResponse:
     received_ns = time.monotonic_ns()
     require_json(request)  # json_object in steps: its decoding is timed with the parse
-    body = await read_body(request, request.app[SETTINGS].max_body_bytes)
+    settings = request.app[SETTINGS]
+    body = await read_body(request, settings.max_body_bytes)
     with stage_timer.PARSE:
         fields = json_fields(body, "body")
-        parsed = parse_scan(fields, request.app[CLIENT_ADDRESS].of(request), received_ns)
+        ip = request.app[CLIENT_ADDRESS].of(request)
+        parsed = parse_scan(fields, ip, received_ns, settings.member_token_secret)
     [answer] = request.app[SCANS].submit([parsed])
     result = await answer
     with stage_timer.RESPOND:
@@ -54,11 +56,13 @@ async def bulk_scans(request: web.Request) -> web.StreamResponse:
         if len(lines) > MAX_BULK_LINES:
             raise PayloadTooLarge(f"send at most {MAX_BULK_LINES} scans per request")
         ip = request.app[CLIENT_ADDRESS].of(request)
+        token_secret = request.app[SETTINGS].member_token_secret
         outputs: list[bytes | None] = []
         accepted: list[ScanRequest] = []
         for number, line in lines:
             try:
-                accepted.append(parse_scan(json_fields(line, "line"), ip, received_ns))
+                fields = json_fields(line, "line")
+                accepted.append(parse_scan(fields, ip, received_ns, token_secret))
             except ApiError as error:
                 outputs.append(orjson.dumps({"line": number, **error.body()}))
             else:
