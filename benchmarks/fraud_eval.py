@@ -18,7 +18,10 @@ Figures, with the server's default thresholds in mind:
   scans from the second on (``clone_index >= 2``), ``out_of_territory`` over diverted scans,
   ``not_shipped`` over harvested scans; farms per device (flagged ``device_farm`` at least once
   after passing 60 distinct codes or 5 member ids) and per scan after that point; guessers per
-  actor (a ``guessing`` flag or a 429);
+  actor (a ``guessing`` flag or a 429); address farms per address (flagged ``address_farm`` at
+  least once after passing the address thresholds: 300 valid scans, 20 devices or 20 scans
+  without a device) and per scan after that point; ``overscanned`` over the scans of a code
+  after its 50th;
 - precision of each flag: flagged scans whose label is that type / all scans with the flag;
 - false positives: honest scans with any flag other than ``no_location``, or a 429, / honest scans,
   travellers excluded (their goods really are outside the territory: ``out_of_territory`` is
@@ -27,7 +30,7 @@ Figures, with the server's default thresholds in mind:
   shared phones, ...) with a few examples and the numbers the rules gave.
 
 Goals: cloned recall >= 0.99, diverted >= 0.95, harvested >= 0.99, farm devices >= 0.95,
-honest false-positive rate <= 0.001.
+address farms >= 0.95, overscanned >= 0.99, honest false-positive rate <= 0.001.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ from benchmarks.world import (
     build_world,
     forge,
 )
+from fraud.policy import FraudPolicy
 from ingest.ops import local_services
 from ingest.ops.server import wait_until_serving
 
@@ -81,19 +85,22 @@ FLAG_OF = {
     Label.HARVESTED: "not_shipped",
     Label.FARM: "device_farm",
     Label.GUESSING: "guessing",
+    Label.ADDRESS_FARM: "address_farm",
+    Label.OVERSCANNED: "overscanned",
 }
 BENIGN_FLAGS = frozenset({"no_location"})
 TRAVELLERS_EXCLUDED = (
     "honest_fp_rate excludes travellers: their goods really are outside the territory"
 )
 FALSE_POSITIVE_EXAMPLES = 5
-FARM_CODES_PER_HOUR = 60  # the server's default thresholds: a farm is "over" past either
-FARM_MEMBERS_PER_DAY = 5
+DEFAULTS = FraudPolicy()  # the server's default thresholds: a farm is "over" past one of them
 GOALS: dict[str, tuple[str, float]] = {
     "cloned_recall": (">=", 0.99),
     "diverted_recall": (">=", 0.95),
     "harvested_recall": (">=", 0.99),
     "farm_device_recall": (">=", 0.95),
+    "address_farm_recall": (">=", 0.95),
+    "overscanned_recall": (">=", 0.99),
     "honest_false_positive_rate": ("<=", 0.001),
 }
 Progress = Callable[[str, int, int], None]  # phase, done, total
@@ -134,7 +141,7 @@ class EvalReport:
     seed: int
     scans_by_label: dict[str, int]
     statuses: dict[str, int]
-    recall: dict[str, Rate]  # cloned, diverted, harvested, farm_devices, farm_scans, guessers
+    recall: dict[str, Rate]  # per fraud type (_RECALL_KEY), farm_scans, address_farm_scans
     precision: dict[str, Rate]  # per fraud type, of its flag
     honest_false_positives: Rate  # travellers excluded
     honest_flags: dict[str, int]  # travellers excluded
@@ -153,6 +160,8 @@ class EvalReport:
             "diverted_recall": self.recall["diverted"].value,
             "harvested_recall": self.recall["harvested"].value,
             "farm_device_recall": self.recall["farm_devices"].value,
+            "address_farm_recall": self.recall["address_farms"].value,
+            "overscanned_recall": self.recall["overscanned"].value,
             "honest_false_positive_rate": self.honest_false_positives.value,
         }
 
@@ -166,16 +175,18 @@ class EvalReport:
         return result
 
     def fraud_json(self, label: Label) -> dict[str, object]:
-        """Recall and precision of one fraud type (recall per device for farms and guessers)."""
-        per_device = label in (Label.FARM, Label.GUESSING)
+        """Recall and precision of one fraud type (recall per actor for farms and guessers)."""
+        counted = {Label.FARM: "devices", Label.GUESSING: "actors", Label.ADDRESS_FARM: "addresses"}
         figures: dict[str, object] = {
             "flag": FLAG_OF[label],
             "recall": self.recall[_RECALL_KEY[label]].to_json(),
-            "recall_counts": "devices" if per_device else "scans",
+            "recall_counts": counted.get(label, "scans"),
             "precision": self.precision[label.value].to_json(),
         }
         if label is Label.FARM:
             figures["recall_scans_after_threshold"] = self.recall["farm_scans"].to_json()
+        if label is Label.ADDRESS_FARM:
+            figures["recall_scans_after_threshold"] = self.recall["address_farm_scans"].to_json()
         return figures
 
     def to_json(self) -> dict[str, object]:
@@ -219,6 +230,8 @@ _RECALL_KEY = {
     Label.HARVESTED: "harvested",
     Label.FARM: "farm_devices",
     Label.GUESSING: "guessers",
+    Label.ADDRESS_FARM: "address_farms",
+    Label.OVERSCANNED: "overscanned",
 }
 
 
@@ -234,9 +247,42 @@ def farm_over_threshold(scans: Iterable[PlannedScan]) -> list[bool]:
         codes[scan.actor].add(scan.code)
         if scan.member_id is not None:
             members[scan.actor].add(scan.member_id)
-        passed = len(codes[scan.actor]) > FARM_CODES_PER_HOUR
-        passed = passed or len(members[scan.actor]) > FARM_MEMBERS_PER_DAY
+        passed = len(codes[scan.actor]) > DEFAULTS.farm_codes_per_hour
+        passed = passed or len(members[scan.actor]) > DEFAULTS.farm_members_per_day
         over.append(scan.label is Label.FARM and passed)
+    return over
+
+
+def address_over_threshold(scans: Iterable[PlannedScan]) -> list[bool]:
+    """Per scan: an address farm's scan made after its address passed a default threshold
+    (valid scans, devices with a valid scan, valid scans without a device)."""
+    valid: Counter[str] = Counter()
+    without_device: Counter[str] = Counter()
+    devices: dict[str, set[str]] = defaultdict(set)
+    over = []
+    for scan in scans:
+        if isinstance(scan.code, CodeRef):  # valid: neither forged nor typed at random
+            valid[scan.ip] += 1
+            if scan.device_id is None:
+                without_device[scan.ip] += 1
+            else:
+                devices[scan.ip].add(scan.device_id)
+        passed = (
+            valid[scan.ip] > DEFAULTS.address_flag_valid_per_day
+            or len(devices[scan.ip]) > DEFAULTS.address_flag_devices_per_day
+            or without_device[scan.ip] > DEFAULTS.address_flag_no_device_per_day
+        )
+        over.append(scan.label is Label.ADDRESS_FARM and passed)
+    return over
+
+
+def overscan_over_threshold(scans: Iterable[PlannedScan]) -> list[bool]:
+    """Per scan: an overscanned code's scan past the default count of a code's scans."""
+    seen: Counter[object] = Counter()
+    over = []
+    for scan in scans:
+        seen[scan.code] += 1
+        over.append(scan.label is Label.OVERSCANNED and seen[scan.code] > DEFAULTS.code_max_scans)
     return over
 
 
@@ -275,6 +321,16 @@ def evaluate(
         return [(scan, outcome) for scan, outcome in pairs if scan.label is label]
 
     farm = [pair for pair, passed in zip(pairs, over, strict=True) if passed]
+    address_farm = [
+        pair
+        for pair, passed in zip(pairs, address_over_threshold(world.scans), strict=True)
+        if passed
+    ]
+    overscanned = [
+        pair
+        for pair, passed in zip(pairs, overscan_over_threshold(world.scans), strict=True)
+        if passed
+    ]
     recall = {
         "cloned": _rate(
             "cloned" in o.flags for s, o in of(Label.CLONED) if (s.clone_index or 0) >= 2
@@ -286,6 +342,9 @@ def evaluate(
         "guessers": _per_actor(
             (s.actor, "guessing" in o.flags or o.status == 429) for s, o in of(Label.GUESSING)
         ),
+        "address_farms": _per_actor((s.ip, "address_farm" in o.flags) for s, o in address_farm),
+        "address_farm_scans": _rate("address_farm" in o.flags for _, o in address_farm),
+        "overscanned": _rate("overscanned" in o.flags for _, o in overscanned),
     }
     precision = {
         label.value: _rate(s.label is label for s, o in pairs if flag in o.flags)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from fraud.clones import clone_flag
+from fraud.clones import clone_flag, overscan_flag
 from fraud.location import NO_SERIAL, Placement
 from fraud.policy import FraudPolicy
 from fraud.scan_record import ScanRecord, record_scan
@@ -30,7 +30,7 @@ class ScanFacts(NamedTuple):
     device_id: str  # "" when not sent
     device: bytes  # its digest as scan records keep it, fraud.scan_record.NO_DEVICE when none
     member: bytes  # digest of the member id, fraud.velocity.NO_MEMBER when none
-    ip: str
+    ip: str  # the client address as counted: fraud.velocity.address_actor
 
 
 class Assessment(NamedTuple):
@@ -66,6 +66,9 @@ def assess(
             )
             if clone is not None:
                 flags.append(clone)
+            overscanned = overscan_flag(history, policy)
+            if overscanned is not None:
+                flags.append(overscanned)
             seen_in_micro_batch[scan.serial] = (history, scan)
         flags.extend(velocity_flags(device, ip, policy))
         verdict, risk = judge((str(f["flag"]) for f in flags), policy.verdicts)

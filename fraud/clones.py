@@ -1,8 +1,11 @@
-"""The cloned-code rule: one printed code showing up on several phones in impossible places.
+"""The cloned-code rules: one printed code showing up on several phones in impossible places,
+or scanned far more often than one bottle is.
 
 The first scanner of a code keeps the genuine verdict. A later scan from another device is a
 clone when getting there from an earlier scan would have needed more than the configured speed,
-or when the code has been on more devices than the configured limit.
+or when the code has been on more devices than the configured limit. Any scan past the
+configured count of a code's scans is ``overscanned``, whatever device it names or none: copies
+of a code scanned by a farm or a script need no device ids to be caught.
 """
 
 from __future__ import annotations
@@ -65,6 +68,14 @@ def clone_flag(
                 "limit_kmh": policy.clone_speed_kmh,
             }
     return fastest
+
+
+def overscan_flag(history: ScanRecord | None, policy: FraudPolicy) -> dict[str, object] | None:
+    """``overscanned`` when this scan makes the code's count pass the limit, or None."""
+    scans = 1 if history is None else history.scan_count + 1
+    if scans <= policy.code_max_scans:
+        return None
+    return {"flag": "overscanned", "scans": scans, "limit": policy.code_max_scans}
 
 
 def _near_any(

@@ -16,6 +16,8 @@ import orjson
 from fraud.errors import PolicyError
 from fraud.verdicts import DEFAULT_RULINGS, Ruling, parse_rulings
 
+_CHOICES = {"guess_ip_block": ("everyone", "new_devices")}
+
 
 @dataclass(frozen=True, slots=True)
 class FraudPolicy:
@@ -32,13 +34,28 @@ class FraudPolicy:
     # device_farm
     farm_codes_per_hour: int = 60
     farm_members_per_day: int = 5
-    # guessing: invalid codes per window; past the block limit, 429 for the cool-down
+    # overscanned: a code scanned more often than this, whoever sends it (world: 8 at most)
+    code_max_scans: int = 50
+    # guessing: invalid codes (scans, and checks of GET /v1/codes) in a sliding window; past
+    # the block limit, 429 for the cool-down
     guess_window_s: int = 600
     guess_flag_device: int = 10
     guess_block_device: int = 30
     guess_flag_ip: int = 100
     guess_block_ip: int = 300
     guess_cooldown_s: int = 900
+    # whom an address blocked for guessing refuses: "everyone" behind it (a household's phones
+    # too, for the cool-down), or "new_devices": scans without a device and from devices that
+    # scanned no valid code there that UTC day (the others go on, counted toward the ceiling)
+    guess_ip_block: str = "new_devices"
+    # address_farm, per client address (an IPv6 /64) and UTC day: valid scans, distinct devices
+    # with valid scans (counted up to 256: 256 or more switches it off), valid scans without a
+    # device (the synthetic world's honest addresses: at most 213, 8 and 0)
+    address_flag_valid_per_day: int = 300
+    address_flag_devices_per_day: int = 20
+    address_flag_no_device_per_day: int = 20
+    # every scan, valid or not: past this, 429 until the UTC day ends (Redis' memory bound)
+    address_max_scans_per_day: int = 5_000
     # aggregate alerts: over this window, with at least this many scans, past this share
     alert_window_s: int = 86_400
     alert_min_scans: int = 20
@@ -67,6 +84,11 @@ class FraudPolicy:
                 changes[name] = parse_rulings(value)
                 continue
             default = getattr(self, name)
+            if isinstance(default, str):
+                if value not in _CHOICES[name]:
+                    raise PolicyError(f"{name} must be one of {', '.join(_CHOICES[name])}")
+                changes[name] = value
+                continue
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise PolicyError(f"{name} must be a non-negative number")
             if isinstance(default, int) and not isinstance(value, int):

@@ -10,12 +10,16 @@ risk 0.
 | malformed, bad_signature, unknown_key, unknown_serial, | counterfeit | 4    |
 | gtin_mismatch, cloned                                  |             |      |
 | revoked                                                | revoked     | 3    |
-| not_shipped, device_farm, guessing                     | suspicious  | 3    |
+| not_shipped, device_farm, address_farm, overscanned,   | suspicious  | 3    |
+| guessing                                               |             |      |
 | out_of_territory                                       | genuine     | 2    |
 | no_location                                            | genuine     | 1    |
 
 Diverted goods are real goods sold in the wrong place: the consumer is told they are genuine,
-the brand sees the risk. Risk 3 gets no high-value prize, 4 gets nothing (rewards).
+the brand sees the risk. Risk 3 gets no high-value prize, 4 gets nothing (rewards). The rules
+on client addresses (address_farm, and the address's guessing count) flag households and carrier
+NAT too when past their thresholds: where many honest phones share an address, raise the
+thresholds, or rule ``address_farm`` genuine with risk 3 here (no high-value prize, no alarm).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ DEFAULT_RULINGS: Mapping[str, Ruling] = {
     "revoked": Ruling(Verdict.REVOKED, 3),
     "not_shipped": Ruling(Verdict.SUSPICIOUS, 3),
     "device_farm": Ruling(Verdict.SUSPICIOUS, 3),
+    "address_farm": Ruling(Verdict.SUSPICIOUS, 3),
+    "overscanned": Ruling(Verdict.SUSPICIOUS, 3),
     "guessing": Ruling(Verdict.SUSPICIOUS, 3),
     "out_of_territory": Ruling(Verdict.GENUINE, 2),
     "no_location": Ruling(Verdict.GENUINE, 1),

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.fraud_eval import run_world
 from benchmarks.world import Label, WorldParams, build_world
+from fraud.policy import FraudPolicy
 from ingest.config import Settings
 from ingest.http.app import create_app
 from tests.helpers import ADMIN_TOKEN, AiohttpClient
@@ -23,6 +24,7 @@ SMALL = WorldParams(
     guessers=2,
     farms=2,
     harvested_scans=40,
+    overscan_scans=120,
 )
 
 
@@ -31,7 +33,10 @@ SMALL = WorldParams(
 async def test_the_rules_meet_the_goals_on_a_small_world(
     aiohttp_client: AiohttpClient, settings: Settings, seed: int
 ) -> None:
-    app = create_app(dataclasses.replace(settings, trusted_proxies=("127.0.0.1",)))
+    policy = FraudPolicy()  # the defaults the evaluation is about, address rules included
+    app = create_app(
+        dataclasses.replace(settings, trusted_proxies=("127.0.0.1",), fraud_policy=policy)
+    )
     client = await aiohttp_client(app)
     world = build_world(seed, SMALL)
     async with aiohttp.ClientSession() as session:
@@ -44,6 +49,9 @@ async def test_the_rules_meet_the_goals_on_a_small_world(
     assert (report.recall["diverted"].value or 0.0) >= 0.95
     assert (report.recall["harvested"].value or 0.0) >= 0.99
     assert (report.recall["farm_devices"].value or 0.0) >= 0.95
+    assert report.recall["address_farms"].value == 1.0  # both: fresh ids, and no device
+    assert report.recall["address_farm_scans"].value == 1.0
+    assert report.recall["overscanned"].value == 1.0
     assert report.honest_false_positives.total > 2_000
     false_positives = report.honest_false_positives.value or 0.0
     assert false_positives <= 0.001, report.false_positive_examples

@@ -54,7 +54,7 @@ def test_the_verdict_is_the_most_severe_and_the_risk_the_highest(
 def test_every_flag_a_rule_can_raise_is_in_the_table() -> None:
     raised = {"malformed", "bad_signature", "unknown_key", "unknown_serial", "gtin_mismatch"}
     raised |= {"revoked", "not_shipped", "out_of_territory", "cloned", "device_farm"}
-    raised |= {"guessing", "no_location"}
+    raised |= {"guessing", "no_location", "address_farm", "overscanned"}
     assert set(DEFAULT_RULINGS) == raised
 
 

@@ -18,7 +18,14 @@ import pytest
 from ingest.config import Settings
 from ingest.ops.local_services import free_port
 from tests.conftest import KEYRING_SECRET
-from tests.helpers import ADMIN, ADMIN_TOKEN, DISTRIBUTOR_BODY, DISTRIBUTOR_URL, ORDER
+from tests.helpers import (
+    ADMIN,
+    ADMIN_TOKEN,
+    DISTRIBUTOR_BODY,
+    DISTRIBUTOR_URL,
+    ONE_ADDRESS_POLICY_JSON,
+    ORDER,
+)
 from tests.sink_support import query, wait_until
 from tests.test_api_campaigns import campaign, prize, zone_where_it_is
 from tests.test_serve_workers import _wait_for_workers
@@ -41,6 +48,7 @@ def server(sunk_settings: Settings, keyring_path: Path, tmp_path: Path) -> Itera
         "SCANWARD_KEYRING_PATH": str(keyring_path),
         "SCANWARD_ADMIN_TOKEN": ADMIN_TOKEN,
         "SCANWARD_PORT": str(port),
+        "SCANWARD_FRAUD_POLICY": ONE_ADDRESS_POLICY_JSON,
     }
     command = [sys.executable, "-m", "ingest.cli", "serve", "--workers", str(WORKERS)]
     process = subprocess.Popen(command, env=env)

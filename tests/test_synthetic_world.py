@@ -15,7 +15,15 @@ import pytest
 from aiohttp import web
 
 from benchmarks import fraud_eval
-from benchmarks.fraud_eval import Outcome, evaluate, farm_over_threshold, predecessors, run_world
+from benchmarks.fraud_eval import (
+    Outcome,
+    address_over_threshold,
+    evaluate,
+    farm_over_threshold,
+    overscan_over_threshold,
+    predecessors,
+    run_world,
+)
 from benchmarks.world import (
     CLONE_MIN_KM,
     DIVERTED_MIN_KM,
@@ -45,6 +53,7 @@ from benchmarks.world import (
 )
 from benchmarks.world.honest import FRIENDS_WITHIN_KM, TRIP_MIN_KM
 from codes import crockford, digital_link, signing
+from fraud.policy import FraudPolicy
 
 SMALL = WorldParams(
     distributors=6,
@@ -454,6 +463,46 @@ def test_farms_scan_hundreds_of_codes_at_one_place(world: World) -> None:
     assert all(over[world.scans.index(scans[-1])] for scans in farms.values())
 
 
+def test_address_farms_and_overscanned_codes_send_ids_that_give_nothing_away(
+    world: World,
+) -> None:
+    farms: dict[str, list[PlannedScan]] = defaultdict(list)
+    for scan in _of(world, Label.ADDRESS_FARM):
+        farms[scan.actor].append(scan)
+    assert len(farms) == world.params.address_farms
+    for number, scans in enumerate(sorted(farms.values(), key=lambda s: s[0].actor)):
+        assert len(scans) == world.params.address_farm_codes
+        assert len({s.ip for s in scans}) == 1
+        assert len({s.code for s in scans}) == len(scans)
+        assert all(isinstance(s.code, CodeRef) for s in scans)
+        devices = [s.device_id for s in scans]
+        if number % 2 == 0:  # a fresh device and member id every time
+            assert len(set(devices)) == len({s.member_id for s in scans}) == len(scans)
+        else:
+            assert devices == [None] * len(scans)
+    over = address_over_threshold(world.scans)
+    assert all(over[world.scans.index(scans[-1])] for scans in farms.values())
+    overscanned = _of(world, Label.OVERSCANNED)
+    assert len({s.code for s in overscanned}) == world.params.overscanned_codes
+    assert len(overscanned) == world.params.overscanned_codes * world.params.overscan_scans
+    assert len({s.ip for s in overscanned}) == len(overscanned)
+    assert {(s.device_id, s.member_id, s.location) for s in overscanned} == {(None, None, None)}
+
+
+def test_honest_addresses_stay_under_the_address_and_code_thresholds(world: World) -> None:
+    """Households and routers share addresses: the default thresholds leave them room."""
+    honest = _of(world, Label.HONEST)
+    valid = Counter(s.ip for s in honest)
+    devices: dict[str, set[str | None]] = defaultdict(set)
+    for scan in honest:
+        devices[scan.ip].add(scan.device_id)
+    policy = FraudPolicy()
+    assert max(valid.values()) <= policy.address_flag_valid_per_day
+    assert max(len(d) for d in devices.values()) <= policy.address_flag_devices_per_day
+    assert all(s.device_id is not None for s in honest)
+    assert max(Counter(s.code for s in honest).values()) <= policy.code_max_scans
+
+
 def test_guessers_send_only_invalid_codes(world: World) -> None:
     guesses = _of(world, Label.GUESSING)
     actors = Counter(scan.actor for scan in guesses)
@@ -505,9 +554,14 @@ def test_params_scale_and_refuse_nonsense() -> None:
 
 def _perfect(world: World) -> list[Outcome]:
     """What ideal rules would answer."""
-    over = farm_over_threshold(world.scans)
+    over = zip(
+        farm_over_threshold(world.scans),
+        address_over_threshold(world.scans),
+        overscan_over_threshold(world.scans),
+        strict=True,
+    )
     outcomes = []
-    for scan, farm_over in zip(world.scans, over, strict=True):
+    for scan, (farm_over, address_over, overscanned) in zip(world.scans, over, strict=True):
         flags = set() if scan.location is not None else {"no_location"}
         if scan.label is Label.CLONED and (scan.clone_index or 0) >= 1:
             flags.add("cloned")
@@ -515,6 +569,8 @@ def _perfect(world: World) -> list[Outcome]:
             flags.add("out_of_territory")
         flags |= {"not_shipped"} if scan.label is Label.HARVESTED else set()
         flags |= {"device_farm"} if farm_over else set()
+        flags |= {"address_farm"} if address_over else set()
+        flags |= {"overscanned"} if overscanned else set()
         if scan.label is Label.GUESSING:
             flags |= {"bad_signature", "guessing"}
         outcomes.append(Outcome(200, "suspicious" if flags else "genuine", frozenset(flags)))

@@ -32,7 +32,11 @@ Injected fraud, each scan labelled (``Label``) with its actor (the device, or th
   signature); half of them change device id on every attempt, so only their IP gives them away;
 - farm: a device scanning hundreds of distinct genuine codes at one place, cycling member ids
   (the first farm keeps one member id: only its volume gives it away);
-- harvested: codes of the never-shipped batch, scanned by consumers at home.
+- harvested: codes of the never-shipped batch, scanned by consumers at home;
+- address_farm: one address sending valid codes, each with a fresh device and member id, or
+  with no device (nor location): the ids it sends cannot give it away, its address can;
+- overscanned: one code scanned about 2,000 times with no device and no location, from a fresh
+  address each time: only the code's own count gives it away.
 """
 
 from __future__ import annotations

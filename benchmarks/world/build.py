@@ -5,13 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.world.builder import IP_NETWORK, Builder
-from benchmarks.world.fraud_plan import plan_clones, plan_diversions, plan_farms
+from benchmarks.world.fraud_plan import (
+    plan_address_farms,
+    plan_clones,
+    plan_diversions,
+    plan_farms,
+)
 from benchmarks.world.fraud_scans import (
+    address_farm_scans,
     clone_scans,
     diverted_scans,
     farm_scans,
     guesser_scans,
     harvested_scans,
+    overscanned_scans,
 )
 from benchmarks.world.geometry import territories
 from benchmarks.world.honest import honest_scans
@@ -35,12 +42,15 @@ def build_world(seed: int, params: WorldParams | None = None) -> World:
     clones = plan_clones(builder)
     farms = plan_farms(builder)
     diversions = plan_diversions(builder)
-    add_supply(builder, clones, farms, diversions)
+    address_farms = plan_address_farms(builder)
+    add_supply(builder, clones, farms, diversions, address_farms)
     honest_scans(builder)
     clone_scans(builder, clones)
     farm_scans(builder, farms)
     diverted_scans(builder, diversions)
     harvested_scans(builder)
     guesser_scans(builder)
+    address_farm_scans(builder, address_farms)
+    overscanned_scans(builder)
     scans = locate(builder)
     return World(seed, params, tuple(builder.setup), tuple(builder.consumers), scans)

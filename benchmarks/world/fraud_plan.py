@@ -21,6 +21,16 @@ class Clone:
 
 
 @dataclass(frozen=True, slots=True)
+class AddressFarm:
+    """One address sending valid codes with ids of its choosing: fresh ones, or none."""
+
+    distributor_id: str
+    lon: float
+    lat: float
+    fresh_devices: bool  # False: no device id and no location
+
+
+@dataclass(frozen=True, slots=True)
 class Diversion:
     shipped_to: str
     consumers: list[Consumer]
@@ -68,13 +78,24 @@ def _far_points(b: Builder, owner: Consumer, count: int) -> Floats:
 def plan_farms(b: Builder) -> list[Farm]:
     farms = []
     for number in range(b.params.farms):
-        distributor = b.distributors[int(b.rng.integers(len(b.distributors)))]
-        towns = b.towns[distributor.distributor_id]
-        lon, lat = towns[int(b.rng.integers(len(towns)))]
+        distributor_id, lon, lat = _some_town(b)
         members = 1 if number == 0 else int(b.rng.integers(8, 31))
         codes = int(b.rng.integers(150, 401))
-        farms.append(Farm(distributor.distributor_id, float(lon), float(lat), codes, members))
+        farms.append(Farm(distributor_id, lon, lat, codes, members))
     return farms
+
+
+def plan_address_farms(b: Builder) -> list[AddressFarm]:
+    """At a town of some territory; every other one sends no device id."""
+    return [AddressFarm(*_some_town(b), n % 2 == 0) for n in range(b.params.address_farms)]
+
+
+def _some_town(b: Builder) -> tuple[str, float, float]:
+    """A town of a territory drawn at random: its distributor, longitude and latitude."""
+    distributor = b.distributors[int(b.rng.integers(len(b.distributors)))]
+    towns = b.towns[distributor.distributor_id]
+    lon, lat = towns[int(b.rng.integers(len(towns)))]
+    return distributor.distributor_id, float(lon), float(lat)
 
 
 def plan_diversions(b: Builder) -> list[Diversion]:

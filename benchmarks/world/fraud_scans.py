@@ -1,11 +1,12 @@
-"""The scans of injected fraud: clones, farms, diverted cases, harvested codes and guessers."""
+"""The scans of injected fraud: clones, farms, diverted cases, harvested codes, guessers,
+addresses farming with ids of their choosing, and overscanned codes."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from benchmarks.world.builder import DAY_S, MEMBER_P, Builder, Draft, has_room, person_scan
-from benchmarks.world.fraud_plan import Clone, Diversion, Farm
+from benchmarks.world.fraud_plan import AddressFarm, Clone, Diversion, Farm
 from benchmarks.world.geometry import REGION
 from benchmarks.world.records import CodeForm, CodeRef, Forged, Label
 from benchmarks.world.supply import BOTTLES, CANS, UNSHIPPED
@@ -53,19 +54,68 @@ def farm_scans(b: Builder, farms: list[Farm]) -> None:
             t_s += float(b.rng.uniform(5.0, 25.0))
             member = members[number % len(members)]
             origin = (farm.lon, farm.lat)
+            within = farm.distributor_id
+            b.drafts.append(
+                _at_a_table(t_s, Label.FARM, device, ip, code, device, member, origin, within)
+            )
+
+
+def address_farm_scans(b: Builder, farms: list[AddressFarm]) -> None:
+    """One address, a valid code every 5-25 s, each with a fresh device and member id, or
+    with neither device nor location."""
+    for farm in farms:
+        actor, ip = b.new_id("address-farm"), b.new_ip()
+        t_s = float(b.rng.uniform(0.0, DAY_S - 3 * 3600.0))
+        for code in b.take(farm.distributor_id, b.params.address_farm_codes):
+            t_s += float(b.rng.uniform(5.0, 25.0))
+            device = b.new_id("dev") if farm.fresh_devices else None
+            member = b.new_id("mem") if farm.fresh_devices else None
+            origin = (farm.lon, farm.lat) if farm.fresh_devices else None
+            within = farm.distributor_id
+            b.drafts.append(
+                _at_a_table(
+                    t_s, Label.ADDRESS_FARM, actor, ip, code, device, member, origin, within
+                )
+            )
+
+
+def _at_a_table(
+    t_s: float,
+    label: Label,
+    actor: str,
+    ip: str,
+    code: CodeRef,
+    device: str | None,
+    member: str | None,
+    origin: tuple[float, float] | None,
+    within: str,
+) -> Draft:
+    """A farm's scan of a QR code at one table (its true point within 20 m of ``origin``)."""
+    return Draft(t_s, label, actor, ip, code, CodeForm.URL, device, member, origin, within, 0.02)
+
+
+def overscanned_scans(b: Builder) -> None:
+    """Each code scanned all day long, with no device and no location, from a fresh address
+    every time: only the code's own count gives it away."""
+    for number in range(b.params.overscanned_codes):
+        distributor_id = b.distributors[number % len(b.distributors)].distributor_id
+        [code] = b.take(distributor_id, 1)
+        actor = b.new_id("overscanned")
+        times = np.sort(b.rng.uniform(0.0, DAY_S, size=b.params.overscan_scans))
+        for t_s in times.tolist():
             b.drafts.append(
                 Draft(
                     t_s,
-                    Label.FARM,
-                    device,
-                    ip,
+                    Label.OVERSCANNED,
+                    actor,
+                    b.new_ip(),
                     code,
                     CodeForm.URL,
-                    device,
-                    member,
-                    origin,
-                    farm.distributor_id,
-                    0.02,
+                    None,
+                    None,
+                    None,
+                    None,
+                    0.0,
                 )
             )
 

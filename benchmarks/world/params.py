@@ -24,6 +24,11 @@ class WorldParams:
     - ``traveller_share``: honest scans made on a trip, at least 50 km outside the territory the
       goods were shipped to (about 0.5 %). These are honest, but the product cannot tell them from
       diverted goods: they are scored apart.
+
+    Attacks that do not rely on ids: ``address_farms`` addresses each sending
+    ``address_farm_codes`` valid codes, every one with a fresh device and member id (even-numbered
+    farms) or with no device at all (odd-numbered); ``overscanned_codes`` codes each scanned
+    ``overscan_scans`` times with no device and no location, from a fresh address every time.
     """
 
     distributors: int = 12
@@ -36,6 +41,10 @@ class WorldParams:
     guessers: int = 10
     farms: int = 4
     harvested_scans: int = 300
+    address_farms: int = 2
+    address_farm_codes: int = 66
+    overscanned_codes: int = 1
+    overscan_scans: int = 2_000
     border_share: float = 0.05
     shared_phone_share: float = 0.06
     nat_share: float = 0.25
@@ -50,7 +59,16 @@ class WorldParams:
             raise ValueError("consumers must be 1-200,000 and honest_scans 0-2,000,000")
         if not 2 <= self.units_per_case <= 100 or not 0.0 <= self.cased_share <= 1.0:
             raise ValueError("units_per_case must be 2-100 and cased_share 0-1")
-        counts = (self.diverted_cases, self.clones, self.guessers, self.farms)
+        counts = (
+            self.diverted_cases,
+            self.clones,
+            self.guessers,
+            self.farms,
+            self.address_farms,
+            self.address_farm_codes,
+            self.overscanned_codes,
+            self.overscan_scans,
+        )
         if min(counts) < 0 or not 0 <= self.harvested_scans <= 100_000 or max(counts) > 10_000:
             raise ValueError("fraud counts must be between 0 and 10,000")
         shares = (
@@ -79,4 +97,6 @@ class WorldParams:
             guessers=times(self.guessers),
             farms=times(self.farms),
             harvested_scans=times(self.harvested_scans),
+            address_farms=times(self.address_farms),
+            overscanned_codes=times(self.overscanned_codes),
         )

@@ -19,6 +19,8 @@ class Label(StrEnum):
     GUESSING = "guessing"
     FARM = "farm"
     HARVESTED = "harvested"
+    ADDRESS_FARM = "address_farm"
+    OVERSCANNED = "overscanned"
 
 
 class Trait(StrEnum):

@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from benchmarks.world.builder import Builder
-from benchmarks.world.fraud_plan import Clone, Diversion, Farm
+from benchmarks.world.fraud_plan import AddressFarm, Clone, Diversion, Farm
 from benchmarks.world.params import WorldParams
 from benchmarks.world.records import Aggregation, BatchPlan, CodeRef, CodeShipment, RangeShipment
 from codes.digital_link import gtin_check_digit
@@ -24,7 +24,11 @@ def _gtin(body: str) -> str:
 
 
 def add_supply(
-    b: Builder, clones: list[Clone], farms: list[Farm], diversions: list[Diversion]
+    b: Builder,
+    clones: list[Clone],
+    farms: list[Farm],
+    diversions: list[Diversion],
+    address_farms: list[AddressFarm],
 ) -> None:
     """Distributors, batches, aggregations and shipments covering what the scans will need."""
     need: dict[str, int] = defaultdict(int)
@@ -34,6 +38,10 @@ def add_supply(
         need[clone.owner.distributor_id] += 1
     for farm in farms:
         need[farm.distributor_id] += farm.codes
+    for address_farm in address_farms:
+        need[address_farm.distributor_id] += b.params.address_farm_codes
+    for number in range(b.params.overscanned_codes):  # the overscanned codes' territories
+        need[b.distributors[number % len(b.distributors)].distributor_id] += 1
     upc = b.params.units_per_case
     cases: dict[str, int] = {}
     cans: dict[str, int] = {}

@@ -2,9 +2,13 @@
 
 Territory and shipment rules need no I/O (the reference data is cached in the worker). The
 clone, farm and guessing rules need what Redis remembers, fetched in one round trip before the
-scan state is decided: the codes' records (an HGET each) and the devices' and IPs' counters
-(one ``velocity.lua`` call per actor partition). A device or IP blocked for guessing is refused
-with 429; this worker then refuses it without asking Redis until the cool-down ends.
+scan state is decided: the codes' records (an HGET each) and the devices' and addresses'
+counters (one ``velocity.lua`` call per actor partition). A device or address blocked for
+guessing, or an address past its daily ceiling, is refused with 429; this worker then refuses
+it without asking Redis until the block ends. An address blocked for guessing under the
+``new_devices`` policy is still asked about scans with a device (Redis knows which devices it
+spares), but their devices are not counted: a blocked address cannot make Redis keep more.
+``check`` counts a check of a code (``GET /v1/codes``) toward the same guessing limits.
 """
 
 from __future__ import annotations
@@ -19,8 +23,15 @@ from fraud import location, velocity
 from fraud.assessment import Assessment, ScanFacts, assess
 from fraud.policy import FraudPolicy
 from fraud.scan_record import ScanRecord
-from fraud.velocity import NOT_OBSERVED, ActorCounts, ActorKind, Observation
-from fraud.verdicts import COUNTERFEIT_FLAGS
+from fraud.velocity import (
+    GUESS_FLAGS,
+    NO_MEMBER,
+    NOT_OBSERVED,
+    ActorCounts,
+    ActorKind,
+    Observation,
+    Refusal,
+)
 from ingest import stage_timer
 from ingest.errors import TooManyRequests, Unavailable
 from ingest.events.partitions import Partitions
@@ -32,8 +43,6 @@ from ingest.store.scripts import ScriptRunner
 
 REFERENCE_MAX_AGE_S = 0.1
 _MAX_REMEMBERED_BLOCKS = 10_000
-# what guessers send; a genuine code in a URL with the wrong GTIN is a fake label, not a guess
-_GUESS_FLAGS = frozenset(COUNTERFEIT_FLAGS) - {"gtin_mismatch"}
 
 
 Judgement = Assessment | TooManyRequests | Unavailable
@@ -59,7 +68,7 @@ class FraudStage:
         self._references = references
         self._policy = policy
         self._partitions = partitions
-        self._blocked_until: dict[tuple[ActorKind, str], float] = {}
+        self._blocked_until: dict[tuple[ActorKind, str], tuple[float, int]] = {}
 
     async def judge(self, scans: Sequence[ScanFacts], now_ms: int) -> list[Judgement]:
         """An assessment per scan, or the refusal of a blocked device or IP, or of a scan whose
@@ -114,7 +123,8 @@ class FraudStage:
             read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
             by_actor_tag: dict[str, list[tuple[int, Observation]]] = defaultdict(list)
             for at, fact in enumerate(facts):
-                for observation in observations_of(fact):
+                with_device = not (self._blocked_until and self._spared_block(fact.ip))
+                for observation in observations_of(fact, with_device):
                     tag = self._partitions.actor_tag(observation.actor)
                     by_actor_tag[tag].append((at, observation))
             history_reads = [read_history(facts[at].serial, self._partitions) for at in read]
@@ -145,29 +155,68 @@ class FraudStage:
                     target[at] = ActorCounts.from_reply(reply)
             return _Remembered(histories, devices, ips, refused)
 
-    def _known_block(self, scan: ScanFacts) -> TooManyRequests | None:
+    async def check(self, address: str, invalid: bool, now_s: int) -> TooManyRequests | None:
+        """Counts a check of a code from ``address`` toward its guessing limit; the refusal of
+        an address blocked for guessing, whether the code is valid or not (else a block would
+        only tell the guesser which codes are invalid). Redis failing does not stop a check."""
+        known = self._blocked_until.get((ActorKind.IP, address))
         now = time.monotonic()
-        for actor in ((ActorKind.DEVICE, scan.device_id), (ActorKind.IP, scan.ip)):
-            until = self._blocked_until.get(actor)
-            if until is not None and until > now:
-                return _refusal(actor[0], math.ceil(until - now))
+        if known is not None and known[0] > now and known[1] == Refusal.GUESSING:
+            return _refusal(ActorKind.IP, known[1], math.ceil(known[0] - now))
+        observation = Observation(ActorKind.IP, address, invalid, 0, NO_MEMBER, check=True)
+        tag = self._partitions.actor_tag(address)
+        [reply] = await self._scripts.run_many(
+            [velocity.count(tag, [observation], now_s, self._policy)]
+        )
+        if isinstance(reply, STORE_FAILURES):
+            return None
+        if isinstance(reply, Exception):
+            raise reply
+        counts = ActorCounts.from_reply(reply[0])
+        if counts.blocked_s:
+            return self._remember(ActorKind.IP, address, counts)
         return None
 
+    def _known_block(self, scan: ScanFacts) -> TooManyRequests | None:
+        now = time.monotonic()
+        for kind, actor in ((ActorKind.DEVICE, scan.device_id), (ActorKind.IP, scan.ip)):
+            known = self._blocked_until.get((kind, actor))
+            if known is None or known[0] <= now:
+                continue
+            until, refusal = known
+            if not (kind is ActorKind.IP and scan.device_id and self._spares(refusal)):
+                return _refusal(kind, refusal, math.ceil(until - now))
+        return None
+
+    def _spared_block(self, address: str) -> bool:
+        """Whether the address is known to be blocked for guessing with some devices spared."""
+        known = self._blocked_until.get((ActorKind.IP, address))
+        return known is not None and known[0] > time.monotonic() and self._spares(known[1])
+
+    def _spares(self, refusal: int) -> bool:
+        return refusal == Refusal.GUESSING and self._policy.guess_ip_block == "new_devices"
+
     def _block(self, scan: ScanFacts, device: ActorCounts, ip: ActorCounts) -> TooManyRequests:
+        if device.blocked_s >= ip.blocked_s:
+            return self._remember(ActorKind.DEVICE, scan.device_id, device)
+        return self._remember(ActorKind.IP, scan.ip, ip)
+
+    def _remember(self, kind: ActorKind, actor: str, counts: ActorCounts) -> TooManyRequests:
+        """The refusal Redis gave, remembered by this worker until it ends."""
+        now = time.monotonic()
         if len(self._blocked_until) >= _MAX_REMEMBERED_BLOCKS:
-            now = time.monotonic()
-            self._blocked_until = {a: t for a, t in self._blocked_until.items() if t > now}
-        kind, seconds = (
-            (ActorKind.DEVICE, device.blocked_s)
-            if device.blocked_s >= ip.blocked_s
-            else (ActorKind.IP, ip.blocked_s)
+            self._blocked_until = {a: b for a, b in self._blocked_until.items() if b[0] > now}
+        self._blocked_until[(kind, actor)] = (now + counts.blocked_s, counts.refusal)
+        return _refusal(kind, counts.refusal, counts.blocked_s)
+
+
+def _refusal(kind: ActorKind, refusal: int, seconds: int) -> TooManyRequests:
+    if refusal == Refusal.CEILING:
+        return TooManyRequests(
+            f"this address sent too many scans today; try again in {seconds} s",
+            "too_many_scans",
+            seconds,
         )
-        actor = scan.device_id if kind is ActorKind.DEVICE else scan.ip
-        self._blocked_until[(kind, actor)] = time.monotonic() + seconds
-        return _refusal(kind, seconds)
-
-
-def _refusal(kind: ActorKind, seconds: int) -> TooManyRequests:
     who = "device" if kind is ActorKind.DEVICE else "address"
     return TooManyRequests(
         f"this {who} sent too many invalid codes; try again in {seconds} s",
@@ -176,12 +225,13 @@ def _refusal(kind: ActorKind, seconds: int) -> TooManyRequests:
     )
 
 
-def observations_of(scan: ScanFacts) -> list[Observation]:
-    """The scan as its IP made it and, when it sent one, as its device made it."""
-    invalid = any(flag["flag"] in _GUESS_FLAGS for flag in scan.code_flags)
-    observations = [Observation(ActorKind.IP, scan.ip, invalid, 0, scan.member)]
-    if scan.device_id:
-        serial = 0 if scan.serial == location.NO_SERIAL else scan.serial
+def observations_of(scan: ScanFacts, with_device: bool = True) -> list[Observation]:
+    """The scan as its address made it and, when it sent one (and ``with_device``), as its
+    device made it."""
+    invalid = any(flag["flag"] in GUESS_FLAGS for flag in scan.code_flags)
+    serial = 0 if scan.serial == location.NO_SERIAL else scan.serial
+    observations = [Observation(ActorKind.IP, scan.ip, invalid, serial, scan.member, scan.device)]
+    if scan.device_id and with_device:
         observations.append(
             Observation(ActorKind.DEVICE, scan.device_id, invalid, serial, scan.member)
         )

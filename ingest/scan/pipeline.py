@@ -19,6 +19,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from fraud.velocity import address_actor
 from ingest import metrics, stage_timer
 from ingest.errors import ApiError, TooManyRequests, Unavailable
 from ingest.events.partitions import Partitions
@@ -76,6 +77,11 @@ class ScanPipeline:
 
     def submit(self, requests: Sequence[ScanRequest]) -> list[asyncio.Future[ScanResult]]:
         return self._batcher.submit(requests)
+
+    async def check_code(self, address: str, invalid: bool) -> TooManyRequests | None:
+        """A check of a code (``GET /v1/codes``) from ``address``, counted toward its guessing
+        limit; the refusal when the address is blocked for guessing."""
+        return await self._fraud.check(address_actor(address), invalid, int(time.time()))
 
     async def close(self) -> None:
         """Refuse new scans and finish the queued ones."""

@@ -23,6 +23,7 @@ from codes.errors import CodeError
 from codes.verify import VerifiedCode, Verifier
 from fraud.assessment import Assessment, ScanFacts
 from fraud.location import NO_SERIAL
+from fraud.velocity import address_actor
 from fraud.verdicts import Verdict
 from ingest.errors import ApiError
 from ingest.events.partitions import Partitions
@@ -39,6 +40,7 @@ from ingest.scan.state import (
     scan_argument,
 )
 from rewards.draws import Entrant, Won
+from rewards.member_token import TokenState
 
 log = logging.getLogger(__name__)
 Step = TypeVar("Step", bound="Pending | Verified | Judged")
@@ -131,7 +133,7 @@ def facts_of(verified: Verified, now_ms: int) -> ScanFacts:
         request.device_id,
         device_digest(request.device_id),
         member_digest(request.member_id),
-        request.ip,
+        address_actor(request.ip),
     )
 
 
@@ -187,12 +189,11 @@ def prepare(judged: Judged, now_ms: int, partitions: Partitions) -> Prepared:
 
 
 def may_win(prepared: Prepared) -> bool:
-    """Prizes go to genuine scans of members (risk is the draw's business)."""
-    verified = prepared.judged.verified
+    """Prizes go to genuine scans (which of them draw is the reward stage's business, their
+    risk the draw's)."""
     return (
         prepared.judged.assessment.verdict is Verdict.GENUINE
-        and verified.code is not None
-        and bool(verified.pending.request.member_id)
+        and prepared.judged.verified.code is not None
     )
 
 
@@ -209,10 +210,11 @@ def entrant(prepared: Prepared) -> Entrant:
         code.canonical,
         code.batch.sku,
         code.batch.batch_id,
+        verified.pending.request.member_token,
     )
 
 
-def result(prepared: Prepared, state: ScanState, prize: Won | None) -> ScanResult:
+def result(prepared: Prepared, state: ScanState, prize: Won | TokenState | None) -> ScanResult:
     assessment, code = prepared.judged.assessment, prepared.judged.verified.code
     product: dict[str, object] | None = None
     if code is not None:
