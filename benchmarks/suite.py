@@ -51,6 +51,7 @@ from benchmarks import (
     open_loop,
     scan_memory,
     sink_bench,
+    suite_report,
     topologies,
 )
 from benchmarks.compare import compare, format_comparison
@@ -449,10 +450,16 @@ def _versions() -> dict[str, str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = SuiteOptions()
     parser.add_argument("--duration", type=int, default=defaults.duration_s, help="s per phase")
-    parser.add_argument("--connections", type=int, default=defaults.connections)
+    parser.add_argument(
+        "--connections", type=int, default=defaults.connections, help="wrk's open connections"
+    )
     parser.add_argument("--codes", type=int, default=defaults.codes, help="codes issued")
-    parser.add_argument("--territories", type=int, default=defaults.territories)
-    parser.add_argument("--members", type=int, default=defaults.members)
+    parser.add_argument(
+        "--territories", type=int, default=defaults.territories, help="distributor territories"
+    )
+    parser.add_argument(
+        "--members", type=int, default=defaults.members, help="members with tiers who scan"
+    )
     parser.add_argument("--no-campaign", action="store_true", help="no prize campaign open")
     parser.add_argument("--workers", default="1,2", help="worker counts of the scan path")
     parser.add_argument("--memory-codes", default="1000000,10000000", help="issued codes")
@@ -473,7 +480,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="every phase, small and short")
     parser.add_argument("--url", help="load a running stack at this 127.0.0.1 URL instead")
     parser.add_argument("--codes-file", type=Path, help="with --url: its codes, one a line")
-    parser.add_argument("--compare", type=Path, help="an earlier suite-*.json to compare with")
+    parser.add_argument(
+        "--compare", type=_earlier_run, help="an earlier suite-*.json to compare with"
+    )
+
+
+def _earlier_run(path: str) -> dict[str, Any]:
+    """``--compare``'s report, read with the options, so that a bad one stops the run before
+    it starts."""
+    try:
+        report = orjson.loads(Path(path).read_bytes())
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"{path}: {error.strerror}") from None
+    except orjson.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"{path}: not JSON") from None
+    if not isinstance(report, dict):
+        raise argparse.ArgumentTypeError(f"{path}: not a report of 'scanward bench'")
+    return report
 
 
 def options_from(args: argparse.Namespace) -> SuiteOptions:
@@ -522,15 +545,11 @@ def bench(args: argparse.Namespace) -> None:
             raise BenchError("--cluster-pairs needs 1 or more")
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed: run 'make' or 'sudo apt-get install wrk'")
-    old = orjson.loads(args.compare.read_bytes()) if args.compare else None
-    # here: matplotlib takes ~0.3 s to import, and every scanward command imports this module
-    from benchmarks import suite_report
-
     result = run(options_from(args), Progress())
     variant = "-quick" if args.quick else "-url" if args.url else ""
     stem = RESULTS / f"suite-{time.strftime('%Y%m%d-%H%M%S')}{variant}"
     publish(result, stem.name)
     for path in suite_report.write_report(result, stem):
         print(f"wrote {path}", file=sys.stderr)
-    if old is not None:
-        print(format_comparison(compare(result, old)))
+    if args.compare is not None:
+        print(format_comparison(compare(result, args.compare)))

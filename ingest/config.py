@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -19,12 +20,34 @@ import orjson
 
 from fraud.policy import FraudPolicy
 from ingest.events.partitions import MAX_PARTITIONS, Partitions
+from rewards.member_token import MemberTokenSecret
 
 ENV_PREFIX = "SCANWARD_"
 
 
+SECRET_SETTINGS = frozenset({"admin_token", "keyring_secret", "member_token_secret"})
+"""Settings whose values are never shown, not even in the error that refuses one; passwords in
+URLs are hidden by ``hide_passwords``."""
+
+
 class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names it."""
+    """A setting is missing or malformed; the message names it (and shows no secret)."""
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it (URLs may be separated by ``,``, ``;`` or
+    spaces, as server lists are) replaced by ``***``."""
+    return re.sub(r"[^,;\s]+://[^,;\s]+", lambda found: _hide_password(found.group()), text)
+
+
+def _hide_password(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    path = rest[len(authority) :]
+    credentials, at, address = authority.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.partition(':')[0]}:***@{address}{path}"
 
 
 def _port(text: str) -> int:
@@ -53,6 +76,12 @@ def _url(*schemes: str) -> Callable[[str], str]:
         parts = urlsplit(text)
         if parts.scheme not in schemes or not parts.hostname:
             raise ValueError(f"must be a {' or '.join(schemes)} URL with a host")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("its port must be a number from 1 to 65535")
         return text.rstrip("/")
 
     return parse
@@ -149,10 +178,26 @@ class Settings:
     sink_batch_rows: int = 100_000
     sink_flush_ms: int = 1_000
     access_log: bool = False
+    header_timeout_s: int = 10
+    """From a request's first byte to the end of its headers (8 KB at most; a slow mobile link
+    sends them in 2 s, with two lost packets resent in 7)."""
+    body_timeout_s: int = 30
+    """From the end of a request's headers to the end of its body: a bulk body of
+    ``max_bulk_bytes`` needs 280 KB/s, a scan's 2 KB/s."""
+    idle_timeout_s: int = 75
+    """A keep-alive connection between requests; longer than the 60 s after which load
+    balancers and nginx drop their idle upstream connections, so none reuses one the API is
+    closing."""
+    max_connections: int = 10_000
+    """Open connections per worker; at the cap a new one closes the longest-waiting idle or slow
+    one, or is closed itself. Lowered to fit the process's descriptor limit."""
     alert_interval_s: int = 60
     fraud_policy: FraudPolicy = field(default_factory=FraudPolicy)
     member_tiers: int = 5
     """Members are of tier 0 to ``member_tiers - 1``; campaigns weight prizes by tier."""
+    member_token_secret: MemberTokenSecret | None = None
+    """The secrets (current, then previous) a brand signs member tokens with
+    (``rewards.member_token``); without it every member token is invalid."""
 
     @property
     def partitions(self) -> Partitions:
@@ -179,7 +224,8 @@ class Settings:
             try:
                 values[field_name] = _PARSERS[field_name](text)
             except ValueError as error:
-                raise ConfigError(f"{source}={text!r}: {error}") from None
+                shown = "" if field_name in SECRET_SETTINGS else f"={hide_passwords(text)!r}"
+                raise ConfigError(f"{source}{shown}: {error}") from None
         return cls(**values)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -210,9 +256,14 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "sink_batch_rows": _positive,
     "sink_flush_ms": _positive,
     "access_log": _flag,
+    "header_timeout_s": _positive,
+    "body_timeout_s": _positive,
+    "idle_timeout_s": _positive,
+    "max_connections": _positive,
     "alert_interval_s": _positive,
     "fraud_policy": FraudPolicy.from_json,
     "member_tiers": _tiers,
+    "member_token_secret": MemberTokenSecret.from_text,
 }
 
 

@@ -27,7 +27,7 @@ from ingest.ops.clickhouse_cluster import (
 )
 from ingest.warehouse.client import connect
 from ingest.warehouse.topology import Topology
-from tests.helpers import ADMIN_TOKEN, AiohttpClient
+from tests.helpers import ADMIN_TOKEN, ONE_ADDRESS_POLICY, AiohttpClient
 from tests.sink_support import fresh_database, sinking
 
 KEYRING_SECRET = "test keyring secret"
@@ -174,6 +174,7 @@ def api_settings(redis_url: str, keyring_path: Path, tmp_path: Path) -> Settings
         keyring_path=keyring_path,
         resolver_url="https://id.example.com",
         max_batch_quantity=2_000_000,
+        fraud_policy=ONE_ADDRESS_POLICY,
     )
 
 

@@ -5,12 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from fraud.policy import FraudPolicy
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ORDER = {"sku": "BEER-500", "gtin": "4006381333931", "quantity": 1000, "line_id": "L1"}
 AiohttpClient = Any  # the pytest-aiohttp fixture
+# Every test client is 127.0.0.1: the rules per client address would take a test's scans for a
+# farm's. The harness' settings lift them; tests of those rules set their own policy.
+ONE_ADDRESS_RULES = {
+    "address_flag_valid_per_day": 10**9,
+    "address_flag_devices_per_day": 10**9,
+    "address_flag_no_device_per_day": 10**9,
+    "address_max_scans_per_day": 10**9,
+}
+ONE_ADDRESS_POLICY = FraudPolicy().with_overrides(ONE_ADDRESS_RULES)
+ONE_ADDRESS_POLICY_JSON = orjson.dumps(ONE_ADDRESS_RULES).decode()  # SCANWARD_FRAUD_POLICY
 
 
 async def order_batch(client: TestClient[Any, Any], **changes: object) -> dict[str, Any]:
@@ -60,3 +74,18 @@ async def order_shipped_batch(client: TestClient[Any, Any], **changes: object) -
     batch = await order_batch(client, **changes)
     await ship_batch(client, batch)
     return batch
+
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+"""A metric sample's name (with its suffix: ``_total``, ``_bucket``...) and sorted labels."""
+
+
+async def metric_samples(client: TestClient[Any, Any]) -> dict[Sample, float]:
+    """Every sample of a ``GET /metrics`` scrape."""
+    reply = await client.get("/metrics")
+    assert reply.status == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(await reply.text())
+        for sample in family.samples
+    }

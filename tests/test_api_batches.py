@@ -112,7 +112,7 @@ async def test_code_lookup_changes_nothing(client: TestClient[Any, Any]) -> None
 
 
 async def test_health_without_clickhouse(client: TestClient[Any, Any]) -> None:
-    reply = await client.get("/healthz")
+    reply = await client.get("/healthz", headers=ADMIN)
     assert await reply.json() == {
         "status": "ok",
         "pid": os.getpid(),

@@ -100,7 +100,7 @@ async def test_draws_show_in_health_and_metrics(client: Client) -> None:
     [code] = await codes_of_a_shipped_batch(client, 1)
     await post_scan(client, {"code": code, "member_id": "alice"})
 
-    health = await (await client.get("/healthz")).json()
+    health = await (await client.get("/healthz", headers=ADMIN)).json()
     metrics = await (await client.get("/metrics")).text()
 
     assert health["unsunk_draws"] == 1  # no sink in this test

@@ -242,7 +242,7 @@ async def test_a_full_backlog_answers_503_and_changes_nothing(
     assert reply.headers["Retry-After"] == "2"
     assert (await reply.json())["error"]["code"] == "backlog_full"
     assert _events(redis_url) == 1
-    health = await (await client.get("/healthz")).json()
+    health = await (await client.get("/healthz", headers=ADMIN)).json()
     assert (health["status"], health["full_partitions"]) == ("degraded", 1)
     with redis.Redis.from_url(redis_url) as raw:
         for key in Partitions().stream_keys:
@@ -350,7 +350,7 @@ async def test_health_and_metrics_show_each_partitions_backlog_and_its_sink(
             await asyncio.sleep(0.1)
         [holder] = holders()
     assert holder is not None
-    health = await (await app_client.get("/healthz")).json()
+    health = await (await app_client.get("/healthz", headers=ADMIN)).json()
     assert [p["partition"] for p in health["partitions"]] == list(range(16))
     assert health["partitions"][3] == {"partition": 3, "unsunk_events": 7, "sink": holder.decode()}
     assert {p["sink"] for p in health["partitions"]} == {holder.decode()}

@@ -76,7 +76,7 @@ async def test_scans_are_decided_once_per_code_on_a_cluster(cluster_client: Clie
     assert len(answers) == 32
     assert all('"first_scan":true' in answer for answer in answers)
 
-    health = await cluster_client.get("/healthz")
+    health = await cluster_client.get("/healthz", headers=ADMIN)
     assert health.status == 200
     assert (await health.json())["unsunk_events"] == 8 * 2 + 32
 
@@ -120,7 +120,7 @@ async def test_the_sink_moves_scans_draws_and_changes_from_a_cluster_once(
         wait_until(lambda: query(database, "SELECT count() FROM draws") == [(30,)], 30, "30")
         stored = query(database, "SELECT scan_id FROM scans")
     assert sorted(s for (s,) in stored) == sorted(str(a["scan_id"]) for a in answers)
-    health = await (await cluster_client.get("/healthz")).json()
+    health = await (await cluster_client.get("/healthz", headers=ADMIN)).json()
     assert (health["unsunk_events"], health["unsunk_draws"]) == (0, 0)
 
 

@@ -133,7 +133,8 @@ async def test_changes_made_through_the_api_are_mirrored_with_their_history(
 ) -> None:
     made = await _reference_data(client)
     # three puts, three orders, a revocation and two shipments wait for the sink
-    assert (await (await client.get("/healthz")).json())["unsunk_changes"] == 9
+    health = await (await client.get("/healthz", headers=ADMIN)).json()
+    assert health["unsunk_changes"] == 9
     assert "scanward_unsunk_changes 9.0" in await (await client.get("/metrics")).text()
     _mirror(streams, redis_url, database)
 
