@@ -8,6 +8,7 @@ fixture without the marker fails the test.  Each server starts at the first test
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from ingest.ops.clickhouse_cluster import (
 )
 from ingest.warehouse.client import connect
 from ingest.warehouse.topology import Topology
-from tests.helpers import ADMIN_TOKEN, ONE_ADDRESS_POLICY, AiohttpClient
+from tests.helpers import ADMIN_TOKEN, ONE_ADDRESS_POLICY, ONE_ADDRESS_POLICY_JSON, AiohttpClient
 from tests.sink_support import fresh_database, sinking
 
 KEYRING_SECRET = "test keyring secret"
@@ -176,6 +177,24 @@ def api_settings(redis_url: str, keyring_path: Path, tmp_path: Path) -> Settings
         max_batch_quantity=2_000_000,
         fraud_policy=ONE_ADDRESS_POLICY,
     )
+
+
+def serve_environment(
+    redis_url: str, keyring_path: Path, data_dir: Path, port: int
+) -> dict[str, str]:
+    """The environment of a `scanward serve` a test starts: this process's, with ``redis_url``,
+    the test keyring, the admin token, ``port``, and the per-address rules lifted (every test
+    client is 127.0.0.1)."""
+    return {
+        **os.environ,
+        "SCANWARD_DATA_DIR": str(data_dir),
+        "SCANWARD_REDIS_URL": redis_url,
+        "SCANWARD_KEYRING_SECRET": KEYRING_SECRET,
+        "SCANWARD_KEYRING_PATH": str(keyring_path),
+        "SCANWARD_ADMIN_TOKEN": ADMIN_TOKEN,
+        "SCANWARD_PORT": str(port),
+        "SCANWARD_FRAUD_POLICY": ONE_ADDRESS_POLICY_JSON,
+    }
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ server processes, against a campaign with a budget of 50 and a daily cap of 10."
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,13 +16,11 @@ import pytest
 
 from ingest.config import Settings
 from ingest.ops.local_services import free_port
-from tests.conftest import KEYRING_SECRET
+from tests.conftest import serve_environment
 from tests.helpers import (
     ADMIN,
-    ADMIN_TOKEN,
     DISTRIBUTOR_BODY,
     DISTRIBUTOR_URL,
-    ONE_ADDRESS_POLICY_JSON,
     ORDER,
 )
 from tests.sink_support import query, wait_until
@@ -40,16 +37,7 @@ SCANS = 3_000
 def server(sunk_settings: Settings, keyring_path: Path, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     assert sunk_settings.redis_url is not None
-    env = {
-        **os.environ,
-        "SCANWARD_DATA_DIR": str(tmp_path),
-        "SCANWARD_REDIS_URL": sunk_settings.redis_url,
-        "SCANWARD_KEYRING_SECRET": KEYRING_SECRET,
-        "SCANWARD_KEYRING_PATH": str(keyring_path),
-        "SCANWARD_ADMIN_TOKEN": ADMIN_TOKEN,
-        "SCANWARD_PORT": str(port),
-        "SCANWARD_FRAUD_POLICY": ONE_ADDRESS_POLICY_JSON,
-    }
+    env = serve_environment(sunk_settings.redis_url, keyring_path, tmp_path, port)
     command = [sys.executable, "-m", "ingest.cli", "serve", "--workers", str(WORKERS)]
     process = subprocess.Popen(command, env=env)
     try:

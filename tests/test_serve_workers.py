@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import redis
 
 from ingest.events.partitions import Partitions
 from ingest.ops.local_services import free_port
-from tests.conftest import KEYRING_SECRET
+from tests.conftest import serve_environment
 from tests.helpers import ADMIN_TOKEN
 
 pytestmark = pytest.mark.redis
@@ -64,15 +63,7 @@ def test_workers_share_the_port_and_stop_cleanly(
     redis_url: str, keyring_path: Path, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "SCANWARD_DATA_DIR": str(tmp_path),
-        "SCANWARD_REDIS_URL": redis_url,
-        "SCANWARD_KEYRING_SECRET": KEYRING_SECRET,
-        "SCANWARD_KEYRING_PATH": str(keyring_path),
-        "SCANWARD_ADMIN_TOKEN": ADMIN_TOKEN,
-        "SCANWARD_PORT": str(port),
-    }
+    env = serve_environment(redis_url, keyring_path, tmp_path, port)
     command = [sys.executable, "-m", "ingest.cli", "serve", "--workers", "2"]
     server = subprocess.Popen(command, env=env)
     try:

@@ -5,7 +5,6 @@ connections are closed by their timeouts or to make room, and ``/metrics`` count
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import resource
 import signal
@@ -20,8 +19,8 @@ import pytest
 
 from ingest.ops.local_services import free_port
 from ingest.ops.server import RESERVED_DESCRIPTORS, connection_cap, wait_until_serving
-from tests.conftest import KEYRING_SECRET
-from tests.helpers import ADMIN, ADMIN_TOKEN, ONE_ADDRESS_POLICY_JSON, ORDER
+from tests.conftest import serve_environment
+from tests.helpers import ADMIN, ORDER
 
 DESCRIPTORS = 256
 TIMEOUT_S = 4
@@ -35,17 +34,10 @@ def server(redis_url: str, keyring_path: Path, tmp_path: Path) -> Iterator[tuple
     """`scanward serve` with short timeouts and 256 descriptors; its URL and its log."""
     port = free_port()
     env = {
-        **os.environ,
-        "SCANWARD_DATA_DIR": str(tmp_path),
-        "SCANWARD_REDIS_URL": redis_url,
-        "SCANWARD_KEYRING_SECRET": KEYRING_SECRET,
-        "SCANWARD_KEYRING_PATH": str(keyring_path),
-        "SCANWARD_ADMIN_TOKEN": ADMIN_TOKEN,
-        "SCANWARD_PORT": str(port),
+        **serve_environment(redis_url, keyring_path, tmp_path, port),
         "SCANWARD_HEADER_TIMEOUT_S": str(TIMEOUT_S),
         "SCANWARD_BODY_TIMEOUT_S": str(TIMEOUT_S),
         "SCANWARD_IDLE_TIMEOUT_S": str(TIMEOUT_S),
-        "SCANWARD_FRAUD_POLICY": ONE_ADDRESS_POLICY_JSON,  # every scan here has one address
     }
 
     def few_descriptors() -> None:
