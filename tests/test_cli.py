@@ -108,3 +108,20 @@ def test_one_stack_per_data_folder(data_dir: Path) -> None:
 def test_negative_offsets_are_refused(data_dir: Path) -> None:
     with pytest.raises(SystemExit):
         main(["batch", "codes", "B1", "--offset", "-5"])
+
+
+@pytest.mark.redis
+def test_token_create_issues_a_token_with_an_id_and_an_expiry(
+    data_dir: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ServiceAddresses(redis_url, "clickhouse://127.0.0.1:1/default").save(data_dir)
+    assert main(["token", "create", "--role", "line", "--name", "L1", "--expires-in", "60"]) == 0
+    issued = _json(capsys)
+    assert isinstance(issued, dict)
+    assert issued["token"].startswith("sw_")
+    assert issued["id"].startswith("tok_")
+    assert issued["expires_at"] is not None
+    assert main(["token", "create", "--role", "line", "--name", "L1"]) == 0
+    assert _json(capsys)["expires_at"] is None  # type: ignore[index]
+    with pytest.raises(SystemExit):
+        main(["token", "create", "--role", "line", "--name", "L1", "--expires-in", "0"])

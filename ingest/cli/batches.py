@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from pathlib import Path
 
 from codes.batches import BatchOrder, BatchStatus
@@ -20,7 +21,7 @@ from ingest.cli.common import (
     redis_of,
     settings_of,
 )
-from ingest.http.tokens import Role, TokenStore
+from ingest.http.tokens import MAX_LIFETIME_S, Role, TokenStore
 from ingest.store.batches import BatchStore
 
 
@@ -65,6 +66,12 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
         "--role", required=True, choices=[r.value for r in Role], help="what the token may do"
     )
     token_create.add_argument("--name", required=True, help="who or what holds it")
+    token_create.add_argument(
+        "--expires-in",
+        type=_lifetime,
+        metavar="SECONDS",
+        help=f"refused after this many seconds (at most {MAX_LIFETIME_S}); default: until revoked",
+    )
     token.set_defaults(run=lambda a: asyncio.run(token_command(a)))
 
 
@@ -105,5 +112,15 @@ async def batch_command(args: argparse.Namespace) -> None:
 async def token_command(args: argparse.Namespace) -> None:
     settings = settings_of(args, needs_redis=True)
     async with redis_of(settings) as redis:
-        token, info = await TokenStore(redis, None).create(Role(args.role), args.name)
-    print_json({"token": token, "id": info.token_id, "role": args.role, "name": args.name})
+        expires_ms = None
+        if args.expires_in is not None:
+            expires_ms = int(time.time() * 1000) + args.expires_in * 1000
+        token, info = await TokenStore(redis, None).create(Role(args.role), args.name, expires_ms)
+    print_json({"token": token, **info.to_json()})
+
+
+def _lifetime(text: str) -> int:
+    seconds = int(text)
+    if not 1 <= seconds <= MAX_LIFETIME_S:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_LIFETIME_S} seconds")
+    return seconds

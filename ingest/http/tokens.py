@@ -19,6 +19,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import cast
 
@@ -54,6 +55,19 @@ class TokenInfo:
     name: str
     created_ms: int
     expires_ms: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.token_id,
+            "name": self.name,
+            "role": self.role.value,
+            "created_at": _instant(self.created_ms),
+            "expires_at": None if self.expires_ms is None else _instant(self.expires_ms),
+        }
+
+
+def _instant(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 class TokenStore:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiohttp import web
 
@@ -12,7 +12,7 @@ from ingest.http.auth import requires
 from ingest.http.request_body import JsonFields, json_object
 from ingest.http.responses import json_response
 from ingest.http.state import SETTINGS, TOKENS
-from ingest.http.tokens import MAX_LIFETIME_S, Role, TokenInfo
+from ingest.http.tokens import MAX_LIFETIME_S, Role
 
 routes = web.RouteTableDef()
 
@@ -32,7 +32,7 @@ async def create_token(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise ValidationFailed("role must be one of: line, admin") from None
     token, info = await request.app[TOKENS].create(role, name, expires_ms)
-    return json_response({"token": token, **_shown(info)}, status=201)
+    return json_response({"token": token, **info.to_json()}, status=201)
 
 
 @routes.get("/v1/tokens")
@@ -40,7 +40,7 @@ async def create_token(request: web.Request) -> web.StreamResponse:
 async def list_tokens(request: web.Request) -> web.StreamResponse:
     """The tokens that still work (not the bootstrap admin token), oldest first."""
     tokens = await request.app[TOKENS].tokens()
-    return json_response({"tokens": [_shown(info) for info in tokens]})
+    return json_response({"tokens": [info.to_json() for info in tokens]})
 
 
 @routes.delete("/v1/tokens/{token_id}")
@@ -80,17 +80,3 @@ def _expiry_ms(body: JsonFields) -> int | None:
             f"expires_at must be in the future, at most {MAX_LIFETIME_S} seconds from now"
         )
     return at_ms
-
-
-def _shown(info: TokenInfo) -> dict[str, object]:
-    return {
-        "id": info.token_id,
-        "name": info.name,
-        "role": info.role.value,
-        "created_at": _instant(info.created_ms),
-        "expires_at": None if info.expires_ms is None else _instant(info.expires_ms),
-    }
-
-
-def _instant(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
