@@ -51,8 +51,10 @@ class ReferenceSource:
         data, version = self._data, int(version_text or 0)
         if version != data.distributors_version:
             stored = await self._redis.hgetall(distributors.DISTRIBUTORS_KEY)
-            raw = cast(dict[str, str], stored).values()
-            data = data.with_distributors(self._distributors(raw), version)
+            raw = list(cast(dict[str, str], stored).values())
+            # parsing and indexing changed territories takes up to ~30 ms of CPU each: in a
+            # thread, the loop (and its scans) goes on between the GIL's switches
+            data = await asyncio.to_thread(self._with_distributors, data, raw, version)
         if log_length > data.shipments.log_length:
             lines = await self._redis.lrange(
                 shipments.LOG_KEY, data.shipments.log_length, log_length - 1
@@ -61,7 +63,10 @@ class ReferenceSource:
             data = data.with_shipments(logged, data.shipments.log_length + len(logged))
         return data
 
-    def _distributors(self, stored: Iterable[str]) -> dict[str, Distributor]:
+    def _with_distributors(
+        self, data: ReferenceData, stored: Iterable[str], version: int
+    ) -> ReferenceData:
+        """``data`` with the distributors ``stored`` (run one at a time: under ``_refreshing``)."""
         parsed = {raw: self._parsed.get(raw) or Distributor.from_stored(raw) for raw in stored}
         self._parsed = parsed
-        return {d.distributor_id: d for d in parsed.values()}
+        return data.with_distributors({d.distributor_id: d for d in parsed.values()}, version)
