@@ -41,13 +41,17 @@ def hide_passwords(text: str) -> str:
 
 
 def _hide_password(url: str) -> str:
+    """The userinfo's password and any ``password=`` query value masked; the userinfo ends at the
+    last ``@``, since a password may hold ``/``, ``?`` or ``#`` unescaped (the URL then fails
+    to parse, and is shown in the error)."""
     scheme, _, rest = url.partition("://")
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    path = rest[len(authority) :]
-    credentials, at, address = authority.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.partition(':')[0]}:***@{address}{path}"
+    credentials, at, address = rest.rpartition("@")
+    if at and ":" in credentials:
+        rest = f"{credentials.partition(':')[0]}:***@{address}"
+    return scheme + "://" + _PASSWORD_PARAMETER.sub(r"\1***", rest)
+
+
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def _port(text: str) -> int:

@@ -133,6 +133,18 @@ def test_hide_passwords_masks_every_url_of_a_list() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"redis://:pa/{PASSWORD}@h:6379", "redis://:***@h:6379"),
+        (f"redis://u:a?b#{PASSWORD}@h:6379/0", "redis://u:***@h:6379/0"),
+        (f"redis://h:6379/0?password={PASSWORD}&db=1", "redis://h:6379/0?password=***&db=1"),
+    ],
+)
+def test_hide_passwords_masks_passwords_that_break_the_url(url: str, shown: str) -> None:
+    assert hide_passwords(url) == shown
+
+
 def test_the_demo_names_the_admin_token_and_never_prints_it(tmp_path: Path) -> None:
     token = f"{PASSWORD}-admin-token"
     settings = Settings(data_dir=tmp_path, admin_token=token, keyring_secret=PASSWORD)

@@ -34,7 +34,13 @@ class ReferenceSource:
         self._checked_at = -float("inf")
 
     async def current(self, max_age_s: float = 0.0) -> ReferenceData:
+        """The copy, refreshed first if it is older than ``max_age_s``. A caller that takes a
+        copy that old (the scan path) gets it as it is while another task refreshes it
+        (re-parsing a territory takes tens of ms), unless this worker changed the data since
+        (``expire``)."""
         if time.monotonic() - self._checked_at < max_age_s:
+            return self._data
+        if max_age_s > 0 and self._refreshing.locked() and self._checked_at > -float("inf"):
             return self._data
         async with self._refreshing:
             checked_at = time.monotonic()
