@@ -23,8 +23,10 @@
 -- ARGV[11]  1: an address blocked for guessing still takes scans from devices with a valid scan
 --           there today; 0: it refuses everyone
 -- ARGV[12] observations, each '<BBI8c8c4I2' kind (1 device, 2 address), bits (1: the code failed
---          verification; 2: a code check, not a scan), serial (0: none or invalid), member
---          digest (zeros: none), device digest (zeros: none), then the actor framed by that length
+--          verification; 2: a code check, not a scan; 4: a device behind an address blocked for
+--          guessing: its guessing counts are updated if it has a hash, nothing else is added),
+--          serial (0: none or invalid), member digest (zeros: none), device digest (zeros:
+--          none), then the actor framed by that length
 -- Reply: per observation '<I4I4I4I4I4I4I4B': seconds it stays refused (0: not refused; nothing
 -- was counted), distinct codes this hour, member ids today, invalid codes in the sliding window,
 -- the address's valid scans today, its valid scans without a device today, its devices today,
@@ -32,7 +34,7 @@
 local OBSERVATION = '<BBI8c8c4I2'
 local OBSERVATION_SIZE = struct.size(OBSERVATION)
 local REPLY = '<I4I4I4I4I4I4I4B'
-local CHECK = 2  -- the bits' second: 1 is 'invalid'
+local INVALID, CHECK, ADDRESS_BLOCKED = 1, 2, 4  -- the bits
 local NO_MEMBER, NO_DEVICE = string.rep('\0', 8), string.rep('\0', 4)
 local GUESSING, CEILING = 1, 2
 local tag = KEYS[1]
@@ -83,11 +85,13 @@ while at <= #packed do
     local kind, bits, serial, member, device, length = struct.unpack(OBSERVATION, packed, at)
     local actor = string.sub(packed, at + OBSERVATION_SIZE, at + OBSERVATION_SIZE + length - 1)
     at = at + OBSERVATION_SIZE + length
-    local invalid, check, is_device = bits % 2 == 1, bits >= CHECK, kind == 1
+    local invalid, check = bit.band(bits, INVALID) > 0, bit.band(bits, CHECK) > 0
+    local is_device, adds = kind == 1, bit.band(bits, ADDRESS_BLOCKED) == 0
     local key = tag .. (is_device and ':dev:' or ':ip:') .. actor
     local state = redis.call('HMGET', key, 'b', 'i', is_device and 'c' or 'd',
         is_device and 'm' or 'e')
     local blocked_until = tonumber(state[1] or '0')
+    local exists = state[1] or state[2] or state[3] or state[4]
     local scans, valid, without_device, new_day = 0, 0, 0, false
     local devices, devices_field, known = 0, nil, false
     local refused, refused_s = 0, 0
@@ -123,10 +127,10 @@ while at <= #packed do
         if is_device then
             if serial > 0 then
                 codes, field = distinct(state[3], hour, struct.pack('<I8', serial), codes_kept,
-                    true)
+                    adds)
                 if field then set(changes, 'c', field) end
                 if member ~= NO_MEMBER then
-                    members, field = distinct(state[4], day, member, members_kept, true)
+                    members, field = distinct(state[4], day, member, members_kept, adds)
                     if field then set(changes, 'm', field) end
                 end
             end
@@ -139,7 +143,7 @@ while at <= #packed do
             set(changes, 'd', struct.pack('<I4I4I4I4', day, scans, valid, without_device))
             if devices_field then set(changes, 'e', devices_field) end
         end
-        if #changes > 0 then
+        if #changes > 0 and (adds or exists) then
             redis.call('HSET', key, unpack(changes))
             -- an address's hash is written by each of its scans: its expiry is renewed once a
             -- day (with the day's first scan), which keeps it the day and the next

@@ -36,7 +36,7 @@ GUESS_FLAGS = frozenset(COUNTERFEIT_FLAGS) - {"gtin_mismatch"}
 _KEEP_IDLE_S = 2 * 86_400  # an actor's counts cover at most a day; a block its cool-down
 _OBSERVATION = struct.Struct("<BBQ8s4sH")
 _COUNTS = struct.Struct("<IIIIIIIB")
-_INVALID, _CHECK = 1, 2
+_INVALID, _CHECK, _ADDRESS_BLOCKED = 1, 2, 4
 
 
 class ActorKind(IntEnum):
@@ -62,10 +62,17 @@ class Observation(NamedTuple):
     member: bytes  # 8-byte digest of the member id, NO_MEMBER when none
     device: bytes = NO_DEVICE  # 4-byte digest of the device id the address saw, if any
     check: bool = False  # a check of a code (GET /v1/codes): counts only toward guessing
+    # a device's, behind an address blocked for guessing: only its guessing counts are updated,
+    # and only if Redis has it already (a blocked address cannot make Redis keep more)
+    address_blocked: bool = False
 
     def pack(self) -> bytes:
         actor = self.actor.encode()
-        bits = (_INVALID if self.invalid else 0) | (_CHECK if self.check else 0)
+        bits = (
+            (_INVALID if self.invalid else 0)
+            | (_CHECK if self.check else 0)
+            | (_ADDRESS_BLOCKED if self.address_blocked else 0)
+        )
         fixed = _OBSERVATION.pack(
             self.kind, bits, self.serial, self.member, self.device, len(actor)
         )

@@ -22,6 +22,7 @@ from fraud.velocity import ActorCounts, ActorKind, Observation, Refusal, address
 from ingest.config import Settings
 from ingest.events.partitions import Partitions
 from ingest.http.app import create_app
+from ingest.scan.fraud_stage import KnownBlocks
 from ingest.store.scripts import RedisPyCommands, ScriptRunner
 from tests.helpers import AiohttpClient, batch_codes, order_shipped_batch
 
@@ -80,6 +81,24 @@ def test_the_shared_address_policy_is_a_choice() -> None:
     assert FraudPolicy.from_json('{"guess_ip_block": "everyone"}').guess_ip_block == "everyone"
     with pytest.raises(PolicyError, match="guess_ip_block must be one of everyone, new_devices"):
         FraudPolicy.from_json('{"guess_ip_block": "nobody"}')
+
+
+def test_a_worker_remembers_at_most_its_capacity_of_blocks_forgetting_the_oldest() -> None:
+    blocks = KnownBlocks(capacity=3)
+    for n in range(5):  # all still running: the oldest are forgotten
+        blocks.add(ActorKind.DEVICE, f"d{n}", 100.0, Refusal.GUESSING)
+    blocks.add(ActorKind.DEVICE, "d2", 200.0, Refusal.GUESSING)  # renewed: now the newest
+    blocks.add(ActorKind.IP, "198.51.100.9", 100.0, Refusal.CEILING)
+    assert len(blocks) == 3
+    assert [blocks.get(ActorKind.DEVICE, f"d{n}", 1.0) for n in range(5)] == [
+        None,
+        None,
+        (200.0, Refusal.GUESSING),
+        None,
+        (100.0, Refusal.GUESSING),
+    ]
+    assert blocks.get(ActorKind.DEVICE, "d4", 100.0) is None  # ended: dropped
+    assert len(blocks) == 2
 
 
 # --- velocity.lua -----------------------------------------------------------------------------
@@ -331,6 +350,34 @@ async def test_one_guesser_behind_a_shared_address_locks_out_whom_the_policy_say
     assert (household, again) == (household_status, household_status)
     assert visitor == 429
     assert refusal["error"]["code"] == "too_many_invalid_codes"
+
+
+@pytest.mark.redis
+async def test_a_device_a_blocked_address_spares_is_still_held_to_its_own_guessing_limit(
+    start: Callable[[FraudPolicy], Awaitable[Client]], client: Client, redis_url: str
+) -> None:
+    app = await start(FraudPolicy(guess_block_ip=5, guess_block_device=3, guess_flag_device=1))
+    batch = await order_shipped_batch(client, quantity=1)
+    [code] = await batch_codes(client, batch["batch_id"], limit=1)
+    router = "203.0.113.32"
+    assert (await _scan(app, router, {"code": code, "device_id": "mum"}))[0] == 200
+    for n in range(5):
+        await _scan(app, router, {"code": f"0000000000000000010{n}", "device_id": f"g{n}"})
+    visitor, _ = await _scan(app, router, {"code": code, "device_id": "visitor"})
+    assert visitor == 429  # the worker now knows the address is blocked
+    guesses = [
+        await _scan(app, router, {"code": f"0000000000000000020{n}", "device_id": "mum"})
+        for n in range(5)
+    ]
+    assert [status for status, _ in guesses] == [200, 200, 200, 429, 429]  # as anywhere else
+    assert (_flag(guesses[1][1], "guessing") or {}).get("actor") == "device"
+    redis = Redis.from_url(redis_url)
+    keys_before = await redis.dbsize()
+    for n in range(5):  # fresh ids behind the blocked address add nothing to Redis
+        fresh: dict[str, object] = {"code": f"0000000000000000030{n}", "device_id": f"fresh{n}"}
+        assert (await _scan(app, router, fresh))[0] == 429
+    assert await redis.dbsize() == keys_before
+    await redis.aclose()
 
 
 @pytest.mark.redis

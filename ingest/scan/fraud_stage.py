@@ -5,9 +5,11 @@ clone, farm and guessing rules need what Redis remembers, fetched in one round t
 scan state is decided: the codes' records (an HGET each) and the devices' and addresses'
 counters (one ``velocity.lua`` call per actor partition). A device or address blocked for
 guessing, or an address past its daily ceiling, is refused with 429; this worker then refuses
-it without asking Redis until the block ends. An address blocked for guessing under the
-``new_devices`` policy is still asked about scans with a device (Redis knows which devices it
-spares), but their devices are not counted: a blocked address cannot make Redis keep more.
+it without asking Redis until the block ends (at most ``MAX_KNOWN_BLOCKS``, the oldest forgotten
+first). An address blocked for guessing under the ``new_devices`` policy is still asked about
+scans with a device (Redis knows which devices it spares), and so is each such device, which is
+held to its own guessing limit; but only devices Redis has already are counted, and only
+toward guessing: a blocked address cannot make Redis keep more.
 ``check`` counts a check of a code (``GET /v1/codes``) toward the same guessing limits.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -42,7 +44,7 @@ from ingest.store.references import ReferenceSource
 from ingest.store.scripts import ScriptRunner
 
 REFERENCE_MAX_AGE_S = 0.1
-_MAX_REMEMBERED_BLOCKS = 10_000
+MAX_KNOWN_BLOCKS = 10_000  # ~3 MB; a block forgotten early is only asked of Redis again
 
 
 Judgement = Assessment | TooManyRequests | Unavailable
@@ -54,6 +56,32 @@ class _Remembered(NamedTuple):
     devices: list[ActorCounts]
     ips: list[ActorCounts]
     refused: dict[int, Unavailable]  # scan index -> its refusal, where Redis failed its reads
+
+
+class KnownBlocks:
+    """The blocks Redis gave this worker, until they end: at most ``capacity``, the oldest
+    forgotten first, so fresh device ids cannot make a worker keep more or work harder."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._until: OrderedDict[tuple[ActorKind, str], tuple[float, Refusal]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def get(self, kind: ActorKind, actor: str, now: float) -> tuple[float, Refusal] | None:
+        """When the actor's block ends (``time.monotonic``) and why, if it has not ended."""
+        known = self._until.get((kind, actor))
+        if known is not None and known[0] <= now:
+            del self._until[(kind, actor)]
+            return None
+        return known
+
+    def add(self, kind: ActorKind, actor: str, until: float, refusal: Refusal) -> None:
+        self._until.pop((kind, actor), None)
+        self._until[(kind, actor)] = (until, refusal)
+        if len(self._until) > self._capacity:
+            self._until.popitem(last=False)
 
 
 class FraudStage:
@@ -68,7 +96,7 @@ class FraudStage:
         self._references = references
         self._policy = policy
         self._partitions = partitions
-        self._blocked_until: dict[tuple[ActorKind, str], tuple[float, int]] = {}
+        self._known_blocks = KnownBlocks(MAX_KNOWN_BLOCKS)
 
     async def judge(self, scans: Sequence[ScanFacts], now_ms: int) -> list[Judgement]:
         """An assessment per scan, or the refusal of a blocked device or IP, or of a scan whose
@@ -123,8 +151,8 @@ class FraudStage:
             read = [at for at, fact in enumerate(facts) if fact.serial != location.NO_SERIAL]
             by_actor_tag: dict[str, list[tuple[int, Observation]]] = defaultdict(list)
             for at, fact in enumerate(facts):
-                with_device = not (self._blocked_until and self._spared_block(fact.ip))
-                for observation in observations_of(fact, with_device):
+                address_blocked = bool(self._known_blocks) and self._spared_block(fact.ip)
+                for observation in observations_of(fact, address_blocked):
                     tag = self._partitions.actor_tag(observation.actor)
                     by_actor_tag[tag].append((at, observation))
             history_reads = [read_history(facts[at].serial, self._partitions) for at in read]
@@ -159,9 +187,9 @@ class FraudStage:
         """Counts a check of a code from ``address`` toward its guessing limit; the refusal of
         an address blocked for guessing, whether the code is valid or not (else a block would
         only tell the guesser which codes are invalid). Redis failing does not stop a check."""
-        known = self._blocked_until.get((ActorKind.IP, address))
         now = time.monotonic()
-        if known is not None and known[0] > now and known[1] == Refusal.GUESSING:
+        known = self._known_blocks.get(ActorKind.IP, address, now)
+        if known is not None and known[1] == Refusal.GUESSING:
             return _refusal(ActorKind.IP, known[1], math.ceil(known[0] - now))
         observation = Observation(ActorKind.IP, address, invalid, 0, NO_MEMBER, check=True)
         tag = self._partitions.actor_tag(address)
@@ -180,8 +208,8 @@ class FraudStage:
     def _known_block(self, scan: ScanFacts) -> TooManyRequests | None:
         now = time.monotonic()
         for kind, actor in ((ActorKind.DEVICE, scan.device_id), (ActorKind.IP, scan.ip)):
-            known = self._blocked_until.get((kind, actor))
-            if known is None or known[0] <= now:
+            known = self._known_blocks.get(kind, actor, now)
+            if known is None:
                 continue
             until, refusal = known
             if not (kind is ActorKind.IP and scan.device_id and self._spares(refusal)):
@@ -190,8 +218,8 @@ class FraudStage:
 
     def _spared_block(self, address: str) -> bool:
         """Whether the address is known to be blocked for guessing with some devices spared."""
-        known = self._blocked_until.get((ActorKind.IP, address))
-        return known is not None and known[0] > time.monotonic() and self._spares(known[1])
+        known = self._known_blocks.get(ActorKind.IP, address, time.monotonic())
+        return known is not None and self._spares(known[1])
 
     def _spares(self, refusal: int) -> bool:
         return refusal == Refusal.GUESSING and self._policy.guess_ip_block == "new_devices"
@@ -203,10 +231,7 @@ class FraudStage:
 
     def _remember(self, kind: ActorKind, actor: str, counts: ActorCounts) -> TooManyRequests:
         """The refusal Redis gave, remembered by this worker until it ends."""
-        now = time.monotonic()
-        if len(self._blocked_until) >= _MAX_REMEMBERED_BLOCKS:
-            self._blocked_until = {a: b for a, b in self._blocked_until.items() if b[0] > now}
-        self._blocked_until[(kind, actor)] = (now + counts.blocked_s, counts.refusal)
+        self._known_blocks.add(kind, actor, time.monotonic() + counts.blocked_s, counts.refusal)
         return _refusal(kind, counts.refusal, counts.blocked_s)
 
 
@@ -225,14 +250,21 @@ def _refusal(kind: ActorKind, refusal: int, seconds: int) -> TooManyRequests:
     )
 
 
-def observations_of(scan: ScanFacts, with_device: bool = True) -> list[Observation]:
-    """The scan as its address made it and, when it sent one (and ``with_device``), as its
-    device made it."""
+def observations_of(scan: ScanFacts, address_blocked: bool = False) -> list[Observation]:
+    """The scan as its address made it and, when it sent one, as its device made it (behind an
+    address known to be blocked for guessing: see ``Observation.address_blocked``)."""
     invalid = any(flag["flag"] in GUESS_FLAGS for flag in scan.code_flags)
     serial = 0 if scan.serial == location.NO_SERIAL else scan.serial
     observations = [Observation(ActorKind.IP, scan.ip, invalid, serial, scan.member, scan.device)]
-    if scan.device_id and with_device:
+    if scan.device_id:
         observations.append(
-            Observation(ActorKind.DEVICE, scan.device_id, invalid, serial, scan.member)
+            Observation(
+                ActorKind.DEVICE,
+                scan.device_id,
+                invalid,
+                serial,
+                scan.member,
+                address_blocked=address_blocked,
+            )
         )
     return observations
