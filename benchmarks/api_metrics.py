@@ -6,10 +6,15 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks import campaign_bench
+
 
 def scrape(url: str) -> dict[str, float]:
-    """Every sample, keyed ``name`` or ``name{label="value",...}`` as in the exposition."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as reply:
+    """Every sample, keyed ``name`` or ``name{label="value",...}`` as in the exposition; the
+    benchmarks' APIs take their admin token."""
+    admin = {"Authorization": f"Bearer {campaign_bench.ADMIN_TOKEN}"}
+    request = urllib.request.Request(f"{url}/metrics", headers=admin)
+    with urllib.request.urlopen(request, timeout=10) as reply:
         text = reply.read().decode()
     samples: dict[str, float] = {}
     for family in text_string_to_metric_families(text):

@@ -82,7 +82,7 @@ Sample = tuple[str, tuple[tuple[str, str], ...]]
 
 async def metric_samples(client: TestClient[Any, Any]) -> dict[Sample, float]:
     """Every sample of a ``GET /metrics`` scrape."""
-    reply = await client.get("/metrics")
+    reply = await client.get("/metrics", headers=ADMIN)
     assert reply.status == 200
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value

@@ -101,7 +101,7 @@ async def test_draws_show_in_health_and_metrics(client: Client) -> None:
     await post_scan(client, {"code": code, "member_id": "alice"})
 
     health = await (await client.get("/healthz", headers=ADMIN)).json()
-    metrics = await (await client.get("/metrics")).text()
+    metrics = await (await client.get("/metrics", headers=ADMIN)).text()
 
     assert health["unsunk_draws"] == 1  # no sink in this test
     assert "scanward_unsunk_draws 1.0" in metrics

@@ -354,6 +354,6 @@ async def test_health_and_metrics_show_each_partitions_backlog_and_its_sink(
     assert [p["partition"] for p in health["partitions"]] == list(range(16))
     assert health["partitions"][3] == {"partition": 3, "unsunk_events": 7, "sink": holder.decode()}
     assert {p["sink"] for p in health["partitions"]} == {holder.decode()}
-    metrics = await (await app_client.get("/metrics")).text()
+    metrics = await (await app_client.get("/metrics", headers=ADMIN)).text()
     assert 'scanward_partition_unsunk_events{partition="3"} 7.0' in metrics
     assert f'scanward_partition_sink{{partition="3",sink="{holder.decode()}"}} 1.0' in metrics

@@ -60,11 +60,20 @@ def _dashboard_queries() -> list[str]:
     return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
-def test_alert_rules_and_scrape_config_pass_promtool() -> None:
+def test_alert_rules_and_scrape_config_pass_promtool(tmp_path: Path) -> None:
     rules = _run("promtool", "check", "rules", "alerts.yml", cwd=PROMETHEUS)
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    config = _run("promtool", "check", "config", "prometheus.yml", cwd=PROMETHEUS)
+    for name in ("prometheus.yml", "alerts.yml"):
+        shutil.copy(PROMETHEUS / name, tmp_path)
+    (tmp_path / "scanward-metrics.token").write_text("sw_a-metrics-token\n")  # it must exist
+    config = _run("promtool", "check", "config", "prometheus.yml", cwd=tmp_path)
     assert config.returncode == 0, config.stdout + config.stderr
+
+
+def test_prometheus_scrapes_with_a_metrics_token() -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    [scanward] = config["scrape_configs"]
+    assert scanward["authorization"] == {"credentials_file": "scanward-metrics.token"}
 
 
 def test_alert_rules_pass_their_unit_tests() -> None:

@@ -135,7 +135,9 @@ async def test_changes_made_through_the_api_are_mirrored_with_their_history(
     # three puts, three orders, a revocation and two shipments wait for the sink
     health = await (await client.get("/healthz", headers=ADMIN)).json()
     assert health["unsunk_changes"] == 9
-    assert "scanward_unsunk_changes 9.0" in await (await client.get("/metrics")).text()
+    assert (
+        "scanward_unsunk_changes 9.0" in await (await client.get("/metrics", headers=ADMIN)).text()
+    )
     _mirror(streams, redis_url, database)
 
     mirrored = _mirrored(database)

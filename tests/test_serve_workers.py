@@ -17,7 +17,7 @@ import redis
 from ingest.events.partitions import Partitions
 from ingest.ops.local_services import free_port
 from tests.conftest import serve_environment
-from tests.helpers import ADMIN_TOKEN
+from tests.helpers import ADMIN, ADMIN_TOKEN
 
 pytestmark = pytest.mark.redis
 
@@ -91,5 +91,8 @@ def test_workers_share_the_port_and_stop_cleanly(
 
 
 async def _metrics(url: str) -> str:
-    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as reply:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url + "/metrics", headers=ADMIN) as reply,
+    ):
         return await reply.text()

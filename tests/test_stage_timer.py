@@ -15,7 +15,7 @@ from prometheus_client.registry import REGISTRY
 
 from ingest import stage_timer
 from ingest.stage_timer import StageTimer
-from tests.helpers import batch_codes, order_shipped_batch, post_scan
+from tests.helpers import ADMIN, batch_codes, order_shipped_batch, post_scan
 from tests.test_api_campaigns import campaign, put_campaign
 
 COUNTER = "scanward_scan_stage_seconds"
@@ -115,7 +115,7 @@ class _NestingWatch:
 
 
 async def _stage_seconds(client: TestClient[Any, Any]) -> dict[str, float]:
-    reply = await client.get("/metrics")
+    reply = await client.get("/metrics", headers=ADMIN)
     assert reply.status == 200
     return {
         sample.labels["stage"]: sample.value

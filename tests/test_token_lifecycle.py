@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ingest.http.state import REDIS
-from ingest.http.tokens import MAX_LIFETIME_S
+from ingest.http.tokens import MAX_LIFETIME_S, token_hash
 from tests.helpers import ADMIN
 
 pytestmark = pytest.mark.redis
@@ -148,3 +148,24 @@ async def test_the_bootstrap_admin_token_still_works(client: Client) -> None:
     created = datetime.fromisoformat(issued["created_at"]).timestamp()
     assert started - 1 <= created <= time.time() + 1
     assert (await client.get("/v1/tokens", headers=_bearer(issued))).status == 200
+
+
+async def test_a_token_issued_before_ids_gets_one_at_its_first_use(client: Client) -> None:
+    token = "sw_issued-before-tokens-had-ids"
+    redis = client.app[REDIS]
+    await redis.hset(
+        "{auth}:token:" + token_hash(token),
+        mapping={"role": "line", "name": "old line", "created_ms": 1_700_000_000_000},
+    )
+    old = {"token": token}
+
+    assert await asyncio.gather(*(_works(client, old) for _ in range(5))) == [200] * 5
+
+    [listed] = (await (await client.get("/v1/tokens", headers=ADMIN)).json())["tokens"]
+    assert listed["name"] == "old line"
+    assert listed["role"] == "line"
+    assert listed["expires_at"] is None
+    assert await redis.hlen("{auth}:tokens") == 1  # one id, however many requests raced
+    reply = await client.delete(f"/v1/tokens/{listed['id']}", headers=ADMIN)
+    assert reply.status == 204
+    assert await _works(client, old) == 401

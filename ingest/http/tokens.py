@@ -9,7 +9,13 @@ Keys (all in the ``{auth}`` slot): ``{auth}:token:<sha256>``, a hash of the toke
 name, created and expiry times, with a Redis expiry at the token's; and ``{auth}:tokens``, the
 hash of each token's id to its SHA-256, from which listing and revoking find it. An id whose
 record has expired is dropped from it whenever tokens are listed or issued, so neither grows
-with expired tokens.
+with expired tokens. A record written before tokens had ids gets one, and its place in
+``{auth}:tokens``, at the token's first use (``_GIVE_ID``, one script, so requests racing give
+it one id), from then on listed and revocable like any other.
+
+A metrics token this process has checked keeps working while Redis cannot be reached (until its
+expiry), so Prometheus still scrapes ``scanward_redis_up 0``; it reads nothing but ``/metrics``,
+and none can be revoked while Redis is down.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import cast
 
+from ingest.store.outage import STORE_FAILURES
 from ingest.store.scripts import AsyncRedis
 
 MAX_LIFETIME_S = 366 * 86_400
@@ -32,11 +39,22 @@ _KEY_PREFIX = "{auth}:token:"
 _IDS_KEY = "{auth}:tokens"
 _TOKEN_PREFIX = "sw_"
 _FIELDS = ("id", "role", "name", "created_ms", "expires_ms")
+_GIVE_ID = """
+-- KEYS: a token's record, the ids index; ARGV: an id for it, its digest. The id it holds.
+if redis.call('HEXISTS', KEYS[1], 'role') == 0 then return false end
+redis.call('HSETNX', KEYS[1], 'id', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'expires_ms', 0)
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('HSET', KEYS[2], id, ARGV[2])
+return id
+"""
 
 
 class Role(StrEnum):
     LINE = "line"
     ADMIN = "admin"
+    METRICS = "metrics"
+    """Reads ``GET /metrics`` only: for Prometheus."""
 
     def allows(self, needed: Role) -> bool:
         return self is Role.ADMIN or self is needed
@@ -74,17 +92,33 @@ class TokenStore:
     def __init__(self, redis: AsyncRedis, admin_token: str | None) -> None:
         self._redis = redis
         self._admin_hash = token_hash(admin_token) if admin_token else None
+        self._give_id = redis.register_script(_GIVE_ID)
+        self._metrics_checked: dict[str, int] = {}
+        """The digest of each metrics token Redis last said works, and its expiry (0: none)."""
 
     async def role_of(self, token: str) -> Role | None:
-        """The token's role; None for an unknown, revoked or expired token."""
+        """The token's role; None for an unknown, revoked or expired token. Raises what Redis
+        raises when it cannot be asked, unless the token is a metrics token checked before."""
         digest = token_hash(token)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
             return Role.ADMIN
-        role, expires_ms = await self._redis.hmget(_KEY_PREFIX + digest, ["role", "expires_ms"])
-        if not isinstance(role, str) or role not in set(Role):
+        key = _KEY_PREFIX + digest
+        try:
+            token_id, role, expires = await self._redis.hmget(key, ["id", "role", "expires_ms"])
+        except STORE_FAILURES:
+            checked_expiry = self._metrics_checked.get(digest)
+            if checked_expiry is not None and not 0 < checked_expiry <= _now_ms():
+                return Role.METRICS
+            raise
+        expires_ms = int(expires or 0)
+        expired = 0 < expires_ms <= _now_ms()  # Redis may not have expired its record yet
+        if not isinstance(role, str) or role not in set(Role) or expired:
+            self._metrics_checked.pop(digest, None)
             return None
-        if 0 < int(expires_ms or 0) <= _now_ms():  # Redis may not have expired it yet
-            return None
+        if token_id is None:  # issued before tokens had ids
+            await self._give_id(keys=[key, _IDS_KEY], args=[_new_id(), digest])
+        if role == Role.METRICS:
+            self._metrics_checked[digest] = expires_ms
         return Role(role)
 
     async def create(
@@ -93,7 +127,7 @@ class TokenStore:
         """A new token and what may be shown of it; only its hash is kept, so it is shown once.
         ``expires_ms`` (epoch milliseconds) must be in the future."""
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
-        info = TokenInfo("tok_" + secrets.token_hex(8), role, name, _now_ms(), expires_ms)
+        info = TokenInfo(_new_id(), role, name, _now_ms(), expires_ms)
         key = _KEY_PREFIX + token_hash(token)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(
@@ -143,6 +177,10 @@ class TokenStore:
             pipe.hdel(_IDS_KEY, token_id)
             deleted, _ = await pipe.execute()
         return bool(deleted)
+
+
+def _new_id() -> str:
+    return "tok_" + secrets.token_hex(8)
 
 
 def _now_ms() -> int:

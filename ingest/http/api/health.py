@@ -1,4 +1,5 @@
-"""Liveness, readiness and metrics for load balancers, `scanward up` and Prometheus."""
+"""Liveness and readiness for load balancers and `scanward up`; metrics for Prometheus (with a
+token of the metrics role)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from redis.exceptions import RedisError
 
 from ingest import metrics
 from ingest.events.partitions import Partitions
-from ingest.http.auth import bearer_token
+from ingest.http.auth import bearer_token, requires
 from ingest.http.responses import json_response
 from ingest.http.state import CAMPAIGNS, REDIS, SETTINGS, TOKENS
 from ingest.http.tokens import Role
@@ -94,7 +95,10 @@ async def _is_admin(request: web.Request) -> bool:
 
 
 @routes.get("/metrics")
+@requires(Role.METRICS)
 async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
+    """Prometheus' scrape, for a metrics or admin token: it shows the prize budgets left and
+    the sinks. While Redis is down it still answers, with ``scanward_redis_up 0``."""
     settings = request.app[SETTINGS]
     metrics.publish_request_metrics()
     limit = unsunk_limit_per_partition(settings.max_unsunk_events, settings.partitions)

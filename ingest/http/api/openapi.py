@@ -630,7 +630,7 @@ def _operation(
     tag: str,
 ) -> Schema:
     """An operation; with ``role`` it needs a bearer token of that role (or admin), and may
-    answer 401 (and 403 when a line token is not enough)."""
+    answer 401 (no valid token) and 403 (a token of another role)."""
     operation: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag]}
     if parameters:
         operation["parameters"] = parameters
@@ -648,9 +648,7 @@ def _operation(
         operation["description"] = f"Needs a token with the {role.value} role" + (
             "." if role is Role.ADMIN else " (an admin token will do)."
         )
-        answers.update(_errors(401))
-        if role is Role.ADMIN:
-            answers.update(_errors(403))
+        answers.update(_errors(401, 403))
     operation["responses"] = dict(sorted(answers.items()))
     return operation
 
@@ -701,13 +699,14 @@ def _paths(max_body: int, max_bulk: int) -> dict[str, dict[str, Schema]]:
         "/metrics": {
             "get": _operation(
                 "metrics",
-                "Prometheus metrics",
+                "Prometheus metrics (the live campaigns' prize budgets among them)",
                 {
                     "200": {
                         "description": "the Prometheus text format",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     }
                 },
+                role=Role.METRICS,
                 tag="operations",
             )
         },
@@ -1150,7 +1149,7 @@ def _input_schemas(tiers: int) -> dict[str, Schema]:
         "TokenInput": {
             **_object(
                 {
-                    "role": _text(_LINE_TEXT, description="line or admin"),
+                    "role": _text(_LINE_TEXT, description="line, admin or metrics"),
                     "name": _text(64, description=_PRINTABLE),
                 },
                 {
@@ -1216,7 +1215,7 @@ def _build(max_body: int, max_bulk: int, max_quantity: int, tiers: int) -> Schem
                     "type": "http",
                     "scheme": "bearer",
                     "description": "a token from POST /v1/tokens (or the bootstrap admin "
-                    "token); its role, line or admin, is listed on each operation",
+                    "token); its role, line, admin or metrics, is listed on each operation",
                 }
             },
         },

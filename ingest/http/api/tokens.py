@@ -30,7 +30,7 @@ async def create_token(request: web.Request) -> web.StreamResponse:
     try:
         role = Role(role_name)
     except ValueError:
-        raise ValidationFailed("role must be one of: line, admin") from None
+        raise ValidationFailed("role must be one of: " + ", ".join(Role)) from None
     token, info = await request.app[TOKENS].create(role, name, expires_ms)
     return json_response({"token": token, **info.to_json()}, status=201)
 
