@@ -208,16 +208,11 @@ def segments_meet(first: FloatArray, second: FloatArray) -> tuple[BoolArray, Boo
     end of one lie on the other, and do they lie on one line with an overlap of some length?"""
     ax, ay, bx, by = first.T
     cx, cy, dx, dy = second.T
-    o1 = np.sign((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
-    o2 = np.sign((bx - ax) * (dy - ay) - (by - ay) * (dx - ax))
-    o3 = np.sign((dx - cx) * (ay - cy) - (dy - cy) * (ax - cx))
-    o4 = np.sign((dx - cx) * (by - cy) - (dy - cy) * (bx - cx))
+    o1, o2, o3, o4 = _orientations(first, second)
     crossing: BoolArray = (o1 * o2 < 0) & (o3 * o4 < 0)
-
-    touching = (o1 == 0) & _within(cx, cy, first)
-    touching |= (o2 == 0) & _within(dx, dy, first)
-    touching |= (o3 == 0) & _within(ax, ay, second)
-    touching |= (o4 == 0) & _within(bx, by, second)
+    touching: BoolArray = np.logical_or.reduce(
+        _ends_on_other(first, second, (o1, o2, o3, o4)), axis=1
+    )
     x_overlap = np.minimum(np.maximum(ax, bx), np.maximum(cx, dx)) - np.maximum(
         np.minimum(ax, bx), np.minimum(cx, dx)
     )
@@ -226,6 +221,46 @@ def segments_meet(first: FloatArray, second: FloatArray) -> tuple[BoolArray, Boo
     )
     overlapping: BoolArray = (o1 == 0) & (o2 == 0) & ((x_overlap > 0) | (y_overlap > 0))
     return crossing, touching, overlapping
+
+
+def ends_on_other(first: FloatArray, second: FloatArray) -> BoolArray:
+    """Per pair of segments, (n, 4): does the first's start, the first's end, the second's start,
+    the second's end lie on the other segment?"""
+    return _ends_on_other(first, second, _orientations(first, second))
+
+
+def _orientations(
+    first: FloatArray, second: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The sides (-1, 0, 1) of the second's start and end from the first, then of the first's
+    start and end from the second."""
+    ax, ay, bx, by = first.T
+    cx, cy, dx, dy = second.T
+    return (
+        np.sign((bx - ax) * (cy - ay) - (by - ay) * (cx - ax)),
+        np.sign((bx - ax) * (dy - ay) - (by - ay) * (dx - ax)),
+        np.sign((dx - cx) * (ay - cy) - (dy - cy) * (ax - cx)),
+        np.sign((dx - cx) * (by - cy) - (dy - cy) * (bx - cx)),
+    )
+
+
+def _ends_on_other(
+    first: FloatArray,
+    second: FloatArray,
+    sides: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+) -> BoolArray:
+    o1, o2, o3, o4 = sides
+    ax, ay, bx, by = first.T
+    cx, cy, dx, dy = second.T
+    return np.stack(
+        [
+            (o3 == 0) & _within(ax, ay, second),
+            (o4 == 0) & _within(bx, by, second),
+            (o1 == 0) & _within(cx, cy, first),
+            (o2 == 0) & _within(dx, dy, first),
+        ],
+        axis=1,
+    )
 
 
 def _within(x: FloatArray, y: FloatArray, segments: FloatArray) -> BoolArray:

@@ -22,6 +22,7 @@ from fraud.geo import (
     BoolArray,
     FloatArray,
     edge_columns,
+    ends_on_other,
     haversine_km,
     nearest_on_edges,
     nearest_position,
@@ -84,7 +85,9 @@ class Territory:
         Only geometry objects are accepted, not Features. Each position is [lon, lat] with an
         optional altitude, which is dropped. Raises TerritoryError naming the offending member or
         position for anything else: see the module constants for the size limits. No ring may
-        cross itself or another ring of its polygon.
+        cross itself or another ring of its polygon; each hole lies inside its polygon's exterior
+        and outside its other holes, and rings that touch do so at single points that leave the
+        polygon in one piece.
 
         ``stored``: a territory read back from Redis, validated when it was saved; the size
         limits and the crossing check, which a territory saved by an earlier version may not
@@ -375,8 +378,9 @@ def _check_crossings(
     rings: Sequence[FloatArray], polygon_of_ring: Sequence[int], paths: Sequence[str]
 ) -> None:
     """Refuse a ring that meets itself other than where consecutive edges join (a bow-tie, a
-    touch, an edge doubling back), and rings of one polygon that cross or run along one another
-    (a hole may touch its exterior at a point). Polygons of a MultiPolygon may overlap.
+    touch, an edge doubling back), rings of one polygon that cross or run along one another or
+    touch in a loop (`_check_touches`), and a hole outside its exterior or inside another hole
+    (`_check_holes`). Polygons of a MultiPolygon may overlap.
 
     Only pairs of edges of one polygon whose extents overlap along an axis are tested, along the
     axis with fewer such pairs (counted first, in O(n log n)); more than MAX_EDGE_PAIRS of them
@@ -435,6 +439,119 @@ def _check_crossings(
             f"{paths[ring_of[b]]}: the ring crosses ring {paths[ring_of[a]]}: its edge from "
             f"position {start_of[b]} meets that ring's edge from position {start_of[a]}"
         )
+    between = touching & ~same_ring
+    first, second = first[between], second[between]
+    touches = _check_touches(
+        edges[first], edges[second], ring_of[first], ring_of[second], len(rings), paths
+    )
+    axis = 0 if by_x <= by_y else 1  # the one along which few edges lie side by side
+    _check_holes(rings, polygon_of_ring, paths, edges, ring_of, shift, touches, axis)
+
+
+def _check_touches(
+    first: FloatArray,
+    second: FloatArray,
+    first_ring: npt.NDArray[np.intp],
+    second_ring: npt.NDArray[np.intp],
+    n_rings: int,
+    paths: Sequence[str],
+) -> set[tuple[float, float]]:
+    """Refuse touches between rings (edges ``first[i]`` and ``second[i]``, of different rings
+    of one polygon) that close a loop: a hole touching its exterior at two points, or rings
+    touching one another round an area, cut the polygon apart. The points where rings touch.
+
+    Rings and the points where they touch make a graph with an edge from each ring to each of
+    its touch points; the polygon is in one piece when that graph has no cycle.
+    """
+    pair, end = np.nonzero(ends_on_other(first, second))
+    ends = np.stack([first[:, :2], first[:, 2:], second[:, :2], second[:, 2:]], axis=1)
+    points = ends[pair, end]
+    links = np.unique(
+        np.column_stack(
+            [np.r_[first_ring[pair], second_ring[pair]], np.concatenate([points, points])]
+        ),
+        axis=0,
+    )
+    touch_points, point_of = np.unique(links[:, 1:], axis=0, return_inverse=True)
+    parent = list(range(n_rings + len(touch_points)))
+
+    def root(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    # A graph without cycles has fewer links than nodes: the loop ends within n_rings + points.
+    for (ring, x, y), point in zip(links.tolist(), point_of.reshape(-1).tolist(), strict=True):
+        ring_root, point_root = root(int(ring)), root(n_rings + point)
+        if ring_root == point_root:
+            raise TerritoryError(
+                f"{paths[int(ring)]}: the ring touches the other rings of its polygon in a loop "
+                f"(closed at [{x:g}, {y:g}]), which cuts the polygon apart; rings may touch at "
+                "one point, and not round an area"
+            )
+        parent[ring_root] = point_root
+    return {(x, y) for x, y in touch_points.tolist()}
+
+
+def _check_holes(
+    rings: Sequence[FloatArray],
+    polygon_of_ring: Sequence[int],
+    paths: Sequence[str],
+    edges: FloatArray,
+    ring_of: npt.NDArray[np.intp],
+    shift: FloatArray,
+    touches: set[tuple[float, float]],
+    axis: int,
+) -> None:
+    """Refuse a hole outside its polygon's exterior ring or inside another of its holes: once
+    rings neither cross nor touch in a loop, a hole lies wholly inside or outside each other
+    ring, so one of its positions that touches no ring says which.
+
+    That position is tested by the even-odd rule against the polygon's other rings, with a ray
+    along ``axis``'s perpendicular, crossing only edges whose extent along ``axis`` holds it:
+    as many (position, edge) pairs as there are pairs of edges side by side along it at most.
+    """
+    polygon_of = np.asarray(polygon_of_ring, dtype=np.intp)
+    is_hole = np.r_[False, polygon_of[1:] == polygon_of[:-1]]
+    holes = np.flatnonzero(is_hole)
+    if not holes.size:
+        return
+    exterior_of = np.flatnonzero(~is_hole)[polygon_of[holes]]
+    positions = []
+    for hole in holes.tolist():
+        free = next((p for p in map(tuple, rings[hole].tolist()) if p not in touches), None)
+        if free is None:
+            raise TerritoryError(f"{paths[hole]}: every position of the hole touches another ring")
+        positions.append(free)
+    points = np.array(positions, dtype=np.float64)
+    # Along the axis: the edges' extents and the points, each polygon shifted as in the caller.
+    at = points[:, axis] + polygon_of[holes] * 1000.0
+    low = np.r_[np.minimum(edges[:, axis], edges[:, axis + 2]) + shift, at]
+    high = np.r_[np.maximum(edges[:, axis], edges[:, axis + 2]) + shift, at]
+    a, b = overlapping_pairs(low, high)
+    n_edges = len(edges)
+    mixed = (a < n_edges) != (b < n_edges)
+    edge = np.where(a < n_edges, a, b)[mixed]
+    point = np.where(a < n_edges, b, a)[mixed] - n_edges
+    other = ring_of[edge] != holes[point]
+    edge, point = edge[other], point[other]
+    # A "northward" ray in coordinates with the axis first (x, y or y, x).
+    order = [axis, 1 - axis]
+    columns = edge_columns(edges[edge][:, [*order, *(i + 2 for i in order)]])
+    crosses = ray_crossings(points[point, order[1]], points[point, order[0]], columns)
+    on_exterior = ring_of[edge] == exterior_of[point]
+    inside_exterior = np.bincount(point[crosses & on_exterior], minlength=len(holes)) % 2 == 1
+    inside = np.bincount(point[crosses], minlength=len(holes)) % 2 == 1
+    wrong = ~inside_exterior | ~inside
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        if not inside_exterior[i]:
+            raise TerritoryError(
+                f"{paths[holes[i]]}: the hole lies outside its polygon's exterior ring (an area "
+                "of its own is a polygon of a MultiPolygon)"
+            )
+        raise TerritoryError(f"{paths[holes[i]]}: the hole lies inside another hole of its polygon")
 
 
 def _ring_edges(

@@ -330,6 +330,55 @@ def test_simple_rings_are_accepted(rings: list[Any]) -> None:
     Territory.from_geojson(polygon(*rings))
 
 
+HOLE: list[list[float]] = [[1, 1], [3, 1], [3, 3], [1, 3], [1, 1]]
+
+
+@pytest.mark.parametrize(
+    ("rings", "where", "message"),
+    [
+        ([SQUARE, [[10, 10], [11, 10], [11, 11], [10, 11], [10, 10]]], "[1]", "outside"),
+        ([[[1, 1], [2, 1], [2, 2], [1, 2], [1, 1]], SQUARE], "[1]", "outside"),  # round its shell
+        ([SQUARE, HOLE, [[1.5, 1.5], [2.5, 1.5], [2.5, 2.5], [1.5, 1.5]]], "[2]", "inside another"),
+        ([SQUARE, [[1.5, 1.5], [2.5, 1.5], [2.5, 2.5], [1.5, 1.5]], HOLE], "[1]", "inside another"),
+        ([SQUARE, [[0, 2], [2, 0], [4, 2], [2, 4], [0, 2]]], "[1]", "one point"),  # at 4 corners
+        ([SQUARE, [[0, 2], [2, 1], [4, 2], [2, 3], [0, 2]]], "[1]", "one point"),  # on 2 sides
+        (  # two holes touching each other twice
+            [SQUARE, [[1, 1], [3, 1], [2, 1.8], [1, 1]], [[1, 1], [2, 2], [3, 1], [2, 3], [1, 1]]],
+            "[2]",
+            "one point",
+        ),
+        (  # a loop of three touches: shell, hole, hole
+            [SQUARE, [[0, 2], [2, 1], [2, 3], [0, 2]], [[2, 1], [4, 2], [3, 3], [2, 1]]],
+            "[2]",
+            "one point",
+        ),
+    ],
+)
+def test_holes_outside_inside_others_or_cutting_the_polygon_are_refused(
+    rings: list[Any], where: str, message: str
+) -> None:
+    with pytest.raises(TerritoryError, match=message) as caught:
+        Territory.from_geojson(polygon(*rings))
+    assert f"territory.coordinates{where}:" in str(caught.value)
+    multi = {"type": "MultiPolygon", "coordinates": [[circle(5, lon0=20)], rings]}
+    with pytest.raises(TerritoryError, match=message) as caught:
+        Territory.from_geojson(multi)
+    assert f"territory.coordinates[1]{where}:" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "rings",
+    [
+        [SQUARE, HOLE, [[3, 3], [3.5, 3], [3.5, 3.5], [3, 3]]],  # holes touching at a corner
+        [SQUARE, [[0, 2], [1, 1.5], [1, 2.5], [0, 2]], [[1, 2.5], [3, 2], [3, 3], [1, 2.5]]],
+        [SQUARE, [[4, 2], [2, 1], [2, 3], [4, 2]]],  # a corner on the shell's side
+        [SQUARE, [[1, 1], [2, 1], [2, 2], [1, 1]], [[2, 2], [3, 2], [3, 3], [2, 2]]],
+    ],
+)
+def test_holes_touching_at_single_points_are_accepted(rings: list[Any]) -> None:
+    Territory.from_geojson(polygon(*rings))
+
+
 def test_a_bow_tie_with_many_vertices_is_found() -> None:
     ring = circle(5000)
     ring[10], ring[2000] = ring[2000], ring[10]

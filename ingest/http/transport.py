@@ -6,10 +6,13 @@ keep-alive, and runs out of descriptors rather than refuse a connection. Here ev
 is in one phase: waiting for a request (idle), reading its headers, reading its body, or being
 handled. The first three are timed; a sweep each second closes those past their timeout, in
 the order they entered the phase (each phase's connections are kept in that order, so a sweep
-looks only at the expired ones). At the cap, a new connection closes the one that has waited
-longest for a whole request (idle or reading headers), else for a body, or is closed itself if
-every other one is being handled. Closes are counted in
-``scanward_connections_closed_total{reason}`` and logged at most one line a minute.
+looks only at the expired ones). A body is timed only while the server reads it: while the app
+leaves a large one unread, aiohttp stops reading and the connection counts as handled; its clock
+starts again when reading resumes. A request pipelined behind another and begun before that one
+is answered waits as idle until more of it comes, then as headers. At the cap, a new
+connection closes the one that has waited longest for a whole request (idle or reading
+headers), else for a body, or is closed itself if every other one is being handled. Closes are
+counted in ``scanward_connections_closed_total{reason}`` and logged at most one line a minute.
 """
 
 from __future__ import annotations
@@ -71,9 +74,29 @@ class GuardedConnection(RequestHandler):
         self.payload: StreamReader | None = None
 
     def data_received(self, data: bytes) -> None:
-        if self.phase == IDLE:  # the first bytes of a request
+        if self.phase == IDLE and data:  # the first bytes of a request (b"": reading resumed)
             self.guard.enter(self, HEADERS)
         RequestHandler.data_received(self, data)  # a third of super()'s cost, once per read
+
+    def pause_reading(self) -> None:
+        """The app has not read the body it has (the buffer is full): not the client's delay."""
+        super().pause_reading()
+        if self.phase == BODY:
+            self.guard.enter(self, HANDLING)
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        """The app reads the body again: the rest must come within the body timeout. Each
+        restart of the clock needs a buffer's worth of body first, so a drip never gets one."""
+        payload = self.payload
+        if self.phase == HANDLING and payload is not None and not payload.is_eof():
+            self.guard.enter(self, BODY)
+        super().resume_reading(resume_parser)
+
+    @property
+    def reading_body(self) -> bool:
+        """Whether the server waits on the client for more of the request's body."""
+        payload = self.payload
+        return payload is not None and not payload.is_eof() and not self._reading_paused
 
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
@@ -127,6 +150,7 @@ class GuardedServer(web.Server):
         self._open = 0
         self._unlogged: Counter[str] = Counter()
         self._logged_at = -LOG_EVERY_S
+        self._sweep_failed = False
         self._sweeping = self._loop.call_later(SWEEP_EVERY_S, self._sweep)
 
     def __call__(self) -> GuardedConnection:
@@ -152,7 +176,7 @@ class GuardedServer(web.Server):
     ) -> web.BaseRequest:
         connection = cast(GuardedConnection, protocol)
         connection.payload = payload
-        self.enter(connection, HANDLING if payload.is_eof() else BODY)
+        self.enter(connection, BODY if connection.reading_body else HANDLING)
         return self._app_request(message, payload, protocol, writer, task)
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
@@ -189,6 +213,16 @@ class GuardedServer(web.Server):
         return bodies[0] if bodies is not None else newcomer
 
     def _sweep(self) -> None:
+        try:
+            self._close_expired()
+        except Exception:  # a bug here must not stop every later timeout
+            if not self._sweep_failed:
+                log.exception("the sweep of timed-out connections failed; it goes on")
+            self._sweep_failed = True
+        finally:
+            self._sweeping = self._loop.call_later(SWEEP_EVERY_S, self._sweep)
+
+    def _close_expired(self) -> None:
         now = self._loop.time()
         for phase in _TIMED:
             oldest = now - self._timeouts[phase]
@@ -204,7 +238,6 @@ class GuardedServer(web.Server):
                     self._close(connection, _TIMEOUT_REASONS[phase])
         if self._unlogged and now - self._logged_at >= LOG_EVERY_S:
             self._log_closes()
-        self._sweeping = self._loop.call_later(SWEEP_EVERY_S, self._sweep)
 
     def _close(self, connection: GuardedConnection, reason: str) -> None:
         self._forget(connection)
@@ -218,7 +251,7 @@ class GuardedServer(web.Server):
 
     @staticmethod
     def _in_body(connection: GuardedConnection) -> bool:
-        return connection.phase == BODY and not cast(StreamReader, connection.payload).is_eof()
+        return connection.phase == BODY and connection.reading_body
 
     def _count(self, reason: str) -> None:
         _CLOSED[reason].inc()
