@@ -24,10 +24,9 @@ from aiohttp.test_utils import TestClient
 from ingest.config import Settings
 from ingest.http.app import create_app
 from ingest.ops.local_services import free_port
-from tests.conftest import KEYRING_SECRET
+from tests.conftest import api_settings
 from tests.helpers import (
     ADMIN,
-    ADMIN_TOKEN,
     AiohttpClient,
     batch_codes,
     metric_samples,
@@ -214,13 +213,9 @@ async def test_the_gauges_the_alerts_need(app_client: Client, sunk_settings: Set
 async def test_unreachable_redis_and_clickhouse_show_as_0(
     aiohttp_client: AiohttpClient, keyring_path: Path, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        clickhouse_url=f"clickhouse://127.0.0.1:{free_port()}/default",
-        admin_token=ADMIN_TOKEN,
-        keyring_secret=KEYRING_SECRET,
-        keyring_path=keyring_path,
+    settings = api_settings(f"redis://127.0.0.1:{free_port()}/0", keyring_path, tmp_path)
+    settings = settings.with_overrides(
+        clickhouse_url=f"clickhouse://127.0.0.1:{free_port()}/default"
     )
     client = await aiohttp_client(create_app(settings))
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ingest.config import Settings
 from ingest.http.app import create_app
 from ingest.ops.local_services import free_port
-from tests.conftest import KEYRING_SECRET
+from tests.conftest import api_settings
 from tests.helpers import ADMIN_TOKEN
 
 AiohttpClient = Any
@@ -17,13 +16,7 @@ AiohttpClient = Any
 async def test_unreachable_redis_is_a_json_503(
     aiohttp_client: AiohttpClient, keyring_path: Path, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        admin_token=ADMIN_TOKEN,
-        keyring_secret=KEYRING_SECRET,
-        keyring_path=keyring_path,
-    )
+    settings = api_settings(f"redis://127.0.0.1:{free_port()}/0", keyring_path, tmp_path)
     client = await aiohttp_client(create_app(settings))
     health = await client.get("/healthz")
     assert health.status == 503
